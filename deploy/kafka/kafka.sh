@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Local single-node Apache Kafka (KRaft, broker+controller) on 127.0.0.1:9092/9093.
+#   kafka.sh up     start it (fetching the jars on first use), wait until a client can list
+#                   topics, create the four claim topics; a running broker is left as it is
+#   kafka.sh down   SIGTERM the broker and wait for it to exit; the data is kept
+#   kafka.sh clean  down, then delete the data
+# Everything lives under .kafka/ at the repository root. All three are safe to repeat.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+state="$root/.kafka"
+libs="$state/libs"
+data="$state/data"
+logs="$state/logs"
+pidfile="$state/kafka.pid"
+props="$state/server.properties"
+bootstrap="127.0.0.1:9092"
+partitions="${SCRUBBER_TOPIC_PARTITIONS:-6}"
+topics=(
+  "${SCRUBBER_TOPIC_INPUT:-claims.submitted}"
+  "${SCRUBBER_TOPIC_CLEAN:-claims.clean}"
+  "${SCRUBBER_TOPIC_REVIEW:-claims.needs-review}"
+  "${SCRUBBER_TOPIC_DEAD_LETTER:-claims.dead-letter}"
+)
+
+say() { printf 'kafka: %s\n' "$*" >&2; }
+
+running_pid() {
+  [ -f "$pidfile" ] || return 1
+  local pid
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka.Kafka'; then
+    echo "$pid"
+  else
+    return 1
+  fi
+}
+
+fetch_jars() {
+  local stamp="$libs/.pom.sha256" want
+  want=$(sha256sum "$here/pom.xml" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then return 0; fi
+  say "fetching Kafka jars from Maven Central (first run only)"
+  rm -rf "$libs"
+  mkdir -p "$libs"
+  mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$libs"
+  echo "$want" >"$stamp"
+}
+
+java_run() {
+  java -Xms64m -Xmx256m -XX:TieredStopAtLevel=1 \
+    -Dlog4j2.configurationFile="$here/log4j2-tools.properties" \
+    -cp "$libs/*" "$@"
+}
+
+write_props() {
+  sed -e "s#@DATA@#$data#" "$here/server.properties" >"$props"
+}
+
+format_storage() {
+  [ -f "$data/meta.properties" ] && return 0
+  say "formatting a new single-node cluster in $data"
+  mkdir -p "$data"
+  local cluster_id
+  cluster_id=$(java_run kafka.tools.StorageTool random-uuid)
+  java_run kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$props" >/dev/null
+}
+
+topic_cmd() { java_run org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" "$@"; }
+
+wait_ready() {
+  local deadline=$((SECONDS + 90))
+  until topic_cmd --list >/dev/null 2>&1; do
+    if ! running_pid >/dev/null; then
+      say "broker exited during start-up; last lines of $logs/server.log:"
+      tail -n 20 "$logs/server.log" >&2 || true
+      return 1
+    fi
+    if [ $SECONDS -ge $deadline ]; then
+      say "broker did not accept clients within 90 s; see $logs/server.log"
+      return 1
+    fi
+    sleep 1
+  done
+}
+
+create_topics() {
+  local existing pids=() t
+  existing=$(topic_cmd --list)
+  for t in "${topics[@]}"; do
+    grep -qxF "$t" <<<"$existing" && continue
+    topic_cmd --create --if-not-exists --topic "$t" --partitions "$partitions" --replication-factor 1 >/dev/null &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+}
+
+up() {
+  mkdir -p "$state" "$logs"
+  fetch_jars
+  if pid=$(running_pid); then
+    say "broker already running (pid $pid)"
+  else
+    write_props
+    format_storage
+    say "starting broker on $bootstrap"
+    KAFKA_LOGS_DIR="$logs" nohup java -Xms256m -Xmx512m -XX:+UseG1GC \
+      -Dkafka.logs.dir="$logs" \
+      -Dlog4j2.configurationFile="$here/log4j2.properties" \
+      -cp "$libs/*" kafka.Kafka "$props" >"$logs/stdout.log" 2>&1 &
+    echo $! >"$pidfile"
+  fi
+  wait_ready
+  create_topics
+  say "ready on $bootstrap; topics: ${topics[*]} ($partitions partitions)"
+}
+
+down() {
+  local pid
+  if ! pid=$(running_pid); then
+    rm -f "$pidfile"
+    say "broker not running"
+    return 0
+  fi
+  say "stopping broker (pid $pid)"
+  kill -TERM "$pid"
+  local deadline=$((SECONDS + 60))
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then
+      say "broker did not exit within 60 s of SIGTERM; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    sleep 0.2
+  done
+  rm -f "$pidfile"
+  say "stopped"
+}
+
+clean() {
+  down
+  rm -rf "$data" "$logs" "$props"
+  say "data deleted"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  clean) clean ;;
+  *) echo "usage: $0 up|down|clean" >&2; exit 2 ;;
+esac

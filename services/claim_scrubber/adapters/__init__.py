@@ -1,0 +1,1 @@
+"""Edges of the scrubber: Kafka, settings, ruleset files, logging, generated documents."""

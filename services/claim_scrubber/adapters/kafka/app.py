@@ -1,0 +1,187 @@
+"""The worker as a FastStream application on Kafka.
+
+FastStream owns the consumer (group membership, batches, rebalance callbacks, signals and
+graceful shutdown) and describes the topics in AsyncAPI. Output goes through
+PartitionProducers instead of FastStream publishers: FastStream has no Kafka transactions
+(faststream#2512), and exactly-once needs the output and the consumed offsets in one.
+The publishers declared here document the output topics and are never called.
+"""
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from faststream import AckPolicy, FastStream
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.specification import AsyncAPI
+
+from claim_scrubber import __version__
+from claim_scrubber.adapters.kafka.router import Backoff, ClaimRouter
+from claim_scrubber.adapters.kafka.transactions import PartitionProducers
+from claim_scrubber.adapters.settings import Settings
+from claim_scrubber.models import DeadLetter, ScrubResult
+from claim_scrubber.scrubber import Scrubber
+
+__all__ = ["StartupError", "build_app"]
+
+
+class StartupError(Exception):
+    """The worker cannot start; the message is one line for the operator."""
+
+
+class _PartitionOwnership(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Logs assignments and moves each partition's transactional producer with it."""
+
+    def __init__(self, *, topic: str, producers: PartitionProducers, log: Any) -> None:
+        self._topic = topic
+        self._producers = producers
+        self._log = log
+
+    def _ours(self, partitions: set[TopicPartition]) -> list[int]:
+        return sorted(tp.partition for tp in partitions if tp.topic == self._topic)
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        partitions = self._ours(revoked)
+        self._log.info("partitions.revoked", topic=self._topic, partitions=partitions)
+        await self._producers.close(partitions)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        partitions = self._ours(assigned)
+        self._log.info("partitions.assigned", topic=self._topic, partitions=partitions)
+        try:
+            await self._producers.open(partitions)
+        except KafkaError as error:
+            # Each producer is started again before its partition's next transaction.
+            self._log.warning(
+                "broker.unreachable", error_type=type(error).__name__, error=str(error)
+            )
+
+
+async def _wait_for_broker(settings: Settings, log: Any) -> None:
+    """Retry the broker with backoff until it answers and the input topic exists."""
+    backoff = Backoff(first_s=0.5, cap_s=10.0)
+    deadline = time.monotonic() + settings.startup_timeout_s
+    while True:
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000
+        )
+        try:
+            await admin.start()
+            topics = set(await admin.list_topics())
+        except (KafkaError, OSError) as error:
+            problem = f"cannot reach Kafka at {settings.kafka_bootstrap_servers}"
+            detail = {"error_type": type(error).__name__, "error": str(error)}
+        else:
+            missing = sorted(
+                {
+                    settings.topic_input,
+                    settings.topic_clean,
+                    settings.topic_review,
+                    settings.topic_dead_letter,
+                }
+                - topics
+            )
+            if not missing:
+                return
+            problem = f"topics {', '.join(missing)} do not exist on {settings.kafka_bootstrap_servers}"
+            detail = {"missing_topics": missing}
+        finally:
+            await admin.close()
+        if time.monotonic() >= deadline:
+            raise StartupError(f"{problem} (gave up after {settings.startup_timeout_s:g} s)")
+        delay = backoff.next_delay()
+        log.warning(
+            "broker.unreachable",
+            problem=problem,
+            attempt=backoff.attempt,
+            retry_in_s=round(delay, 2),
+            **detail,
+        )
+        await asyncio.sleep(delay)
+
+
+def build_app(settings: Settings, scrubber: Scrubber, log: Any) -> FastStream:
+    """The worker application: consume, scrub, publish and commit exactly once."""
+    broker = KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=f"claim-scrubber-{settings.worker_id}",
+        logger=logging.getLogger("faststream.claim_scrubber"),
+        log_level=logging.DEBUG,
+        graceful_timeout=settings.shutdown_timeout_s,
+    )
+    producers = PartitionProducers(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.group_id,
+        input_topic=settings.topic_input,
+        client_id=f"claim-scrubber-{settings.worker_id}",
+        transaction_timeout_ms=settings.transaction_timeout_ms,
+    )
+    router = ClaimRouter(settings=settings, scrubber=scrubber, producers=producers, log=log)
+    subscriber = broker.subscriber(
+        settings.topic_input,
+        group_id=settings.group_id,
+        batch=True,
+        max_records=settings.batch_max_records,
+        batch_timeout_ms=settings.batch_timeout_ms,
+        ack_policy=AckPolicy.MANUAL,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        session_timeout_ms=settings.session_timeout_ms,
+        heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 4),
+        max_partition_fetch_bytes=max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
+        listener=_PartitionOwnership(topic=settings.topic_input, producers=producers, log=log),
+        title=f"{settings.topic_input}:scrub",
+        description="ClaimEvent JSON, schema_version 1 (schemas/claim-event.schema.json)",
+    )
+    for topic, model, what in (
+        (settings.topic_clean, ScrubResult, "ScrubResult with outcome clean, keyed by claim_id"),
+        (settings.topic_review, ScrubResult, "ScrubResult with outcome needs_review"),
+        (settings.topic_dead_letter, DeadLetter, "DeadLetter with the original bytes, input key"),
+    ):
+        broker.publisher(topic, title=f"{topic}:publish", description=what, schema=model)
+
+    @subscriber
+    async def scrub_claims(message: KafkaMessage) -> None:
+        """Scrub a batch of claim events and publish each result exactly once."""
+        consumer = subscriber.consumer
+        if consumer is None:  # stopped between fetching and handling: nothing was consumed
+            return
+        await router.handle(message.raw_message, consumer.seek)
+
+    async def starting() -> None:
+        await _wait_for_broker(settings, log)
+
+    async def started() -> None:
+        log.info(
+            "worker.started",
+            version=__version__,
+            ruleset_version=scrubber.ruleset.version,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            group_id=settings.group_id,
+            input_topic=settings.topic_input,
+        )
+
+    async def stopping() -> None:
+        log.info("worker.stopping")
+
+    async def stopped() -> None:
+        await producers.close_all()
+        log.info("worker.stopped")
+
+    return FastStream(
+        broker,
+        logger=logging.getLogger("faststream.claim_scrubber"),
+        on_startup=[starting],
+        after_startup=[started],
+        on_shutdown=[stopping],
+        after_shutdown=[stopped],
+        specification=AsyncAPI(
+            title="claim-scrubber",
+            version=__version__,
+            description="Scrubs claim events for HCPCS Q4390 and claim integrity, exactly once.",
+        ),
+    )

@@ -1,0 +1,225 @@
+"""The edge between Kafka records and the scrubber: decide, publish in a transaction, audit.
+
+One batch from the consumer becomes one transaction per input partition, committed
+concurrently. A partition whose transaction fails is rewound to its first record of the
+batch, so the records are decided again and published exactly once.
+"""
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaConnectionError, KafkaError
+
+from claim_scrubber.adapters.kafka.transactions import (
+    OutboundRecord,
+    PartitionProducers,
+    TransactionFenced,
+)
+from claim_scrubber.adapters.settings import Settings
+from claim_scrubber.scrubber import DEAD_LETTER, Decision, Scrubber
+
+__all__ = ["Backoff", "ClaimRouter", "InputRecord"]
+
+_JSON = b"application/json"
+
+
+class InputRecord(Protocol):
+    """The fields of aiokafka's ConsumerRecord the router reads."""
+
+    @property
+    def topic(self) -> str: ...
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def timestamp(self) -> int: ...
+    @property
+    def key(self) -> bytes | None: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+Seek = Callable[[TopicPartition, int], None]
+
+
+class Backoff:
+    """Exponential delay with jitter between retries of a failing partition (0.2 s .. 10 s)."""
+
+    def __init__(self, *, first_s: float = 0.2, cap_s: float = 10.0) -> None:
+        self._first_s = first_s
+        self._cap_s = cap_s
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        self.attempt += 1
+        ceiling = min(self._cap_s, self._first_s * 2 ** (self.attempt - 1))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not security
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Routed:
+    record: InputRecord
+    decision: Decision
+    output: OutboundRecord
+
+
+def _key_text(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+class ClaimRouter:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        scrubber: Scrubber,
+        producers: PartitionProducers,
+        log: Any,
+    ) -> None:
+        self._settings = settings
+        self._scrubber = scrubber
+        self._producers = producers
+        self._log = log
+        self._backoff = Backoff()
+        self._topic_by_outcome = {
+            "clean": settings.topic_clean,
+            "needs_review": settings.topic_review,
+            DEAD_LETTER: settings.topic_dead_letter,
+        }
+        self._ruleset_version = scrubber.ruleset.version.encode()
+
+    def _route(self, record: InputRecord, now: datetime) -> _Routed:
+        payload = record.value or b""
+        decision = self._scrubber.decide(
+            payload,
+            result_source={
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+            },
+            dead_letter_source={
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "timestamp_ms": record.timestamp,
+                "key": _key_text(record.key),
+            },
+            now=now,
+        )
+        claim_id = (decision.claim_id or "").encode()
+        output = OutboundRecord(
+            topic=self._topic_by_outcome[decision.outcome],
+            key=record.key if decision.is_dead_letter else claim_id,
+            value=decision.document,
+            headers=[
+                ("content-type", _JSON),
+                ("event-id", (decision.event_id or "").encode()),
+                ("claim-id", claim_id),
+                ("outcome", decision.outcome.encode()),
+                ("ruleset-version", self._ruleset_version),
+            ],
+        )
+        return _Routed(record, decision, output)
+
+    async def handle(self, records: Sequence[InputRecord], seek: Seek) -> None:
+        """Decide every record, then commit one transaction per partition."""
+        now = datetime.now(UTC)
+        by_partition: dict[int, list[_Routed]] = {}
+        for record in records:
+            by_partition.setdefault(record.partition, []).append(self._route(record, now))
+
+        partitions = list(by_partition)
+        outcomes = await asyncio.gather(
+            *(
+                self._producers.commit(
+                    partition,
+                    [routed.output for routed in by_partition[partition]],
+                    by_partition[partition][-1].record.offset + 1,
+                )
+                for partition in partitions
+            ),
+            return_exceptions=True,
+        )
+        committed_ms = time.time() * 1000
+        failures = 0
+        for partition, outcome in zip(partitions, outcomes, strict=True):
+            routed = by_partition[partition]
+            if isinstance(outcome, BaseException):
+                failures += 1
+                self._rewind(routed[0].record, seek)
+                self._report_failure(partition, outcome)
+            else:
+                for item in routed:
+                    self._audit(item, committed_ms)
+        if failures:
+            delay = self._backoff.next_delay()
+            self._log.info("worker.retrying", retry_in_s=round(delay, 2), attempt=self._backoff.attempt)
+            await asyncio.sleep(delay)
+        else:
+            self._backoff.reset()
+
+    def _rewind(self, first: InputRecord, seek: Seek) -> None:
+        try:
+            seek(TopicPartition(first.topic, first.partition), first.offset)
+        except (IllegalStateError, AssertionError, KafkaError):
+            # The partition was revoked meanwhile: its new owner starts from the committed offset.
+            self._log.info("partition.rewind_skipped", partition=first.partition)
+
+    def _report_failure(self, partition: int, error: BaseException) -> None:
+        if isinstance(error, TransactionFenced):
+            self._log.warning("transaction.fenced", partition=partition)
+        elif isinstance(error, KafkaConnectionError | asyncio.TimeoutError | OSError):
+            self._log.warning(
+                "broker.unreachable",
+                partition=partition,
+                error_type=type(error).__name__,
+                error=str(error),
+                bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            )
+        elif isinstance(error, KafkaError):
+            self._log.warning(
+                "transaction.aborted",
+                partition=partition,
+                error_type=type(error).__name__,
+                error=str(error),
+            )
+        else:
+            self._log.error("transaction.aborted", partition=partition, exc_info=error)
+
+    def _audit(self, item: _Routed, committed_ms: float) -> None:
+        decision, record = item.decision, item.record
+        fields = {
+            "event_id": decision.event_id,
+            "claim_id": decision.claim_id,
+            "claim_version": decision.claim_version,
+            "outcome": decision.outcome,
+            "rule_ids": list(decision.rule_ids),
+            "ruleset_version": self._scrubber.ruleset.version,
+            "source_topic": record.topic,
+            "source_partition": record.partition,
+            "source_offset": record.offset,
+            "output_topic": item.output.topic,
+            "latency_ms": max(0, round(committed_ms - record.timestamp)),
+            "worker_id": self._settings.worker_id,
+        }
+        if decision.dead_letter_kind is not None:
+            self._log.warning(
+                "claim.dead_lettered", dead_letter_kind=decision.dead_letter_kind.value, **fields
+            )
+        else:
+            self._log.info("claim.scrubbed", **fields)

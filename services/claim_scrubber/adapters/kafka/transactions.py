@@ -1,0 +1,136 @@
+"""Exactly-once output: one transactional producer per input partition.
+
+aiokafka commits consumer offsets with TxnOffsetCommit v0, which carries no consumer-group
+generation (the pre-KIP-447 model). A worker that stalls and loses its partitions can
+then only be fenced through its transactional id, so each input partition gets its own
+producer, `<group>-<topic>-<partition>`, created when the partition is assigned. The new
+owner's InitProducerId aborts the old owner's open transaction and fences its producer.
+"""
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import ProducerFenced
+
+__all__ = ["OutboundRecord", "PartitionProducers", "TransactionFenced"]
+
+
+class TransactionFenced(Exception):
+    """Another worker now owns the partition; this worker's output for it was aborted."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class PartitionProducers:
+    """Transactional producers of this worker, keyed by the input partition they serve."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        group_id: str,
+        input_topic: str,
+        client_id: str,
+        transaction_timeout_ms: int,
+    ) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._group_id = group_id
+        self._input_topic = input_topic
+        self._client_id = client_id
+        self._transaction_timeout_ms = transaction_timeout_ms
+        self._producers: dict[int, AIOKafkaProducer] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def transactional_id(self, partition: int) -> str:
+        return f"{self._group_id}-{self._input_topic}-{partition}"
+
+    def _lock(self, partition: int) -> asyncio.Lock:
+        return self._locks.setdefault(partition, asyncio.Lock())
+
+    async def _start(self, partition: int) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap_servers,
+            client_id=f"{self._client_id}-p{partition}",
+            transactional_id=self.transactional_id(partition),
+            transaction_timeout_ms=self._transaction_timeout_ms,
+            linger_ms=5,
+            max_batch_size=512 * 1024,
+            max_request_size=8 * 1024 * 1024,
+            request_timeout_ms=30_000,
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        self._producers[partition] = producer
+        return producer
+
+    async def open(self, partitions: Iterable[int]) -> None:
+        """Start (and so fence every older owner of) the producers of newly assigned partitions."""
+
+        async def open_one(partition: int) -> None:
+            async with self._lock(partition):
+                if partition not in self._producers:
+                    await self._start(partition)
+
+        await asyncio.gather(*(open_one(p) for p in partitions))
+
+    async def _discard(self, partition: int) -> None:
+        producer = self._producers.pop(partition, None)
+        if producer is not None:
+            await producer.stop()
+
+    async def close(self, partitions: Iterable[int]) -> None:
+        """Stop the producers of revoked partitions once their open transaction has ended."""
+
+        async def close_one(partition: int) -> None:
+            async with self._lock(partition):
+                await self._discard(partition)
+
+        await asyncio.gather(*(close_one(p) for p in partitions))
+
+    async def close_all(self) -> None:
+        await self.close(list(self._producers))
+
+    async def commit(
+        self, partition: int, records: Sequence[OutboundRecord], next_offset: int
+    ) -> None:
+        """Publish `records` and commit `next_offset` for the partition in one transaction.
+
+        Raises TransactionFenced when another worker owns the partition, or the Kafka error
+        that aborted the transaction; in both cases nothing of it is visible to read_committed
+        consumers and the consumer must seek back to the first record.
+        """
+        async with self._lock(partition):
+            producer = self._producers.get(partition) or await self._start(partition)
+            try:
+                await producer.begin_transaction()
+                for record in records:
+                    await producer.send(
+                        record.topic, record.value, key=record.key, headers=record.headers
+                    )
+                await producer.send_offsets_to_transaction(
+                    {TopicPartition(self._input_topic, partition): next_offset}, self._group_id
+                )
+                await producer.commit_transaction()
+            except ProducerFenced as error:
+                await self._discard(partition)
+                raise TransactionFenced(self.transactional_id(partition)) from error
+            except BaseException:
+                await self._abort(partition, producer)
+                raise
+
+    async def _abort(self, partition: int, producer: AIOKafkaProducer) -> None:
+        try:
+            await asyncio.wait_for(producer.abort_transaction(), timeout=10)
+        except Exception:  # noqa: BLE001 - a producer that cannot abort is replaced
+            await self._discard(partition)

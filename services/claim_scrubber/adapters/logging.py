@@ -1,0 +1,127 @@
+"""Structured logging: one JSON object per line, for our events and for every library's logs.
+
+PHI safety is by construction: our events carry only allow-listed identifiers, and an
+exception is logged as its type and stack frames, never its message, unless it comes from
+the Kafka client or the operating system (whose messages describe connections, not claims).
+"""
+
+import logging
+import sys
+import traceback
+from collections.abc import MutableMapping
+from types import TracebackType
+from typing import Any, BinaryIO, Literal, TextIO
+
+import orjson
+import structlog
+
+__all__ = ["configure_logging", "get_logger"]
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_QUIET_LIBRARIES = ("aiokafka", "faststream", "kafka", "asyncio")
+_SAFE_MESSAGE_MODULES = ("aiokafka", "kafka")
+_SAFE_MESSAGE_TYPES = (OSError, TimeoutError, ConnectionError)
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+def _exc_info(value: object) -> ExcInfo | None:
+    if isinstance(value, BaseException):
+        return (type(value), value, value.__traceback__)
+    if isinstance(value, tuple) and len(value) == 3 and value[1] is not None:
+        return value  # type: ignore[return-value]
+    if value is True:
+        current = sys.exc_info()
+        return current if current[1] is not None else None  # type: ignore[return-value]
+    return None
+
+
+def _message_is_safe(error: BaseException) -> bool:
+    module = type(error).__module__.split(".")[0]
+    if module in _SAFE_MESSAGE_MODULES:
+        return True
+    return isinstance(error, _SAFE_MESSAGE_TYPES)
+
+
+def _safe_exception(
+    logger: object, method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Replace exc_info by the error's type and stack frames; keep a message only when safe."""
+    del logger, method
+    for key in ("exc_info", "exception"):
+        info = _exc_info(event_dict.pop(key, None))
+        if info is None:
+            continue
+        error_type, error, trace = info
+        event_dict["error_type"] = f"{error_type.__module__}.{error_type.__qualname__}"
+        if _message_is_safe(error):
+            event_dict["error"] = str(error)
+        event_dict["stack"] = [
+            f"{frame.filename}:{frame.lineno} in {frame.name}"
+            for frame in traceback.extract_tb(trace)
+        ]
+    event_dict.pop("stack_info", None)
+    return event_dict
+
+
+def _orjson_text(logger: object, method: str, event_dict: MutableMapping[str, Any]) -> str:
+    del logger, method
+    return orjson.dumps(event_dict, default=str).decode("utf-8")
+
+
+def _orjson_bytes(logger: object, method: str, event_dict: MutableMapping[str, Any]) -> bytes:
+    del logger, method
+    return orjson.dumps(event_dict, default=str)
+
+
+def configure_logging(
+    *,
+    log_format: Literal["json", "console"] = "json",
+    level: Literal["debug", "info", "warning", "error"] = "info",
+    stream: TextIO | None = None,
+) -> None:
+    """Send structlog events and stdlib records (aiokafka, FastStream) to one stream."""
+    target = stream if stream is not None else sys.stdout
+    numeric_level = _LEVELS[level]
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        _safe_exception,
+    ]
+    stdlib_renderer: Any
+    if log_format == "json":
+        binary: BinaryIO = target.buffer  # type: ignore[attr-defined]
+        structlog.configure(
+            processors=[*shared, _orjson_bytes],
+            wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+            logger_factory=structlog.BytesLoggerFactory(binary),
+            cache_logger_on_first_use=True,
+        )
+        stdlib_renderer = _orjson_text
+    else:
+        stdlib_renderer = structlog.dev.ConsoleRenderer(colors=False)
+        structlog.configure(
+            processors=[*shared, stdlib_renderer],
+            wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+            logger_factory=structlog.PrintLoggerFactory(target),
+            cache_logger_on_first_use=True,
+        )
+
+    handler = logging.StreamHandler(target)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, stdlib_renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric_level)
+    library_level = logging.DEBUG if numeric_level == logging.DEBUG else logging.WARNING
+    for name in _QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(library_level)
+
+
+def get_logger(**context: Any) -> Any:
+    return structlog.get_logger().bind(**context)

@@ -1,0 +1,47 @@
+"""Reading a ruleset file (TOML or JSON) into a validated Ruleset."""
+
+import json
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from claim_scrubber.models import Ruleset
+
+__all__ = ["RulesetError", "default_ruleset_text", "load_ruleset"]
+
+
+class RulesetError(Exception):
+    """The ruleset cannot be used; the message is one line naming the file and the bad entry."""
+
+
+def default_ruleset_text() -> str:
+    return resources.files("claim_scrubber").joinpath("rulesets/default.toml").read_text("utf-8")
+
+
+def _parse(text: str, name: str) -> Any:
+    if name.endswith(".json"):
+        return json.loads(text)
+    return tomllib.loads(text)
+
+
+def load_ruleset(path: Path | None = None) -> Ruleset:
+    """The ruleset at `path`, or the shipped default; RulesetError says what is wrong."""
+    name = str(path) if path is not None else "default ruleset"
+    try:
+        text = default_ruleset_text() if path is None else path.read_text("utf-8")
+        document = _parse(text, name)
+    except OSError as error:
+        raise RulesetError(f"ruleset {name}: cannot read it ({error.strerror})") from None
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RulesetError(f"ruleset {name}: not valid TOML/JSON ({error})") from None
+    try:
+        return Ruleset.model_validate(document)
+    except ValidationError as error:
+        problems = error.errors(include_url=False, include_input=False)
+        first = problems[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise RulesetError(f"ruleset {name}: {where}: {first['msg']}{more}") from None

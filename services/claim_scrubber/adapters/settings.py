@@ -1,0 +1,70 @@
+"""The worker's settings: environment variables with the SCRUBBER_ prefix, nothing else."""
+
+import os
+import socket
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
+
+ENV_PREFIX = "SCRUBBER_"
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class SettingsError(Exception):
+    """A setting is unknown or invalid; the message is one line naming the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        frozen=True,
+        hide_input_in_errors=True,
+    )
+
+    kafka_bootstrap_servers: Annotated[str, Field(min_length=1)] = "localhost:9092"
+    group_id: Annotated[str, Field(min_length=1)] = "claim-scrubber"
+    topic_input: Annotated[str, Field(min_length=1)] = "claims.submitted"
+    topic_clean: Annotated[str, Field(min_length=1)] = "claims.clean"
+    topic_review: Annotated[str, Field(min_length=1)] = "claims.needs-review"
+    topic_dead_letter: Annotated[str, Field(min_length=1)] = "claims.dead-letter"
+    topic_partitions: Annotated[int, Field(ge=1, le=1000)] = 6
+    ruleset: Path | None = Field(default=None, description="ruleset file; default: the shipped one")
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_message_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    batch_max_records: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    batch_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = 100
+    session_timeout_ms: Annotated[int, Field(ge=1_000, le=300_000)] = 10_000
+    transaction_timeout_ms: Annotated[int, Field(ge=1_000, le=900_000)] = 60_000
+    shutdown_timeout_s: Annotated[float, Field(gt=0, le=300)] = 30.0
+    startup_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    worker_id: Annotated[str, Field(min_length=1, max_length=200)] = Field(
+        default_factory=_default_worker_id
+    )
+
+    def env_name(self, field: str) -> str:
+        return f"{ENV_PREFIX}{field.upper()}"
+
+
+def load_settings() -> Settings:
+    """Read the settings; an unknown SCRUBBER_ variable or a bad value raises SettingsError."""
+    known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    unknown = sorted(
+        name for name in os.environ if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+    )
+    if unknown:
+        raise SettingsError(f"unknown setting {unknown[0]} (known: {', '.join(sorted(known))})")
+    try:
+        return Settings()
+    except ValidationError as error:
+        problem = error.errors(include_url=False, include_input=False)[0]
+        name = f"{ENV_PREFIX}{str(problem['loc'][0]).upper()}" if problem["loc"] else ENV_PREFIX
+        raise SettingsError(f"invalid setting {name}: {problem['msg']}") from None

@@ -1,0 +1,1 @@
+"""Processes and commands: the Kafka worker and the offline CLI."""

@@ -1,0 +1,155 @@
+"""ClaimEvent, schema_version "1": the input of the scrubber (contract section 2).
+
+Type and shape are checked here; a violation makes the record a dead letter. Values inside
+a well-formed claim (a bad NPI, zero units, a missing document) are left to the rules.
+"""
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from claim_scrubber.models._types import (
+    CONTRACT_MODEL,
+    IsoDate,
+    JsonNumber,
+    Money,
+    Rfc3339Time,
+    Units,
+    WholeNumber,
+)
+
+__all__ = [
+    "ClaimEvent",
+    "ClaimLine",
+    "Documentation",
+    "Patient",
+    "Payer",
+    "PayerKind",
+    "Product",
+    "Provider",
+    "Wound",
+]
+
+
+class PayerKind(StrEnum):
+    """The payer family; it selects the payer profile of the ruleset."""
+
+    MEDICARE = "medicare"
+    MEDICARE_ADVANTAGE = "medicare_advantage"
+    AETNA = "aetna"
+    BCBS = "bcbs"
+    CIGNA = "cigna"
+    UHC = "uhc"
+    OTHER = "other"
+
+
+class Payer(BaseModel):
+    model_config = CONTRACT_MODEL
+
+    kind: Annotated[PayerKind, Field(strict=False)]  # the enum accepts its JSON string values
+    payer_id: str | None = None
+    name: str | None = None
+    mac: str | None = Field(default=None, description="Medicare administrative contractor")
+
+
+class Patient(BaseModel):
+    """PHI: validated for shape only, never read by a rule, never logged."""
+
+    model_config = CONTRACT_MODEL
+
+    member_id: str | None = None
+    first_name: str | None = None
+    last_name: str | None = None
+    birth_date: str | None = None
+    sex: str | None = None
+
+
+class Provider(BaseModel):
+    model_config = CONTRACT_MODEL
+
+    npi: str
+    name: str | None = None
+    tax_id: str | None = None
+
+
+class RenderingProvider(BaseModel):
+    model_config = CONTRACT_MODEL
+
+    npi: str | None = None
+
+
+class ClaimLine(BaseModel):
+    model_config = CONTRACT_MODEL
+
+    line_number: Annotated[WholeNumber, Field(ge=1)]
+    procedure_code: str
+    modifiers: list[str]
+    units: Units
+    unit_basis: str | None = Field(default="UN", description="absent or null means UN")
+    charge: Money
+    service_date: IsoDate
+    diagnosis_pointers: list[WholeNumber]
+    rendering_npi: str | None = None
+    note: str | None = Field(default=None, description="SV101-7 / NTE free text (PHI)")
+
+
+class Wound(BaseModel):
+    model_config = CONTRACT_MODEL
+
+    area_cm2: JsonNumber | None = None
+    location: str | None = None
+    laterality: str | None = None
+    indication: str | None = None
+    depth: str | None = None
+    standard_of_care_weeks: JsonNumber | None = None
+    application_number: WholeNumber | None = None
+    episode_start_date: IsoDate | None = None
+
+
+class Product(BaseModel):
+    model_config = CONTRACT_MODEL
+
+    name: str | None = None
+    lot_numbers: list[str] | None = None
+    quantity_applied_cm2: JsonNumber | None = None
+    quantity_wasted_cm2: JsonNumber | None = None
+
+
+class Documentation(BaseModel):
+    model_config = CONTRACT_MODEL
+
+    wound: Wound | None = None
+    primary_procedure_code: str | None = None
+    product: Product | None = None
+    medical_necessity: str | None = None
+    increased_services_justification: str | None = None
+
+
+class Claim(BaseModel):
+    model_config = CONTRACT_MODEL
+
+    claim_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+    claim_version: Annotated[WholeNumber, Field(ge=1)]
+    claim_type: Literal["professional", "institutional"]
+    payer: Payer
+    patient: Patient | None = None
+    billing_provider: Provider
+    rendering_provider: RenderingProvider | None = None
+    place_of_service: str
+    prior_authorization_number: str | None = None
+    diagnoses: Annotated[list[str], Field(max_length=12)]
+    lines: Annotated[list[ClaimLine], Field(min_length=1, max_length=50)]
+    documentation: Documentation | None = None
+
+
+class ClaimEvent(BaseModel):
+    """One claim event from the billing platform (topic `claims.submitted`)."""
+
+    model_config = CONTRACT_MODEL
+
+    schema_version: Literal["1"]
+    event_id: Annotated[str, Field(min_length=1, max_length=128)]
+    event_type: Literal["claim.submitted", "claim.resubmitted"]
+    occurred_at: Rfc3339Time
+    claim: Claim

@@ -1,0 +1,128 @@
+"""What the scrubber publishes: ScrubResult (clean / needs-review) and DeadLetter (contract 3-4)."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "DeadLetter",
+    "DeadLetterError",
+    "DeadLetterKind",
+    "DeadLetterKafkaSource",
+    "FileSource",
+    "Finding",
+    "KafkaSource",
+    "Outcome",
+    "ScrubResult",
+    "Severity",
+    "ViolationDetail",
+]
+
+_OUTPUT_MODEL = ConfigDict(frozen=True, extra="forbid")
+
+
+class Severity(StrEnum):
+    """`error` sends a claim to review; `warning` and `info` annotate a claim that can stay clean."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+
+class Outcome(StrEnum):
+    CLEAN = "clean"
+    NEEDS_REVIEW = "needs_review"
+
+
+class DeadLetterKind(StrEnum):
+    TOO_LARGE = "too_large"
+    INVALID_ENCODING = "invalid_encoding"
+    INVALID_JSON = "invalid_json"
+    NOT_AN_OBJECT = "not_an_object"
+    UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
+    SCHEMA_VIOLATION = "schema_violation"
+
+
+class Finding(BaseModel):
+    """One thing a coder must know about a claim: which rule, where, and what to do."""
+
+    model_config = _OUTPUT_MODEL
+
+    rule_id: str = Field(pattern=r"^[A-Z]+-[0-9]{3}$")
+    severity: Severity
+    line_number: int | None = Field(description="null for a claim-level finding")
+    field: str = Field(description="path into the event, e.g. claim.lines[1].modifiers (zero-based)")
+    message: str
+
+
+class KafkaSource(BaseModel):
+    model_config = _OUTPUT_MODEL
+
+    topic: str
+    partition: int
+    offset: int
+
+
+class FileSource(BaseModel):
+    """Where an offline `claim-scrubber scrub` input line came from (1-based line)."""
+
+    model_config = _OUTPUT_MODEL
+
+    file: str
+    line: int
+
+
+class ScrubResult(BaseModel):
+    """Published to `claims.clean` or `claims.needs-review`, keyed by claim_id."""
+
+    model_config = _OUTPUT_MODEL
+
+    schema_version: Literal["1"] = "1"
+    event_id: str
+    claim_id: str
+    claim_version: int
+    outcome: Outcome
+    findings: list[Finding]
+    ruleset_version: str
+    scrubbed_at: datetime
+    source: KafkaSource | FileSource
+    claim: dict[str, Any] = Field(description="the input claim object, as received")
+
+
+class ViolationDetail(BaseModel):
+    model_config = _OUTPUT_MODEL
+
+    loc: str = Field(description="the validator's location, joined with dots")
+    msg: str
+
+
+class DeadLetterError(BaseModel):
+    model_config = _OUTPUT_MODEL
+
+    kind: DeadLetterKind
+    message: str
+    details: list[ViolationDetail] = Field(default_factory=list)
+
+
+class DeadLetterKafkaSource(BaseModel):
+    model_config = _OUTPUT_MODEL
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: str | None = Field(description="the input key as UTF-8 text; null when absent or not UTF-8")
+
+
+class DeadLetter(BaseModel):
+    """Published to `claims.dead-letter` with the input key unchanged; keeps the original bytes."""
+
+    model_config = _OUTPUT_MODEL
+
+    schema_version: Literal["1"] = "1"
+    error: DeadLetterError
+    source: DeadLetterKafkaSource | FileSource
+    payload_base64: str
+    received_at: datetime

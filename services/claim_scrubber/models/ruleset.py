@@ -1,0 +1,168 @@
+"""The ruleset: every value the rules read (code lists, limits, payer profiles, dates, rates).
+
+Rule logic is code; its reference data is this versioned document, shipped as
+`rulesets/default.toml` and replaceable by an operator (SCRUBBER_RULESET). It is validated
+once at start, and the lookups rules need per claim are precomputed then.
+"""
+
+from datetime import date
+from functools import cached_property
+from decimal import Decimal
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from claim_scrubber.models.event import PayerKind
+
+__all__ = ["ApplicationFamily", "JwJzPolicy", "PayerProfile", "PlaceOfService", "Rate", "Ruleset"]
+
+_RULESET_MODEL = ConfigDict(frozen=True, extra="forbid")
+
+Code = Annotated[str, Field(pattern=r"^[0-9A-Z]{5}$")]
+Modifier = Annotated[str, Field(pattern=r"^[0-9A-Z]{2}$")]
+DiagnosisPrefix = Annotated[str, Field(pattern=r"^[A-Z][0-9][0-9A-Z.]{1,6}$")]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class Rate(BaseModel):
+    """An expected payment per cm² of product, from a date of service on."""
+
+    model_config = _RULESET_MODEL
+
+    effective_from: date
+    per_cm2: Annotated[Decimal, Field(gt=0, decimal_places=2)]
+
+
+class PayerProfile(BaseModel):
+    """What one payer family requires. A setting left out is a check the payer does not make."""
+
+    model_config = _RULESET_MODEL
+
+    covered_products: frozenset[Code] | None = Field(
+        default=None, description="skin-substitute Q-codes the payer covers; absent: not checked"
+    )
+    prior_authorization_codes: frozenset[Code] = frozenset()
+    max_applications: PositiveInt | None = None
+    episode_weeks: PositiveInt | None = None
+    min_standard_care_weeks: Annotated[float, Field(gt=0)] | None = None
+    min_wound_area_cm2: Annotated[float, Field(gt=0)] | None = None
+    dual_diagnosis_required: bool = False
+    jw_jz_policy: Literal["medicare"] | None = None
+    claim_charge_limit: Annotated[Decimal, Field(gt=0, decimal_places=2)] | None = None
+    rates: tuple[Rate, ...] = ()
+
+    @model_validator(mode="after")
+    def _rates_in_date_order(self) -> Self:
+        starts = [rate.effective_from for rate in self.rates]
+        if starts != sorted(set(starts)):
+            raise ValueError("rates must be listed by effective_from, oldest first, one per date")
+        return self
+
+    def rate_on(self, service_date: date) -> Decimal | None:
+        """The expected rate per cm² for a date of service, or None when none applies."""
+        applicable = None
+        for rate in self.rates:
+            if rate.effective_from <= service_date:
+                applicable = rate.per_cm2
+        return applicable
+
+
+class ApplicationFamily(BaseModel):
+    """Skin-substitute application codes for one group of anatomic sites (CPT 15271-15278)."""
+
+    model_config = _RULESET_MODEL
+
+    locations: frozenset[Annotated[str, Field(pattern=r"^[a-z_]+$")]]
+    small_primary: Code = Field(description="first 25 cm² of a wound under 100 cm²")
+    small_addon: Code = Field(description="each further 25 cm² under 100 cm²")
+    large_primary: Code = Field(description="first 100 cm² of a wound of 100 cm² or more")
+    large_addon: Code = Field(description="each further 100 cm²")
+
+
+class PlaceOfService(BaseModel):
+    model_config = _RULESET_MODEL
+
+    bundled: frozenset[Annotated[str, Field(pattern=r"^[0-9]{2}$")]]
+    expected: frozenset[Annotated[str, Field(pattern=r"^[0-9]{2}$")]]
+
+
+class JwJzPolicy(BaseModel):
+    """The Medicare JW/JZ (discarded / no discarded drug) modifier windows."""
+
+    model_config = _RULESET_MODEL
+
+    required_from: date
+    required_through: date
+    prohibited_from: date
+    jz_rejected_macs: frozenset[str] = Field(description="MACs that reject JZ on skin substitutes")
+    modifier_optional_macs: frozenset[str] = Field(
+        description="MACs that do not require JW or JZ on skin substitutes"
+    )
+
+    @model_validator(mode="after")
+    def _windows_in_order(self) -> Self:
+        if not self.required_from <= self.required_through < self.prohibited_from:
+            raise ValueError("expected required_from <= required_through < prohibited_from")
+        return self
+
+
+class Ruleset(BaseModel):
+    """The complete, validated reference data of one ruleset version."""
+
+    model_config = _RULESET_MODEL
+
+    version: Annotated[str, Field(min_length=1, max_length=64)]
+    small_wound_step_cm2: Annotated[float, Field(gt=0)] = 25.0
+    large_wound_threshold_cm2: Annotated[float, Field(gt=0)] = 100.0
+    large_wound_step_cm2: Annotated[float, Field(gt=0)] = 100.0
+    application_families: dict[Annotated[str, Field(pattern=r"^[A-Z]$")], ApplicationFamily]
+    unit_limits: dict[Code, PositiveInt]
+    known_modifiers: frozenset[Modifier]
+    wound_diagnoses: tuple[DiagnosisPrefix, ...]
+    underlying_condition_diagnoses: tuple[DiagnosisPrefix, ...]
+    ulcer_site_diagnoses: tuple[DiagnosisPrefix, ...]
+    place_of_service: PlaceOfService
+    jw_jz: JwJzPolicy
+    payers: dict[PayerKind, PayerProfile]
+
+    @model_validator(mode="after")
+    def _complete_and_consistent(self) -> Self:
+        missing = sorted(kind.value for kind in PayerKind if kind not in self.payers)
+        if missing:
+            raise ValueError(f"payers: every payer kind needs a profile; missing {missing}")
+        seen: set[str] = set()
+        for name, family in sorted(self.application_families.items()):
+            overlap = seen & family.locations
+            if overlap:
+                raise ValueError(
+                    f"application_families.{name}: locations {sorted(overlap)} are in two families"
+                )
+            seen |= family.locations
+        return self
+
+    @cached_property
+    def application_codes(self) -> frozenset[str]:
+        return frozenset(
+            code
+            for family in self.application_families.values()
+            for code in (
+                family.small_primary,
+                family.small_addon,
+                family.large_primary,
+                family.large_addon,
+            )
+        )
+
+    @cached_property
+    def primary_of_addon(self) -> dict[str, str]:
+        pairs: dict[str, str] = {}
+        for family in self.application_families.values():
+            pairs[family.small_addon] = family.small_primary
+            pairs[family.large_addon] = family.large_primary
+        return pairs
+
+    def family_for(self, location: str) -> ApplicationFamily | None:
+        for family in self.application_families.values():
+            if location in family.locations:
+                return family
+        return None

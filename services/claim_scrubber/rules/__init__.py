@@ -1,0 +1,18 @@
+"""Scrub rules: pure checks over one claim, each with an id, severity and documentation."""
+
+from claim_scrubber.rules._engine import ENGINE_FAILURE, Hit, Rule, RuleDoc, rule, run_rules
+from claim_scrubber.rules._facts import ClaimFacts, LineFacts
+from claim_scrubber.rules.catalog import CATALOG, CHECKED_RULES
+
+__all__ = [
+    "CATALOG",
+    "CHECKED_RULES",
+    "ENGINE_FAILURE",
+    "ClaimFacts",
+    "Hit",
+    "LineFacts",
+    "Rule",
+    "RuleDoc",
+    "rule",
+    "run_rules",
+]

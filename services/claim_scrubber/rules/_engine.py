@@ -1,0 +1,138 @@
+"""How a rule is declared and run: frozen metadata around a pure check function."""
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from claim_scrubber.models import Finding, Severity
+from claim_scrubber.rules._facts import ClaimFacts
+
+__all__ = ["ENGINE_FAILURE", "Hit", "Rule", "RuleDoc", "rule", "run_rules"]
+
+RULE_ID_PATTERN: Final = r"^(CLM|ADDON|UNITS|MOD|DOC|POS|DX|PAY|PRICE|ENGINE)-[0-9]{3}$"
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """Where a rule fired: the line (None for the claim), the field path and the message."""
+
+    line_number: int | None
+    field: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RuleDoc:
+    """The user documentation of a rule, shown by `claim-scrubber rules` and schemas/RULES.md."""
+
+    what: str
+    why: str
+    source: str
+    fails: str
+    passes: str
+
+
+Check = Callable[[ClaimFacts], Iterable[Hit]]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    title: str
+    severity: Severity
+    q4390_only: bool
+    doc: RuleDoc
+    check: Check
+
+    def applies_to(self, facts: ClaimFacts) -> bool:
+        return facts.is_q4390_claim or not self.q4390_only
+
+
+def rule(
+    rule_id: str,
+    severity: Severity,
+    *,
+    title: str,
+    source: str,
+    fails: str,
+    passes: str,
+    q4390_only: bool = False,
+) -> Callable[[Check], Rule]:
+    """Declare a rule: the check's docstring is its 'what' paragraph, then a blank line and 'why'."""
+
+    def declare(check: Check) -> Rule:
+        what, _, why = (check.__doc__ or "").strip().partition("\n\n")
+        doc = RuleDoc(
+            what=" ".join(what.split()),
+            why=" ".join(why.split()),
+            source=source,
+            fails=fails,
+            passes=passes,
+        )
+        return Rule(rule_id, title, severity, q4390_only, doc, check)
+
+    return declare
+
+
+def _engine_failure_check(facts: ClaimFacts) -> Iterator[Hit]:
+    """A rule raised while checking the claim; the claim is held for a person to check.
+
+    A rule that cannot run must never count as a pass: the claim would reach the payer
+    unchecked. The finding names the rule so the team can reproduce it from the claim id.
+    """
+    del facts
+    return iter(())
+
+
+ENGINE_FAILURE: Final = rule(
+    "ENGINE-001",
+    Severity.ERROR,
+    title="A rule could not be evaluated",
+    source="Scrubber engine: no silent pass",
+    fails="a rule raises on an unexpected combination of values",
+    passes="every rule runs to completion",
+)(_engine_failure_check)
+
+
+def _engine_failure(failed: Rule) -> Finding:
+    return Finding(
+        rule_id=ENGINE_FAILURE.id,
+        severity=ENGINE_FAILURE.severity,
+        line_number=None,
+        field="claim",
+        message=(
+            f"Rule {failed.id} could not be evaluated on this claim; check what it covers "
+            f"({failed.title.lower()}) by hand and report the claim to the scrubber team."
+        ),
+    )
+
+
+def _finding_order(finding: Finding) -> tuple[int, int, str]:
+    if finding.line_number is None:
+        return (0, 0, finding.rule_id)
+    return (1, finding.line_number, finding.rule_id)
+
+
+def run_rules(facts: ClaimFacts, catalog: Iterable[Rule]) -> list[Finding]:
+    """Every applicable rule's findings, claim-level first, then by line number and rule id."""
+    findings: list[Finding] = []
+    for entry in catalog:
+        if not entry.applies_to(facts):
+            continue
+        try:
+            hits = list(entry.check(facts))
+        except Exception:  # noqa: BLE001 - any failure of a rule becomes ENGINE-001, never a pass
+            findings.append(_engine_failure(entry))
+            continue
+        findings.extend(
+            Finding.model_construct(
+                rule_id=entry.id,
+                severity=entry.severity,
+                line_number=hit.line_number,
+                field=hit.field,
+                message=hit.message,
+            )
+            for hit in hits
+        )
+    findings.sort(key=_finding_order)
+    return findings

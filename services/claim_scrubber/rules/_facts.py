@@ -1,0 +1,183 @@
+"""The definitions of rules.md, computed once per claim and shared by every rule.
+
+Codes, modifiers, diagnoses, place of service and unit basis are trimmed and upper-cased;
+MAC and wound location trimmed and lower-cased. "Today" is the UTC date of occurred_at,
+never the wall clock.
+"""
+
+import math
+import re
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Final
+
+from claim_scrubber.models import ClaimEvent, PayerProfile, Ruleset
+from claim_scrubber.models.event import Documentation, Product, Wound
+
+__all__ = [
+    "PRODUCT_CODE",
+    "ClaimFacts",
+    "LineFacts",
+    "icd10_shaped",
+    "is_missing",
+    "npi_valid",
+    "whole_units",
+]
+
+PRODUCT_CODE: Final = "Q4390"
+"""HCPCS Q4390, Ascendion per cm² (add-on): the product these rules are written for."""
+
+NO_MODIFIER: Final = "00"
+_NPI = re.compile(r"[0-9]{10}")
+_ICD10_CM = re.compile(r"[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?")
+
+
+def npi_valid(npi: str | None) -> bool:
+    """Exactly 10 digits whose Luhn check over "80840" + npi passes (CMS NPI standard)."""
+    if npi is None or not _NPI.fullmatch(npi):
+        return False
+    total = 0
+    for position, digit in enumerate(reversed("80840" + npi)):
+        value = int(digit)
+        if position % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def icd10_shaped(code: str) -> bool:
+    return _ICD10_CM.fullmatch(code) is not None
+
+
+def is_missing(text: str | None) -> bool:
+    """Absent, null or only whitespace."""
+    return text is None or not text.strip()
+
+
+def whole_units(quantity: float | Decimal) -> int:
+    """A quantity compared with a whole count of units is rounded up."""
+    return math.ceil(quantity)
+
+
+def _code(text: str) -> str:
+    return text.strip().upper()
+
+
+def _lower(text: str | None) -> str | None:
+    return None if text is None else text.strip().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class LineFacts:
+    """One service line with its values normalized as the definitions say."""
+
+    index: int
+    number: int
+    code: str
+    modifiers: tuple[str, ...]
+    modifier_set: frozenset[str]
+    units: Decimal
+    unit_basis: str
+    charge: Decimal
+    service_date: date
+    pointers: tuple[int, ...]
+    own_rendering_npi: str | None
+    rendering_npi: str | None
+    pointed_diagnoses: tuple[str, ...]
+    is_product: bool
+    is_application: bool
+
+    def field(self, name: str) -> str:
+        return f"claim.lines[{self.index}].{name}"
+
+    @property
+    def carries_jw(self) -> bool:
+        return "JW" in self.modifier_set
+
+
+class ClaimFacts:
+    """Everything the rules ask of one claim event, derived once."""
+
+    __slots__ = (
+        "application_lines",
+        "diagnoses",
+        "documentation",
+        "event",
+        "is_q4390_claim",
+        "lines",
+        "location",
+        "mac",
+        "place_of_service",
+        "product",
+        "product_lines",
+        "profile",
+        "ruleset",
+        "today",
+        "wound",
+    )
+
+    def __init__(self, event: ClaimEvent, ruleset: Ruleset) -> None:
+        claim = event.claim
+        self.event = event
+        self.ruleset = ruleset
+        self.profile: PayerProfile = ruleset.payers[claim.payer.kind]
+        self.today: date = event.occurred_at.date()
+        self.diagnoses: tuple[str, ...] = tuple(_code(code) for code in claim.diagnoses)
+        self.place_of_service = _code(claim.place_of_service)
+        self.mac = _lower(claim.payer.mac)
+        self.documentation: Documentation | None = claim.documentation
+        self.wound: Wound | None = claim.documentation.wound if claim.documentation else None
+        self.product: Product | None = claim.documentation.product if claim.documentation else None
+        self.location = _lower(self.wound.location) if self.wound else None
+
+        claim_rendering = claim.rendering_provider.npi if claim.rendering_provider else None
+        application_codes = ruleset.application_codes
+        lines = []
+        for index, line in enumerate(claim.lines):
+            code = _code(line.procedure_code)
+            modifiers = tuple(_code(modifier) for modifier in line.modifiers)
+            lines.append(
+                LineFacts(
+                    index=index,
+                    number=line.line_number,
+                    code=code,
+                    modifiers=modifiers,
+                    modifier_set=(
+                        frozenset() if modifiers == (NO_MODIFIER,) else frozenset(modifiers)
+                    ),
+                    units=line.units,
+                    unit_basis="UN" if line.unit_basis is None else _code(line.unit_basis),
+                    charge=line.charge,
+                    service_date=line.service_date,
+                    pointers=tuple(line.diagnosis_pointers),
+                    own_rendering_npi=line.rendering_npi,
+                    rendering_npi=(
+                        line.rendering_npi if line.rendering_npi is not None else claim_rendering
+                    ),
+                    pointed_diagnoses=tuple(
+                        self.diagnoses[pointer - 1]
+                        for pointer in line.diagnosis_pointers
+                        if 1 <= pointer <= len(self.diagnoses)
+                    ),
+                    is_product=code == PRODUCT_CODE,
+                    is_application=code in application_codes,
+                ),
+            )
+        self.lines: tuple[LineFacts, ...] = tuple(lines)
+        self.product_lines = tuple(line for line in self.lines if line.is_product)
+        self.application_lines = tuple(line for line in self.lines if line.is_application)
+        self.is_q4390_claim = bool(self.product_lines)
+
+    @property
+    def administered_product_lines(self) -> tuple[LineFacts, ...]:
+        return tuple(line for line in self.product_lines if not line.carries_jw)
+
+    @property
+    def wasted_product_lines(self) -> tuple[LineFacts, ...]:
+        return tuple(line for line in self.product_lines if line.carries_jw)
+
+    def application_lines_on(self, service_date: date) -> tuple[LineFacts, ...]:
+        return tuple(line for line in self.application_lines if line.service_date == service_date)

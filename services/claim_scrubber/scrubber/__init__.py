@@ -1,0 +1,15 @@
+"""The scrubbing core: bytes in, a routed decision and its document out. No I/O, no clock."""
+
+from claim_scrubber.scrubber.core import DEAD_LETTER, Decision, Scrubber, Verdict, timestamp_text
+from claim_scrubber.scrubber.intake import Accepted, Rejected, read_claim_event
+
+__all__ = [
+    "DEAD_LETTER",
+    "Accepted",
+    "Decision",
+    "Rejected",
+    "Scrubber",
+    "Verdict",
+    "read_claim_event",
+    "timestamp_text",
+]

@@ -1,0 +1,140 @@
+"""The scrubber: one record in, one decision out, with its document ready to publish.
+
+Pure: the clock's reading and the record's origin are passed in by the adapter.
+"""
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import orjson
+
+from claim_scrubber.models import DeadLetterKind, Finding, Outcome, Ruleset, Severity
+from claim_scrubber.rules import CHECKED_RULES, ClaimFacts, Rule, run_rules
+from claim_scrubber.scrubber.intake import Accepted, read_claim_event
+
+__all__ = ["DEAD_LETTER", "Decision", "Scrubber", "Verdict", "timestamp_text"]
+
+DEAD_LETTER: Final = "dead_letter"
+"""The outcome header value of a dead letter (results use Outcome)."""
+
+_REPORTED_SEVERITIES: Final = frozenset({Severity.ERROR, Severity.WARNING})
+
+
+def timestamp_text(moment: datetime) -> str:
+    """UTC ISO 8601 with milliseconds and a Z, as in the contract's examples."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    outcome: Outcome
+    findings: list[Finding]
+
+    @property
+    def rule_ids(self) -> tuple[str, ...]:
+        """Error and warning rule ids, each once, sorted."""
+        return tuple(
+            sorted({f.rule_id for f in self.findings if f.severity in _REPORTED_SEVERITIES})
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where one record goes and the JSON document to send there."""
+
+    outcome: str
+    document: bytes
+    event_id: str | None = None
+    claim_id: str | None = None
+    claim_version: int | None = None
+    rule_ids: tuple[str, ...] = ()
+    dead_letter_kind: DeadLetterKind | None = None
+
+    @property
+    def is_dead_letter(self) -> bool:
+        return self.dead_letter_kind is not None
+
+
+class Scrubber:
+    """Applies one validated ruleset's rules to claim events."""
+
+    def __init__(
+        self,
+        ruleset: Ruleset,
+        *,
+        max_message_bytes: int,
+        rules: Sequence[Rule] = CHECKED_RULES,
+    ) -> None:
+        self.ruleset = ruleset
+        self.max_message_bytes = max_message_bytes
+        self._rules = tuple(rules)
+
+    def verdict(self, accepted: Accepted) -> Verdict:
+        findings = run_rules(ClaimFacts(accepted.event, self.ruleset), self._rules)
+        blocked = any(finding.severity is Severity.ERROR for finding in findings)
+        return Verdict(Outcome.NEEDS_REVIEW if blocked else Outcome.CLEAN, findings)
+
+    def decide(
+        self,
+        payload: bytes,
+        *,
+        result_source: dict[str, Any],
+        dead_letter_source: dict[str, Any],
+        now: datetime,
+    ) -> Decision:
+        """Read, scrub and render one record; never raises for bad input."""
+        read = read_claim_event(payload, max_bytes=self.max_message_bytes)
+        if not isinstance(read, Accepted):
+            document = {
+                "schema_version": "1",
+                "error": {
+                    "kind": read.kind.value,
+                    "message": read.message,
+                    "details": [{"loc": loc, "msg": msg} for loc, msg in read.details],
+                },
+                "source": dead_letter_source,
+                "payload_base64": base64.b64encode(payload).decode("ascii"),
+                "received_at": timestamp_text(now),
+            }
+            return Decision(
+                DEAD_LETTER,
+                orjson.dumps(document),
+                event_id=read.event_id,
+                claim_id=read.claim_id,
+                dead_letter_kind=read.kind,
+            )
+
+        verdict = self.verdict(read)
+        event = read.event
+        document = {
+            "schema_version": "1",
+            "event_id": event.event_id,
+            "claim_id": event.claim.claim_id,
+            "claim_version": event.claim.claim_version,
+            "outcome": verdict.outcome.value,
+            "findings": [
+                {
+                    "rule_id": finding.rule_id,
+                    "severity": finding.severity.value,
+                    "line_number": finding.line_number,
+                    "field": finding.field,
+                    "message": finding.message,
+                }
+                for finding in verdict.findings
+            ],
+            "ruleset_version": self.ruleset.version,
+            "scrubbed_at": timestamp_text(now),
+            "source": result_source,
+            "claim": read.claim_document,
+        }
+        return Decision(
+            verdict.outcome.value,
+            orjson.dumps(document),
+            event_id=event.event_id,
+            claim_id=event.claim.claim_id,
+            claim_version=event.claim.claim_version,
+            rule_ids=verdict.rule_ids,
+        )

@@ -1,0 +1,128 @@
+"""From a record's bytes to a ClaimEvent, or to the reason it is a dead letter.
+
+The order of the checks is the contract's: size, UTF-8, JSON, object, schema_version,
+schema. No message produced here quotes a claim value: they travel to the dead-letter
+topic and the logs.
+"""
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+import re
+
+import orjson
+from pydantic import ValidationError
+
+from claim_scrubber.models import ClaimEvent, DeadLetterKind
+
+__all__ = ["Accepted", "Rejected", "read_claim_event"]
+
+SUPPORTED_SCHEMA_VERSION: Final = "1"
+_MAX_REPORTED_VIOLATIONS: Final = 20
+_CLAIM_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    event: ClaimEvent
+    claim_document: dict[str, Any]
+    """The claim object exactly as parsed, unknown fields included, for the result's echo."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    kind: DeadLetterKind
+    message: str
+    details: tuple[tuple[str, str], ...] = ()
+    """(loc, msg) pairs of a schema violation."""
+    event_id: str | None = None
+    claim_id: str | None = None
+    """Identifiers read from a JSON object when they are well formed, for headers and audit."""
+
+
+def _json_type(value: object) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"
+
+
+def _schema_version_problem(document: dict[str, Any]) -> str | None:
+    if "schema_version" not in document:
+        return 'schema_version is missing; this worker reads schema_version "1"'
+    version = document["schema_version"]
+    if version == SUPPORTED_SCHEMA_VERSION:
+        return None
+    if isinstance(version, str) and len(version) <= 16 and version.isprintable():
+        return f'schema_version "{version}" is not supported; this worker reads "1"'
+    return f'schema_version is a {_json_type(version)}; this worker reads the string "1"'
+
+
+def _identifiers(document: dict[str, Any]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    event_id = document.get("event_id")
+    if isinstance(event_id, str) and 0 < len(event_id) <= 128 and event_id.isprintable():
+        found["event_id"] = event_id
+    claim = document.get("claim")
+    claim_id = claim.get("claim_id") if isinstance(claim, dict) else None
+    if isinstance(claim_id, str) and _CLAIM_ID.fullmatch(claim_id):
+        found["claim_id"] = claim_id
+    return found
+
+
+def _violation(error: ValidationError, document: dict[str, Any]) -> Rejected:
+    problems = error.errors(include_url=False, include_context=False, include_input=False)
+    details = tuple(
+        (".".join(str(part) for part in problem["loc"]), problem["msg"])
+        for problem in problems[:_MAX_REPORTED_VIOLATIONS]
+    )
+    first_loc, first_msg = details[0]
+    message = f"{first_loc}: {first_msg}"
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more)"
+    return Rejected(DeadLetterKind.SCHEMA_VIOLATION, message, details, **_identifiers(document))
+
+
+def read_claim_event(payload: bytes, *, max_bytes: int) -> Accepted | Rejected:
+    """Parse and validate one input record value."""
+    if len(payload) > max_bytes:
+        return Rejected(
+            DeadLetterKind.TOO_LARGE,
+            f"record value is {len(payload)} bytes; the limit is {max_bytes} bytes",
+        )
+    try:
+        document = orjson.loads(payload)
+    except orjson.JSONDecodeError as error:
+        try:
+            payload.decode("utf-8")
+        except UnicodeDecodeError as bad_bytes:
+            return Rejected(
+                DeadLetterKind.INVALID_ENCODING,
+                f"record value is not valid UTF-8 (first bad byte at offset {bad_bytes.start})",
+            )
+        if not payload.strip():
+            return Rejected(DeadLetterKind.INVALID_JSON, "record value is empty")
+        return Rejected(
+            DeadLetterKind.INVALID_JSON,
+            f"record value is not valid JSON (line {error.lineno}, column {error.colno})",
+        )
+    if not isinstance(document, dict):
+        return Rejected(
+            DeadLetterKind.NOT_AN_OBJECT,
+            f"record value is a JSON {_json_type(document)}, not an object",
+        )
+    problem = _schema_version_problem(document)
+    if problem is not None:
+        return Rejected(
+            DeadLetterKind.UNSUPPORTED_SCHEMA_VERSION, problem, **_identifiers(document)
+        )
+    try:
+        event = ClaimEvent.model_validate(document)
+    except ValidationError as error:
+        return _violation(error, document)
+    return Accepted(event, document["claim"])
