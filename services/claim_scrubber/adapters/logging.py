@@ -14,10 +14,16 @@ from typing import Any, BinaryIO, Literal, TextIO
 
 import orjson
 import structlog
+from structlog.typing import FilteringBoundLogger
 
-__all__ = ["configure_logging", "get_logger"]
+__all__ = ["FilteringBoundLogger", "configure_logging", "get_logger"]
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 _QUIET_LIBRARIES = ("aiokafka", "faststream", "kafka", "asyncio")
 _SAFE_MESSAGE_MODULES = ("aiokafka", "kafka")
 _SAFE_MESSAGE_TYPES = (OSError, TimeoutError, ConnectionError)
@@ -29,10 +35,10 @@ def _exc_info(value: object) -> ExcInfo | None:
     if isinstance(value, BaseException):
         return (type(value), value, value.__traceback__)
     if isinstance(value, tuple) and len(value) == 3 and value[1] is not None:
-        return value  # type: ignore[return-value]
+        return value
     if value is True:
         current = sys.exc_info()
-        return current if current[1] is not None else None  # type: ignore[return-value]
+        return current if current[1] is not None else None
     return None
 
 
@@ -74,6 +80,10 @@ def _orjson_bytes(logger: object, method: str, event_dict: MutableMapping[str, A
     return orjson.dumps(event_dict, default=str)
 
 
+def _no_library_debug(record: logging.LogRecord) -> bool:
+    return record.levelno > logging.DEBUG or record.name.startswith("claim_scrubber")
+
+
 def configure_logging(
     *,
     log_format: Literal["json", "console"] = "json",
@@ -91,7 +101,7 @@ def configure_logging(
     ]
     stdlib_renderer: Any
     if log_format == "json":
-        binary: BinaryIO = target.buffer  # type: ignore[attr-defined]
+        binary: BinaryIO = target.buffer
         structlog.configure(
             processors=[*shared, _orjson_bytes],
             wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
@@ -112,16 +122,23 @@ def configure_logging(
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, stdlib_renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                stdlib_renderer,
+            ],
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(numeric_level)
-    library_level = logging.DEBUG if numeric_level == logging.DEBUG else logging.WARNING
+    # Library debug records can quote whole records (aiokafka's "Sending (key=... value=...)"):
+    # libraries log at INFO at the most, even when the worker itself logs at debug.
+    library_level = logging.INFO if numeric_level == logging.DEBUG else logging.WARNING
     for name in _QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(library_level)
+    handler.addFilter(_no_library_debug)
 
 
-def get_logger(**context: Any) -> Any:
-    return structlog.get_logger().bind(**context)
+def get_logger(**context: object) -> FilteringBoundLogger:
+    logger: FilteringBoundLogger = structlog.get_logger().bind(**context)
+    return logger

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from claim_scrubber.adapters.kafka.app import build_app
+from claim_scrubber.adapters.logging import get_logger
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.adapters.settings import Settings
 from claim_scrubber.models import ClaimEvent, DeadLetter, Ruleset, ScrubResult
@@ -17,8 +18,8 @@ from claim_scrubber.scrubber import Scrubber
 __all__ = ["catalog_entries", "generated_documents", "rules_page"]
 
 
-def _json(document: Any) -> str:
-    return json.dumps(document, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+def _json(document: object, *, sort_keys: bool = False) -> str:
+    return json.dumps(document, indent=2, sort_keys=sort_keys, ensure_ascii=False) + "\n"
 
 
 def catalog_entries() -> list[dict[str, Any]]:
@@ -53,7 +54,10 @@ def rules_page() -> str:
     entries = catalog_entries()
     for entry in entries:
         scope = " (Q)" if entry["q4390_only"] else ""
-        lines.append(f"| [{entry['id']}](#{entry['id'].lower()}) | {entry['severity']} | {entry['title']}{scope} |")
+        lines.append(
+            f"| [{entry['id']}](#{entry['id'].lower()}) | {entry['severity']} "
+            f"| {entry['title']}{scope} |"
+        )
     for entry in entries:
         lines += [
             "",
@@ -77,8 +81,19 @@ def rules_page() -> str:
 
 def _asyncapi() -> str:
     settings = Settings.model_construct(worker_id="asyncapi")  # defaults, not the environment
-    app = build_app(settings, Scrubber(load_ruleset(), max_message_bytes=1), log=None)
-    return _json(json.loads(app.schema.to_specification().to_json()))
+    app = build_app(settings, Scrubber(load_ruleset(), max_message_bytes=1), log=get_logger())
+    document = json.loads(app.schema.to_specification().to_json())
+    # The handler takes raw batches (it parses with orjson itself), so FastStream cannot infer
+    # the input payload: describe it with the ClaimEvent model.
+    components = document["components"]
+    claim_event = ClaimEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+    components["schemas"].update(claim_event.pop("$defs", {}))
+    components["schemas"]["ClaimEvent"] = claim_event
+    components["schemas"].pop("EmptyPayload", None)
+    for message in components["messages"].values():
+        if message["payload"] == {"$ref": "#/components/schemas/EmptyPayload"}:
+            message["payload"] = {"$ref": "#/components/schemas/ClaimEvent"}
+    return _json(document, sort_keys=True)  # FastStream lists publishers in no fixed order
 
 
 def generated_documents() -> dict[str, str]:

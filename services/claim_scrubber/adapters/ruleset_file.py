@@ -4,7 +4,6 @@ import json
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
@@ -21,7 +20,7 @@ def default_ruleset_text() -> str:
     return resources.files("claim_scrubber").joinpath("rulesets/default.toml").read_text("utf-8")
 
 
-def _parse(text: str, name: str) -> Any:
+def _parse(text: str, name: str) -> object:
     if name.endswith(".json"):
         return json.loads(text)
     return tomllib.loads(text)

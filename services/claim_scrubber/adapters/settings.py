@@ -58,7 +58,9 @@ def load_settings() -> Settings:
     """Read the settings; an unknown SCRUBBER_ variable or a bad value raises SettingsError."""
     known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
     unknown = sorted(
-        name for name in os.environ if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
+        name
+        for name in os.environ
+        if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
     )
     if unknown:
         raise SettingsError(f"unknown setting {unknown[0]} (known: {', '.join(sorted(known))})")

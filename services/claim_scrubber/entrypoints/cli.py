@@ -26,7 +26,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 
-class _StartFailed(Exception):
+class _StartError(Exception):
     """A setting or the ruleset is unusable: one line on stderr, non-zero exit."""
 
 
@@ -35,7 +35,7 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def _prepare(log_stream_is_stderr: bool) -> tuple[Settings, Scrubber]:
+def _prepare(*, log_stream_is_stderr: bool) -> tuple[Settings, Scrubber]:
     try:
         settings = load_settings()
         configure_logging(
@@ -45,7 +45,7 @@ def _prepare(log_stream_is_stderr: bool) -> tuple[Settings, Scrubber]:
         )
         ruleset = load_ruleset(settings.ruleset)
     except (SettingsError, RulesetError) as error:
-        raise _StartFailed(str(error)) from None
+        raise _StartError(str(error)) from None
     return settings, Scrubber(ruleset, max_message_bytes=settings.max_message_bytes)
 
 
@@ -56,7 +56,7 @@ def _worker() -> int:
     try:
         asyncio.run(app.run())
     except StartupError as error:
-        log.error("worker.start_failed", problem=str(error))
+        log.error("worker.start_failed", problem=str(error))  # noqa: TRY400 - no traceback
         print(f"{_PROGRAM}: error: {error}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
@@ -70,7 +70,7 @@ def _open_input(file: str | None) -> Iterator[tuple[str, BinaryIO]]:
     try:
         handle = Path(file).open("rb")  # noqa: SIM115 - closed by the with below
     except OSError as error:
-        raise _StartFailed(f"cannot read {file}: {error.strerror}") from None
+        raise _StartError(f"cannot read {file}: {error.strerror}") from None
     with handle:
         yield file, handle
 
@@ -106,7 +106,7 @@ def _scrub(file: str | None) -> int:
     return EXIT_OK
 
 
-def _rules(as_json: bool) -> int:
+def _rules(*, as_json: bool) -> int:
     entries = catalog_entries()
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(entries, option=orjson.OPT_INDENT_2) + b"\n")
@@ -118,7 +118,7 @@ def _rules(as_json: bool) -> int:
     return EXIT_OK
 
 
-def _schemas(out_dir: Path, check: bool) -> int:
+def _schemas(out_dir: Path, *, check: bool) -> int:
     drifted = []
     for name, text in generated_documents().items():
         target = out_dir / name
@@ -162,9 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if arguments.command == "scrub":
             return _scrub(arguments.file)
         if arguments.command == "rules":
-            return _rules(arguments.json)
-        return _schemas(arguments.out, arguments.check)
-    except _StartFailed as error:
+            return _rules(as_json=arguments.json)
+        return _schemas(arguments.out, check=arguments.check)
+    except _StartError as error:
         return _fail(str(error))
 
 

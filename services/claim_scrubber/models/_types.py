@@ -9,12 +9,20 @@ import math
 import re
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Annotated, Any
+from typing import Annotated, TypeGuard
 
 from pydantic import BeforeValidator, ConfigDict
 from pydantic_core import PydanticCustomError
 
-__all__ = ["CONTRACT_MODEL", "IsoDate", "JsonNumber", "Money", "Rfc3339Time", "Units", "WholeNumber"]
+__all__ = [
+    "CONTRACT_MODEL",
+    "IsoDate",
+    "JsonNumber",
+    "Money",
+    "Rfc3339Time",
+    "Units",
+    "WholeNumber",
+]
 
 CONTRACT_MODEL = ConfigDict(
     strict=True,
@@ -22,7 +30,7 @@ CONTRACT_MODEL = ConfigDict(
     frozen=True,
     hide_input_in_errors=True,
 )
-"""Model settings of every inbound shape: exact JSON types, unknown fields ignored, inputs never echoed."""
+"""Settings of every inbound model: exact JSON types, unknown fields ignored, input never echoed."""
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _RFC3339 = re.compile(
@@ -31,7 +39,7 @@ _RFC3339 = re.compile(
 _MONEY = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
@@ -39,7 +47,7 @@ def _number_error() -> PydanticCustomError:
     return PydanticCustomError("number_type", "Input should be a valid number")
 
 
-def _whole_number(value: Any) -> int:
+def _whole_number(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, float) and value.is_integer():
@@ -47,7 +55,7 @@ def _whole_number(value: Any) -> int:
     raise PydanticCustomError("whole_number", "Input should be a whole number")
 
 
-def _json_number(value: Any) -> float:
+def _json_number(value: object) -> float:
     if not _is_number(value) or not math.isfinite(value):
         raise _number_error()
     return float(value)
@@ -58,13 +66,13 @@ def _as_decimal(value: int | float) -> Decimal:
     return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
 
 
-def _units(value: Any) -> Decimal:
+def _units(value: object) -> Decimal:
     if not _is_number(value) or (isinstance(value, float) and not math.isfinite(value)):
         raise _number_error()
     return _as_decimal(value)
 
 
-def _money(value: Any) -> Decimal:
+def _money(value: object) -> Decimal:
     if isinstance(value, str):
         if _MONEY.fullmatch(value):
             return Decimal(value)
@@ -87,7 +95,7 @@ def _money(value: Any) -> Decimal:
     raise PydanticCustomError("money_type", "Money should be a string or a number")
 
 
-def _iso_date(value: Any) -> date:
+def _iso_date(value: object) -> date:
     if isinstance(value, str) and _DATE.fullmatch(value):
         try:
             return date.fromisoformat(value)
@@ -96,7 +104,7 @@ def _iso_date(value: Any) -> date:
     raise PydanticCustomError("iso_date", "Input should be a calendar date as YYYY-MM-DD")
 
 
-def _rfc3339(value: Any) -> datetime:
+def _rfc3339(value: object) -> datetime:
     if isinstance(value, str) and _RFC3339.fullmatch(value):
         try:
             moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "DeadLetter",
     "DeadLetterError",
-    "DeadLetterKind",
     "DeadLetterKafkaSource",
+    "DeadLetterKind",
     "FileSource",
     "Finding",
     "KafkaSource",
@@ -24,7 +24,7 @@ _OUTPUT_MODEL = ConfigDict(frozen=True, extra="forbid")
 
 
 class Severity(StrEnum):
-    """`error` sends a claim to review; `warning` and `info` annotate a claim that can stay clean."""
+    """`error` sends a claim to review; `warning` and `info` annotate a clean claim."""
 
     ERROR = "error"
     WARNING = "warning"
@@ -53,7 +53,9 @@ class Finding(BaseModel):
     rule_id: str = Field(pattern=r"^[A-Z]+-[0-9]{3}$")
     severity: Severity
     line_number: int | None = Field(description="null for a claim-level finding")
-    field: str = Field(description="path into the event, e.g. claim.lines[1].modifiers (zero-based)")
+    field: str = Field(
+        description="path into the event, e.g. claim.lines[1].modifiers (zero-based)"
+    )
     message: str
 
 
@@ -113,7 +115,9 @@ class DeadLetterKafkaSource(BaseModel):
     partition: int
     offset: int
     timestamp_ms: int | None
-    key: str | None = Field(description="the input key as UTF-8 text; null when absent or not UTF-8")
+    key: str | None = Field(
+        description="the input key as UTF-8 text; null when absent or not UTF-8"
+    )
 
 
 class DeadLetter(BaseModel):

@@ -6,8 +6,8 @@ once at start, and the lookups rules need per claim are precomputed then.
 """
 
 from datetime import date
-from functools import cached_property
 from decimal import Decimal
+from functools import cached_property
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator

@@ -58,7 +58,7 @@ def rule(
     passes: str,
     q4390_only: bool = False,
 ) -> Callable[[Check], Rule]:
-    """Declare a rule: the check's docstring is its 'what' paragraph, then a blank line and 'why'."""
+    """Declare a rule: the check's docstring is 'what' and, after a blank line, 'why'."""
 
     def declare(check: Check) -> Rule:
         what, _, why = (check.__doc__ or "").strip().partition("\n\n")

@@ -88,7 +88,7 @@ class Scrubber:
         """Read, scrub and render one record; never raises for bad input."""
         read = read_claim_event(payload, max_bytes=self.max_message_bytes)
         if not isinstance(read, Accepted):
-            document = {
+            rejection: dict[str, object] = {
                 "schema_version": "1",
                 "error": {
                     "kind": read.kind.value,
@@ -101,7 +101,7 @@ class Scrubber:
             }
             return Decision(
                 DEAD_LETTER,
-                orjson.dumps(document),
+                orjson.dumps(rejection),
                 event_id=read.event_id,
                 claim_id=read.claim_id,
                 dead_letter_kind=read.kind,
@@ -109,7 +109,7 @@ class Scrubber:
 
         verdict = self.verdict(read)
         event = read.event
-        document = {
+        document: dict[str, object] = {
             "schema_version": "1",
             "event_id": event.event_id,
             "claim_id": event.claim.claim_id,

@@ -5,10 +5,9 @@ schema. No message produced here quotes a claim value: they travel to the dead-l
 topic and the logs.
 """
 
+import re
 from dataclasses import dataclass
 from typing import Any, Final
-
-import re
 
 import orjson
 from pydantic import ValidationError
@@ -63,16 +62,21 @@ def _schema_version_problem(document: dict[str, Any]) -> str | None:
     return f'schema_version is a {_json_type(version)}; this worker reads the string "1"'
 
 
-def _identifiers(document: dict[str, Any]) -> dict[str, str]:
-    found: dict[str, str] = {}
+def _rejected(
+    kind: DeadLetterKind,
+    message: str,
+    document: dict[str, Any],
+    details: tuple[tuple[str, str], ...] = (),
+) -> Rejected:
+    """A rejection of a JSON object, with its event and claim ids when they are well formed."""
     event_id = document.get("event_id")
-    if isinstance(event_id, str) and 0 < len(event_id) <= 128 and event_id.isprintable():
-        found["event_id"] = event_id
+    if not (isinstance(event_id, str) and 0 < len(event_id) <= 128 and event_id.isprintable()):
+        event_id = None
     claim = document.get("claim")
     claim_id = claim.get("claim_id") if isinstance(claim, dict) else None
-    if isinstance(claim_id, str) and _CLAIM_ID.fullmatch(claim_id):
-        found["claim_id"] = claim_id
-    return found
+    if not (isinstance(claim_id, str) and _CLAIM_ID.fullmatch(claim_id)):
+        claim_id = None
+    return Rejected(kind, message, details, event_id=event_id, claim_id=claim_id)
 
 
 def _violation(error: ValidationError, document: dict[str, Any]) -> Rejected:
@@ -85,10 +89,12 @@ def _violation(error: ValidationError, document: dict[str, Any]) -> Rejected:
     message = f"{first_loc}: {first_msg}"
     if len(problems) > 1:
         message += f" (and {len(problems) - 1} more)"
-    return Rejected(DeadLetterKind.SCHEMA_VIOLATION, message, details, **_identifiers(document))
+    return _rejected(DeadLetterKind.SCHEMA_VIOLATION, message, document, details)
 
 
-def read_claim_event(payload: bytes, *, max_bytes: int) -> Accepted | Rejected:
+def read_claim_event(  # noqa: PLR0911 - one return per contract check, in contract order
+    payload: bytes, *, max_bytes: int
+) -> Accepted | Rejected:
     """Parse and validate one input record value."""
     if len(payload) > max_bytes:
         return Rejected(
@@ -118,9 +124,7 @@ def read_claim_event(payload: bytes, *, max_bytes: int) -> Accepted | Rejected:
         )
     problem = _schema_version_problem(document)
     if problem is not None:
-        return Rejected(
-            DeadLetterKind.UNSUPPORTED_SCHEMA_VERSION, problem, **_identifiers(document)
-        )
+        return _rejected(DeadLetterKind.UNSUPPORTED_SCHEMA_VERSION, problem, document)
     try:
         event = ClaimEvent.model_validate(document)
     except ValidationError as error:

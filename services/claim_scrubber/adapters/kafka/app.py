@@ -10,7 +10,6 @@ The publishers declared here document the output topics and are never called.
 import asyncio
 import logging
 import time
-from typing import Any
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -18,6 +17,7 @@ from aiokafka.errors import KafkaError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.specification import AsyncAPI
+from structlog.typing import FilteringBoundLogger
 
 from claim_scrubber import __version__
 from claim_scrubber.adapters.kafka.router import Backoff, ClaimRouter
@@ -36,7 +36,9 @@ class StartupError(Exception):
 class _PartitionOwnership(ConsumerRebalanceListener):  # type: ignore[misc]
     """Logs assignments and moves each partition's transactional producer with it."""
 
-    def __init__(self, *, topic: str, producers: PartitionProducers, log: Any) -> None:
+    def __init__(
+        self, *, topic: str, producers: PartitionProducers, log: FilteringBoundLogger
+    ) -> None:
         self._topic = topic
         self._producers = producers
         self._log = log
@@ -61,7 +63,7 @@ class _PartitionOwnership(ConsumerRebalanceListener):  # type: ignore[misc]
             )
 
 
-async def _wait_for_broker(settings: Settings, log: Any) -> None:
+async def _wait_for_broker(settings: Settings, log: FilteringBoundLogger) -> None:
     """Retry the broker with backoff until it answers and the input topic exists."""
     backoff = Backoff(first_s=0.5, cap_s=10.0)
     deadline = time.monotonic() + settings.startup_timeout_s
@@ -74,7 +76,7 @@ async def _wait_for_broker(settings: Settings, log: Any) -> None:
             topics = set(await admin.list_topics())
         except (KafkaError, OSError) as error:
             problem = f"cannot reach Kafka at {settings.kafka_bootstrap_servers}"
-            detail = {"error_type": type(error).__name__, "error": str(error)}
+            detail: dict[str, object] = {"error_type": type(error).__name__, "error": str(error)}
         else:
             missing = sorted(
                 {
@@ -87,7 +89,9 @@ async def _wait_for_broker(settings: Settings, log: Any) -> None:
             )
             if not missing:
                 return
-            problem = f"topics {', '.join(missing)} do not exist on {settings.kafka_bootstrap_servers}"
+            problem = (
+                f"topics {', '.join(missing)} do not exist on {settings.kafka_bootstrap_servers}"
+            )
             detail = {"missing_topics": missing}
         finally:
             await admin.close()
@@ -104,7 +108,7 @@ async def _wait_for_broker(settings: Settings, log: Any) -> None:
         await asyncio.sleep(delay)
 
 
-def build_app(settings: Settings, scrubber: Scrubber, log: Any) -> FastStream:
+def build_app(settings: Settings, scrubber: Scrubber, log: FilteringBoundLogger) -> FastStream:
     """The worker application: consume, scrub, publish and commit exactly once."""
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,

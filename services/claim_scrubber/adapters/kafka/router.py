@@ -11,15 +11,16 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaConnectionError, KafkaError
+from structlog.typing import FilteringBoundLogger
 
 from claim_scrubber.adapters.kafka.transactions import (
     OutboundRecord,
+    PartitionFencedError,
     PartitionProducers,
-    TransactionFenced,
 )
 from claim_scrubber.adapters.settings import Settings
 from claim_scrubber.scrubber import DEAD_LETTER, Decision, Scrubber
@@ -60,7 +61,8 @@ class Backoff:
     def next_delay(self) -> float:
         self.attempt += 1
         ceiling = min(self._cap_s, self._first_s * 2 ** (self.attempt - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not security
+        jitter = random.uniform(0, ceiling / 2)  # noqa: S311 - spreads retries, not security
+        return float(ceiling / 2 + jitter)
 
     def reset(self) -> None:
         self.attempt = 0
@@ -89,7 +91,7 @@ class ClaimRouter:
         settings: Settings,
         scrubber: Scrubber,
         producers: PartitionProducers,
-        log: Any,
+        log: FilteringBoundLogger,
     ) -> None:
         self._settings = settings
         self._scrubber = scrubber
@@ -168,7 +170,9 @@ class ClaimRouter:
                     self._audit(item, committed_ms)
         if failures:
             delay = self._backoff.next_delay()
-            self._log.info("worker.retrying", retry_in_s=round(delay, 2), attempt=self._backoff.attempt)
+            self._log.info(
+                "worker.retrying", retry_in_s=round(delay, 2), attempt=self._backoff.attempt
+            )
             await asyncio.sleep(delay)
         else:
             self._backoff.reset()
@@ -181,7 +185,7 @@ class ClaimRouter:
             self._log.info("partition.rewind_skipped", partition=first.partition)
 
     def _report_failure(self, partition: int, error: BaseException) -> None:
-        if isinstance(error, TransactionFenced):
+        if isinstance(error, PartitionFencedError):
             self._log.warning("transaction.fenced", partition=partition)
         elif isinstance(error, KafkaConnectionError | asyncio.TimeoutError | OSError):
             self._log.warning(

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 
-__all__ = ["OutboundRecord", "PartitionProducers", "TransactionFenced"]
+__all__ = ["OutboundRecord", "PartitionFencedError", "PartitionProducers"]
 
 
-class TransactionFenced(Exception):
+class PartitionFencedError(Exception):
     """Another worker now owns the partition; this worker's output for it was aborted."""
 
 
@@ -106,7 +106,7 @@ class PartitionProducers:
     ) -> None:
         """Publish `records` and commit `next_offset` for the partition in one transaction.
 
-        Raises TransactionFenced when another worker owns the partition, or the Kafka error
+        Raises PartitionFencedError when another worker owns the partition, or the Kafka error
         that aborted the transaction; in both cases nothing of it is visible to read_committed
         consumers and the consumer must seek back to the first record.
         """
@@ -124,7 +124,7 @@ class PartitionProducers:
                 await producer.commit_transaction()
             except ProducerFenced as error:
                 await self._discard(partition)
-                raise TransactionFenced(self.transactional_id(partition)) from error
+                raise PartitionFencedError(self.transactional_id(partition)) from error
             except BaseException:
                 await self._abort(partition, producer)
                 raise

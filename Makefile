@@ -1,0 +1,61 @@
+# claim-scrubber — `make` lists the targets. `make run` and `make test` work from a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+KAFKA := bash deploy/kafka/kafka.sh
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test check lint typecheck unit kafka-up kafka-down kafka-clean bench schemas clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: $(INSTALLED) ## create .venv and install the package with its dev tools
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: install ## the worker in the foreground, on a local broker unless SCRUBBER_KAFKA_BOOTSTRAP_SERVERS is set
+	@if [ -z "$$SCRUBBER_KAFKA_BOOTSTRAP_SERVERS" ]; then \
+	  $(KAFKA) up && export SCRUBBER_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092; \
+	fi; \
+	exec $(BIN)/claim-scrubber worker
+
+test: install ## lint, type-check and run every test (unit and real Kafka); stops what it started
+	bash deploy/run-tests.sh
+
+check: lint typecheck ## ruff, mypy strict, import layering
+
+lint: install ## ruff check and format check
+	$(BIN)/ruff check services tests bench
+	$(BIN)/ruff format --check services tests bench
+
+typecheck: install ## mypy strict and the import-linter layer contracts
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+unit: install ## the tests that need no broker
+	$(BIN)/pytest -m "not kafka" -q
+
+schemas: install ## regenerate schemas/ (JSON Schemas, AsyncAPI, RULES.md) from the code
+	$(BIN)/claim-scrubber schemas --out schemas
+
+kafka-up: ## start the local single-node Kafka on 127.0.0.1:9092 and create the topics
+	$(KAFKA) up
+
+kafka-down: ## stop the local Kafka, keeping its data
+	$(KAFKA) down
+
+kafka-clean: ## stop the local Kafka and delete its data
+	$(KAFKA) clean
+
+bench: install ## the benchmark: core, end to end and a pass-through baseline; writes bench/results.json
+	bash deploy/run-bench.sh
+
+clean: kafka-clean ## remove the local broker data, the venv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,74 @@
+"""Shared fixtures. Real-Kafka tests use SCRUBBER_KAFKA_BOOTSTRAP_SERVERS (set by `make test`),
+else a broker started with testcontainers where a Docker engine answers; otherwise they fail,
+never skip."""
+
+import os
+from collections.abc import Iterator
+from typing import Protocol
+
+import pytest
+
+from tests.kafka_harness import Topics, WorkerProcess, create_topics
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker  # type: ignore[import-untyped]  # noqa: PLC0415 - only with testcontainers
+
+        docker.from_env().ping()
+    except Exception:  # noqa: BLE001 - any failure means no usable engine
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    configured = os.environ.get("SCRUBBER_KAFKA_BOOTSTRAP_SERVERS")
+    if configured:
+        yield configured
+        return
+    if _docker_answers():
+        from testcontainers.kafka import KafkaContainer  # noqa: PLC0415
+
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    pytest.fail(
+        "no Kafka broker: run `make test` (starts the local broker), set "
+        "SCRUBBER_KAFKA_BOOTSTRAP_SERVERS, or start Docker; real-Kafka tests never skip"
+    )
+
+
+@pytest.fixture
+async def topics(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Topics:
+    return await create_topics(kafka_bootstrap, request.node.name[:40].replace("[", "-"))
+
+
+@pytest.fixture
+def workers() -> Iterator[list[WorkerProcess]]:
+    """Every worker a test starts; all are killed when the test ends, pass or fail."""
+    started: list[WorkerProcess] = []
+    yield started
+    for worker in started:
+        worker.kill()
+
+
+class WorkerStarter(Protocol):
+    def __call__(self, name: str = "w1", **extra_env: str) -> WorkerProcess: ...
+
+
+@pytest.fixture
+def start_worker(
+    kafka_bootstrap: str, topics: Topics, workers: list[WorkerProcess]
+) -> WorkerStarter:
+    def start(name: str = "w1", **extra_env: str) -> WorkerProcess:
+        env = topics.env(kafka_bootstrap) | {
+            "SCRUBBER_SESSION_TIMEOUT_MS": "6000",
+            "SCRUBBER_BATCH_TIMEOUT_MS": "50",
+        }
+        env.update(extra_env)
+        worker = WorkerProcess(env, name)
+        workers.append(worker)
+        return worker
+
+    return start
