@@ -2,23 +2,80 @@
 
 from typing import Final
 
-from claim_scrubber.rules import addon, integrity
+from claim_scrubber.rules import (
+    addon,
+    diagnosis,
+    documentation,
+    integrity,
+    modifiers,
+    payer,
+    pricing,
+    site,
+    units,
+)
 from claim_scrubber.rules._engine import ENGINE_FAILURE, Rule
 
 __all__ = ["CATALOG", "CHECKED_RULES"]
 
-CHECKED_RULES: Final[tuple[Rule, ...]] = tuple(
-    sorted(
-        (
-            addon.product_has_application,
-            integrity.billing_npi_valid,
-        ),
-        key=lambda entry: entry.id,
+
+def _by_id(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
+    return tuple(sorted(rules, key=lambda entry: entry.id))
+
+
+CHECKED_RULES: Final[tuple[Rule, ...]] = _by_id(
+    (
+        addon.addon_has_primary,
+        addon.primary_code_billed,
+        addon.product_has_application,
+        addon.product_rendered_by_applier,
+        diagnosis.dual_diagnosis,
+        diagnosis.wound_diagnosis,
+        documentation.applied_quantity_documented,
+        documentation.indication_documented,
+        documentation.location_documented,
+        documentation.lot_number_documented,
+        documentation.medical_necessity_documented,
+        documentation.primary_procedure_documented,
+        documentation.wound_area_documented,
+        integrity.billing_npi_valid,
+        integrity.charge_within_limit,
+        integrity.diagnoses_icd10_shaped,
+        integrity.line_numbers_unique,
+        integrity.place_of_service_shaped,
+        integrity.pointers_valid,
+        integrity.rendering_npi_valid,
+        integrity.service_date_not_future,
+        integrity.units_positive,
+        modifiers.discarded_modifier_window,
+        modifiers.duplicate_line,
+        modifiers.increased_services_justified,
+        modifiers.jw_and_jz_exclusive,
+        modifiers.known_modifiers,
+        modifiers.modifier_count,
+        modifiers.no_e_m_modifier,
+        modifiers.no_jw_jz_after_window,
+        modifiers.no_modifier_alone,
+        modifiers.no_noncoverage_modifier,
+        modifiers.no_procedure_modifier_on_product,
+        payer.applications_within_limit,
+        payer.episode_within_length,
+        payer.minimum_wound_area,
+        payer.prior_authorization_present,
+        payer.product_covered,
+        payer.standard_care_tried,
+        pricing.expected_payment,
+        site.expected_site,
+        site.not_bundled_site,
+        units.application_codes_match_area,
+        units.applied_quantity_matches_units,
+        units.no_product_unit_limit,
+        units.product_units_whole,
+        units.units_within_limit,
+        units.wasted_not_above_applied,
+        units.wasted_quantity_matches_jw_units,
     )
 )
 """The rules run on every claim (ENGINE-001 is emitted by the engine itself)."""
 
-CATALOG: Final[tuple[Rule, ...]] = tuple(
-    sorted((*CHECKED_RULES, ENGINE_FAILURE), key=lambda entry: entry.id)
-)
+CATALOG: Final[tuple[Rule, ...]] = _by_id((*CHECKED_RULES, ENGINE_FAILURE))
 """Every rule id a finding can carry, for `claim-scrubber rules` and the rules page."""

@@ -1,12 +1,26 @@
 """Claim integrity (CLM): checks every claim must pass, whatever it bills."""
 
 from collections.abc import Iterator
+from decimal import Decimal
 
 from claim_scrubber.models import Severity
 from claim_scrubber.rules._engine import Hit, rule
-from claim_scrubber.rules._facts import ClaimFacts, npi_valid
+from claim_scrubber.rules._facts import ClaimFacts, icd10_shaped, npi_valid
 
-__all__ = ["billing_npi_valid"]
+__all__ = [
+    "billing_npi_valid",
+    "charge_within_limit",
+    "diagnoses_icd10_shaped",
+    "line_numbers_unique",
+    "place_of_service_shaped",
+    "pointers_valid",
+    "rendering_npi_valid",
+    "service_date_not_future",
+    "units_positive",
+]
+
+_MAX_POINTERS = 4
+_NPI_HELP = "10 digits with a correct check digit; correct it from the NPPES record"
 
 
 @rule(
@@ -27,6 +41,210 @@ def billing_npi_valid(facts: ClaimFacts) -> Iterator[Hit]:
         yield Hit(
             None,
             "claim.billing_provider.npi",
-            "Billing provider NPI is not a valid NPI (10 digits with a correct check digit); "
-            "correct it from the provider's NPPES record.",
+            f"Billing provider NPI is not a valid NPI ({_NPI_HELP}).",
+        )
+
+
+@rule(
+    "CLM-002",
+    Severity.ERROR,
+    title="Rendering provider NPI is not valid",
+    source="CMS NPI standard; X12 837P loops 2310B / 2420A (rendering provider)",
+    fails='"rendering_provider": {"npi": "1003000127"}, or a line with "rendering_npi": "12345"',
+    passes='"rendering_provider": {"npi": "1003000126"}',
+)
+def rendering_npi_valid(facts: ClaimFacts) -> Iterator[Hit]:
+    """Every rendering NPI sent, on the claim or on a line, must be a valid NPI.
+
+    The rendering NPI identifies who performed the service; an invalid one makes the payer
+    deny the line. An inherited claim-level value is reported once, not on every line.
+    """
+    rendering = facts.event.claim.rendering_provider
+    if rendering is not None and rendering.npi is not None and not npi_valid(rendering.npi):
+        yield Hit(
+            None,
+            "claim.rendering_provider.npi",
+            f"Rendering provider NPI is not a valid NPI ({_NPI_HELP}).",
+        )
+    for line in facts.lines:
+        if line.own_rendering_npi is not None and not npi_valid(line.own_rendering_npi):
+            yield Hit(
+                line.number,
+                line.field("rendering_npi"),
+                f"Line {line.number} rendering NPI is not a valid NPI ({_NPI_HELP}).",
+            )
+
+
+@rule(
+    "CLM-003",
+    Severity.ERROR,
+    title="Service date is in the future",
+    source="CMS Claims Processing Manual ch. 1 §70: services are billed after they are rendered",
+    fails='occurred_at 2026-11-20, a line with "service_date": "2026-11-21"',
+    passes='occurred_at 2026-11-20, "service_date": "2026-11-20"',
+)
+def service_date_not_future(facts: ClaimFacts) -> Iterator[Hit]:
+    """No line may have a service date after the day the claim event occurred (UTC).
+
+    A service cannot be billed before it is performed; a future date is a keying error
+    (often the year) and the payer rejects the line.
+    """
+    for line in facts.lines:
+        if line.service_date > facts.today:
+            yield Hit(
+                line.number,
+                line.field("service_date"),
+                f"Service date {line.service_date.isoformat()} is after the claim date "
+                f"{facts.today.isoformat()}; correct the date of service.",
+            )
+
+
+@rule(
+    "CLM-004",
+    Severity.ERROR,
+    title="Line number used twice",
+    source="X12 837P loop 2400 LX: line numbers identify service lines uniquely",
+    fails="two lines with line_number 1",
+    passes="lines numbered 1 and 2",
+)
+def line_numbers_unique(facts: ClaimFacts) -> Iterator[Hit]:
+    """Each line_number may appear once; every repeat after the first is reported.
+
+    Remittance advice, denials and adjustments refer to lines by number; a repeated number
+    makes payments and denials impossible to match to the right service.
+    """
+    seen: set[int] = set()
+    for line in facts.lines:
+        if line.number in seen:
+            yield Hit(
+                line.number,
+                line.field("line_number"),
+                f"Line number {line.number} is already used by an earlier line; renumber.",
+            )
+        seen.add(line.number)
+
+
+@rule(
+    "CLM-005",
+    Severity.ERROR,
+    title="Diagnosis code is not ICD-10-CM shaped",
+    source="HIPAA code sets (45 CFR 162.1002): ICD-10-CM for diagnoses",
+    fails='"diagnoses": ["E11621"] or ["250.00"] (ICD-9)',
+    passes='"diagnoses": ["E11.621", "L97.412"]',
+)
+def diagnoses_icd10_shaped(facts: ClaimFacts) -> Iterator[Hit]:
+    """Every diagnosis must look like an ICD-10-CM code: letter, digit, digit or letter, then
+    an optional dot and 1-4 characters.
+
+    A malformed code (missing dot, ICD-9, a typo) cannot be matched to coverage policies and
+    the claim is rejected; the coder needs to see which position is wrong.
+    """
+    for index, code in enumerate(facts.diagnoses):
+        if not icd10_shaped(code):
+            yield Hit(
+                None,
+                f"claim.diagnoses[{index}]",
+                f"Diagnosis {index + 1} is not an ICD-10-CM code (like E11.621); correct it.",
+            )
+
+
+@rule(
+    "CLM-006",
+    Severity.ERROR,
+    title="Diagnosis pointers missing, too many or out of range",
+    source="X12 837P SV107: 1 to 4 pointers into the claim's diagnosis list",
+    fails='"diagnosis_pointers": [] or [1, 2, 3, 4, 5] or [3] with two diagnoses',
+    passes='"diagnosis_pointers": [1, 2] with two diagnoses',
+)
+def pointers_valid(facts: ClaimFacts) -> Iterator[Hit]:
+    """Each line must point to 1-4 diagnoses, each pointer between 1 and the number of
+    diagnoses on the claim.
+
+    The pointers say why each service was medically necessary; a line without a valid
+    pointer has no diagnosis and is denied.
+    """
+    count = len(facts.diagnoses)
+    for line in facts.lines:
+        if not line.pointers:
+            problem = "has no diagnosis pointer; point it to 1-4 diagnoses"
+        elif len(line.pointers) > _MAX_POINTERS:
+            problem = f"has {len(line.pointers)} diagnosis pointers; at most 4 are allowed"
+        elif any(not 1 <= pointer <= count for pointer in line.pointers):
+            problem = f"points outside the {count} diagnoses on the claim; fix the pointers"
+        else:
+            continue
+        yield Hit(line.number, line.field("diagnosis_pointers"), f"Line {line.number} {problem}.")
+
+
+@rule(
+    "CLM-007",
+    Severity.ERROR,
+    title="Units are zero or negative",
+    source="X12 837P SV104: service unit count must be positive",
+    fails='"units": 0',
+    passes='"units": 1',
+)
+def units_positive(facts: ClaimFacts) -> Iterator[Hit]:
+    """Every line must bill more than zero units.
+
+    A line with no units bills nothing and is rejected; it usually means a quantity was not
+    carried over from the chart.
+    """
+    for line in facts.lines:
+        if line.units <= 0:
+            yield Hit(
+                line.number,
+                line.field("units"),
+                f"Line {line.number} bills {line.units} units; enter the quantity provided.",
+            )
+
+
+@rule(
+    "CLM-008",
+    Severity.ERROR,
+    title="Claim total is over the payer's limit",
+    source="Payer profile claim charge limit (Medicare: 99,999.99 per claim in the 837P)",
+    fails="Medicare claim whose line charges add up to 100000.00",
+    passes="Medicare claim whose line charges add up to 2954.80",
+)
+def charge_within_limit(facts: ClaimFacts) -> Iterator[Hit]:
+    """When the payer profile has a claim charge limit, the sum of line charges must not
+    exceed it.
+
+    A total above the limit cannot be submitted in one claim; split the services into
+    several claims.
+    """
+    limit = facts.profile.claim_charge_limit
+    if limit is None:
+        return
+    total = sum((line.charge for line in facts.lines), start=Decimal(0))
+    if total > limit:
+        yield Hit(
+            None,
+            "claim.lines",
+            f"Line charges total {total:.2f}, above this payer's limit of {limit:.2f} per claim; "
+            "split the claim.",
+        )
+
+
+@rule(
+    "CLM-009",
+    Severity.ERROR,
+    title="Place of service is not a two-digit code",
+    source="CMS Place of Service code set: two digits",
+    fails='"place_of_service": "1" or "office"',
+    passes='"place_of_service": "11"',
+)
+def place_of_service_shaped(facts: ClaimFacts) -> Iterator[Hit]:
+    """place_of_service must be a two-digit CMS place-of-service code.
+
+    The place of service decides the payment rate and whether a supply is bundled; a
+    malformed value is rejected at the front end.
+    """
+    code = facts.place_of_service
+    if not (len(code) == 2 and code.isascii() and code.isdigit()):
+        yield Hit(
+            None,
+            "claim.place_of_service",
+            "Place of service is not a two-digit CMS code (like 11 for office); correct it.",
         )

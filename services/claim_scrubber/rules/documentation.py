@@ -1,0 +1,192 @@
+"""Documentation (DOC): what must be on file for a Q4390 claim.
+
+A claim without a documentation object gets every DOC finding: each names what to add.
+"""
+
+from collections.abc import Iterator
+
+from claim_scrubber.models import Severity
+from claim_scrubber.rules._engine import Hit, rule
+from claim_scrubber.rules._facts import ClaimFacts, is_missing
+
+__all__ = [
+    "applied_quantity_documented",
+    "indication_documented",
+    "location_documented",
+    "lot_number_documented",
+    "medical_necessity_documented",
+    "primary_procedure_documented",
+    "wound_area_documented",
+]
+
+_SOURCE = "MAC articles A54117/A56696 and Novitas L35041: documentation requirements"
+
+
+@rule(
+    "DOC-001",
+    Severity.ERROR,
+    title="Wound area not documented",
+    source=_SOURCE,
+    fails='"wound": {"area_cm2": 0} or no wound',
+    passes='"wound": {"area_cm2": 18.5}',
+    q4390_only=True,
+)
+def wound_area_documented(facts: ClaimFacts) -> Iterator[Hit]:
+    """The wound's area_cm2 must be documented and above 0.
+
+    The wound area decides the application codes and how much product is reasonable; it is
+    the first thing a reviewer checks.
+    """
+    area = facts.wound.area_cm2 if facts.wound else None
+    if area is None or area <= 0:
+        yield Hit(
+            None,
+            "claim.documentation.wound.area_cm2",
+            "Document the wound's surface area in cm² (above 0).",
+        )
+
+
+@rule(
+    "DOC-002",
+    Severity.ERROR,
+    title="Wound indication not documented",
+    source=_SOURCE,
+    fails='"wound": {"indication": " "}',
+    passes='"wound": {"indication": "chronic non-healing diabetic foot ulcer"}',
+    q4390_only=True,
+)
+def indication_documented(facts: ClaimFacts) -> Iterator[Hit]:
+    """The wound's indication (why a skin substitute is used) must be documented.
+
+    Skin substitutes are covered only for specific chronic wounds; the indication shows
+    the wound is one of them.
+    """
+    if is_missing(facts.wound.indication if facts.wound else None):
+        yield Hit(
+            None,
+            "claim.documentation.wound.indication",
+            "Document the indication for the skin substitute (the type of chronic wound).",
+        )
+
+
+@rule(
+    "DOC-003",
+    Severity.ERROR,
+    title="Primary procedure not documented",
+    source=_SOURCE,
+    fails='"primary_procedure_code": null',
+    passes='"primary_procedure_code": "15275"',
+    q4390_only=True,
+)
+def primary_procedure_documented(facts: ClaimFacts) -> Iterator[Hit]:
+    """documentation.primary_procedure_code must name the application procedure.
+
+    The product is an add-on to a procedure; the record must say which one it was used in.
+    """
+    documentation = facts.documentation
+    if is_missing(documentation.primary_procedure_code if documentation else None):
+        yield Hit(
+            None,
+            "claim.documentation.primary_procedure_code",
+            "Document the application procedure code the product was used with (15271-15278).",
+        )
+
+
+@rule(
+    "DOC-004",
+    Severity.ERROR,
+    title="Product lot number not documented",
+    source=_SOURCE + "; FDA device/tissue traceability",
+    fails='"lot_numbers": [] or [" "]',
+    passes='"lot_numbers": ["ASC-24-0117"]',
+    q4390_only=True,
+)
+def lot_number_documented(facts: ClaimFacts) -> Iterator[Hit]:
+    """At least one non-blank product lot number must be documented.
+
+    Lot numbers trace the tissue product to its package; payers and recalls require them.
+    """
+    lots = facts.product.lot_numbers if facts.product else None
+    if not any(not is_missing(lot) for lot in lots or ()):
+        yield Hit(
+            None,
+            "claim.documentation.product.lot_numbers",
+            "Document the lot number of the product applied.",
+        )
+
+
+@rule(
+    "DOC-005",
+    Severity.ERROR,
+    title="Quantity of product applied not documented",
+    source=_SOURCE,
+    fails='"quantity_applied_cm2": 0 or missing',
+    passes='"quantity_applied_cm2": 20',
+    q4390_only=True,
+)
+def applied_quantity_documented(facts: ClaimFacts) -> Iterator[Hit]:
+    """The product's quantity_applied_cm2 must be documented and above 0.
+
+    Q4390 is paid per cm² applied; the billed units must be backed by the documented amount.
+    """
+    applied = facts.product.quantity_applied_cm2 if facts.product else None
+    if applied is None or applied <= 0:
+        yield Hit(
+            None,
+            "claim.documentation.product.quantity_applied_cm2",
+            "Document how many cm² of product were applied (above 0).",
+        )
+
+
+@rule(
+    "DOC-006",
+    Severity.ERROR,
+    title="Medical necessity not documented",
+    source=_SOURCE,
+    fails='"medical_necessity": null',
+    passes='"medical_necessity": "Ulcer failed 6 weeks of offloading ..."',
+    q4390_only=True,
+)
+def medical_necessity_documented(facts: ClaimFacts) -> Iterator[Hit]:
+    """A medical necessity statement must be documented.
+
+    Coverage requires the record to show the wound failed standard care; without the
+    statement the product is denied as not reasonable and necessary.
+    """
+    documentation = facts.documentation
+    if is_missing(documentation.medical_necessity if documentation else None):
+        yield Hit(
+            None,
+            "claim.documentation.medical_necessity",
+            "Document medical necessity (response to standard care and why a skin substitute).",
+        )
+
+
+@rule(
+    "DOC-007",
+    Severity.ERROR,
+    title="Wound location missing or unknown",
+    source=_SOURCE + "; CPT 15271-15278 site groups",
+    fails='"location": "toe" or missing',
+    passes='"location": "foot" (one of trunk, arm, leg, face, scalp, eyelid, mouth, neck, '
+    "ear, orbit, genitalia, hand, foot, digit)",
+    q4390_only=True,
+)
+def location_documented(facts: ClaimFacts) -> Iterator[Hit]:
+    """The wound location must be one of the listed anatomic sites.
+
+    The site decides which family of application codes applies (trunk/arm/leg or
+    face/scalp/.../foot/digit).
+    """
+    location = facts.location
+    if location is None or facts.ruleset.family_for(location) is None:
+        sites = sorted(
+            site
+            for family in facts.ruleset.application_families.values()
+            for site in family.locations
+        )
+        yield Hit(
+            None,
+            "claim.documentation.wound.location",
+            f"Document the wound location as one of: {', '.join(sites)}.",
+        )

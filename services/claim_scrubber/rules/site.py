@@ -1,0 +1,60 @@
+"""Site of service (POS): where Q4390 can be billed separately."""
+
+from collections.abc import Iterator
+
+from claim_scrubber.models import Severity
+from claim_scrubber.rules._engine import Hit, rule
+from claim_scrubber.rules._facts import ClaimFacts
+
+__all__ = ["expected_site", "not_bundled_site"]
+
+
+@rule(
+    "POS-001",
+    Severity.ERROR,
+    title="Product bundled at an inpatient or skilled nursing site",
+    source="CMS consolidated billing: supplies in inpatient (21) and SNF (31) stays are "
+    "bundled into the facility payment",
+    fails='"place_of_service": "21"',
+    passes='"place_of_service": "11"',
+    q4390_only=True,
+)
+def not_bundled_site(facts: ClaimFacts) -> Iterator[Hit]:
+    """Q4390 is not billed separately at place of service 21 (inpatient) or 31 (SNF).
+
+    In those settings the facility is paid for supplies; a separate professional claim for
+    the product is denied as bundled.
+    """
+    if facts.place_of_service in facts.ruleset.place_of_service.bundled:
+        yield Hit(
+            None,
+            "claim.place_of_service",
+            f"Place of service {facts.place_of_service} bundles the product into the facility "
+            "payment; do not bill Q4390 separately.",
+        )
+
+
+@rule(
+    "POS-002",
+    Severity.ERROR,
+    title="Atypical place of service for Q4390",
+    source="MAC skin-substitute articles: office (11), off-campus (19) and on-campus (22) "
+    "outpatient hospital, ambulatory surgical center (24)",
+    fails='"place_of_service": "12" (home)',
+    passes='"place_of_service": "11", "19", "22" or "24"',
+    q4390_only=True,
+)
+def expected_site(facts: ClaimFacts) -> Iterator[Hit]:
+    """The place of service must be one where skin substitutes are applied: 11, 19, 22, 24
+    (or 21/31, which POS-001 reports).
+
+    Skin-substitute application is a procedure done in an office, hospital outpatient or
+    surgical setting; another setting is likely a keying error.
+    """
+    if facts.place_of_service not in facts.ruleset.place_of_service.expected:
+        yield Hit(
+            None,
+            "claim.place_of_service",
+            f"Place of service {facts.place_of_service} is atypical for a skin-substitute "
+            "application; check it (expected 11, 19, 22 or 24).",
+        )

@@ -1,0 +1,134 @@
+"""The Kafka edge without a broker: routing, headers, and what happens when a transaction fails."""
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaConnectionError
+
+from claim_scrubber.adapters.kafka.router import ClaimRouter
+from claim_scrubber.adapters.kafka.transactions import OutboundRecord, PartitionFencedError
+from claim_scrubber.adapters.logging import configure_logging, get_logger
+from claim_scrubber.adapters.ruleset_file import load_ruleset
+from claim_scrubber.adapters.settings import Settings
+from claim_scrubber.scrubber import Scrubber
+from tests.claims import default_event, event_bytes, patched
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+
+class FakeProducers:
+    """Stands in for PartitionProducers: records commits, or fails the partitions it is told to."""
+
+    def __init__(self, failing: dict[int, BaseException] | None = None) -> None:
+        self.failing = failing or {}
+        self.committed: dict[int, tuple[list[OutboundRecord], int]] = {}
+
+    async def commit(
+        self, partition: int, records: Sequence[OutboundRecord], next_offset: int
+    ) -> None:
+        if partition in self.failing:
+            raise self.failing[partition]
+        self.committed[partition] = (list(records), next_offset)
+
+
+def _router(producers: FakeProducers) -> ClaimRouter:
+    configure_logging(level="warning")
+    settings = Settings.model_construct(worker_id="component")
+    scrubber = Scrubber(load_ruleset(), max_message_bytes=1024 * 1024)
+    return ClaimRouter(
+        settings=settings,
+        scrubber=scrubber,
+        producers=producers,  # type: ignore[arg-type]
+        log=get_logger(),
+    )
+
+
+def _record(partition: int, offset: int, value: bytes, key: bytes | None = None) -> Record:
+    return Record("claims.submitted", partition, offset, 1_763_651_045_000, key, value)
+
+
+def _no_seek(partition: TopicPartition, offset: int) -> None:
+    del partition, offset
+
+
+GOOD = event_bytes(default_event())
+BAD_NPI = event_bytes(patched(default_event(), {"claim.billing_provider.npi": "1"}))
+
+
+class TestRouting:
+    async def test_one_transaction_per_partition_commits_the_offset_after_its_last_record(
+        self,
+    ) -> None:
+        producers = FakeProducers()
+        seeks: list[tuple[TopicPartition, int]] = []
+        records = [_record(0, 10, GOOD), _record(1, 4, BAD_NPI), _record(0, 11, b"[]", b"k")]
+
+        await _router(producers).handle(records, lambda tp, offset: seeks.append((tp, offset)))
+
+        assert seeks == []
+        outputs_0, next_0 = producers.committed[0]
+        outputs_1, next_1 = producers.committed[1]
+        assert (next_0, next_1) == (12, 5)
+        assert [o.topic for o in outputs_0] == ["claims.clean", "claims.dead-letter"]
+        assert [o.topic for o in outputs_1] == ["claims.needs-review"]
+        assert outputs_0[1].key == b"k"
+        assert dict(outputs_1[0].headers)["outcome"] == b"needs_review"
+
+    async def test_a_null_record_value_is_a_dead_letter_not_a_crash(self) -> None:
+        producers = FakeProducers()
+        await _router(producers).handle([_record(2, 0, None)], _no_seek)  # type: ignore[list-item]
+        (output,), _ = producers.committed[2]
+        assert output.topic == "claims.dead-letter"
+
+
+class TestFailedTransactions:
+    @pytest.mark.parametrize(
+        "error", [KafkaConnectionError("down"), PartitionFencedError("claim-scrubber-x-1")]
+    )
+    async def test_a_failed_partition_is_rewound_to_its_first_record_and_others_commit(
+        self, error: BaseException, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        delays: list[float] = []
+
+        async def no_sleep(delay: float) -> None:
+            delays.append(delay)
+
+        monkeypatch.setattr("claim_scrubber.adapters.kafka.router.asyncio.sleep", no_sleep)
+        producers = FakeProducers(failing={1: error})
+        seeks: list[tuple[TopicPartition, int]] = []
+        records = [_record(1, 7, GOOD), _record(1, 8, GOOD), _record(0, 3, GOOD)]
+
+        await _router(producers).handle(records, lambda tp, offset: seeks.append((tp, offset)))
+
+        assert seeks == [(TopicPartition("claims.submitted", 1), 7)]
+        assert list(producers.committed) == [0]
+        assert len(delays) == 1
+        assert 0 < delays[0] <= 10
+
+    async def test_repeated_failures_back_off_exponentially_up_to_a_cap(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        delays: list[float] = []
+
+        async def no_sleep(delay: float) -> None:
+            delays.append(delay)
+
+        monkeypatch.setattr("claim_scrubber.adapters.kafka.router.asyncio.sleep", no_sleep)
+        router = _router(FakeProducers(failing={0: KafkaConnectionError("down")}))
+        for _ in range(10):
+            await router.handle([_record(0, 0, GOOD)], _no_seek)
+
+        assert delays[0] <= 0.2
+        assert delays[4] > delays[0]
+        assert max(delays) <= 10
+        assert delays[-1] >= 5

@@ -1,0 +1,46 @@
+"""Whole-claim golden tests: one realistic claim per payer profile and its committed result.
+
+The expected files are reviewed snapshots. To change them on purpose after a rule change:
+UPDATE_GOLDEN=1 pytest tests/golden, then review the diff before committing.
+"""
+
+import json
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from claim_scrubber.adapters.ruleset_file import load_ruleset
+from claim_scrubber.scrubber import Scrubber
+
+HERE = Path(__file__).parent
+CLAIMS = sorted((HERE / "claims").glob("*.json"))
+SCRUBBER = Scrubber(load_ruleset(), max_message_bytes=1 << 20)
+FIXED_NOW = datetime(2026, 11, 27, tzinfo=UTC)
+
+
+def _result(claim_file: Path) -> dict[str, object]:
+    source = {"file": claim_file.name, "line": 1}
+    payload = json.dumps(json.loads(claim_file.read_text("utf-8"))).encode()
+    decision = SCRUBBER.decide(
+        payload, result_source=source, dead_letter_source=source, now=FIXED_NOW
+    )
+    document = json.loads(decision.document)
+    return {key: document[key] for key in ("outcome", "findings", "ruleset_version")}
+
+
+@pytest.mark.parametrize("claim_file", CLAIMS, ids=[path.stem for path in CLAIMS])
+def test_the_claim_scrubs_to_its_reviewed_result(claim_file: Path) -> None:
+    expected_file = HERE / "expected" / claim_file.name
+    actual = _result(claim_file)
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        expected_file.parent.mkdir(exist_ok=True)
+        expected_file.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n", "utf-8")
+    assert expected_file.exists(), f"no reviewed result: UPDATE_GOLDEN=1 pytest {__file__}"
+    assert actual == json.loads(expected_file.read_text("utf-8"))
+
+
+def test_there_is_a_golden_claim_for_every_payer_kind() -> None:
+    kinds = {json.loads(path.read_text("utf-8"))["claim"]["payer"]["kind"] for path in CLAIMS}
+    assert kinds == {"medicare", "medicare_advantage", "aetna", "bcbs", "cigna", "uhc", "other"}

@@ -1,0 +1,73 @@
+"""Every rule against its pass/fail cases (cases/<RULE-ID>.json): patches over the default claim.
+
+A case names the findings the rule must give as [line_number, field] or
+[line_number, field, text the message must contain]; [] means the rule must not fire.
+"""
+
+import json
+import tomllib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from claim_scrubber.adapters.ruleset_file import default_ruleset_text
+from claim_scrubber.models import Ruleset
+from claim_scrubber.scrubber import Accepted, Scrubber, read_claim_event
+from tests.claims import default_event, event_bytes, patched
+
+CASES = Path(__file__).parent / "cases"
+
+
+def _load_cases() -> list[tuple[str, dict[str, Any]]]:
+    found = []
+    for path in sorted(CASES.glob("*.json")):
+        document = json.loads(path.read_text("utf-8"))
+        assert document["rule"] == path.stem, f"{path.name} names rule {document['rule']}"
+        found.extend((path.stem, case) for case in document["cases"])
+    return found
+
+
+ALL_CASES = _load_cases()
+
+
+@cache
+def _default_ruleset_document() -> dict[str, Any]:
+    return tomllib.loads(default_ruleset_text())
+
+
+def _scrubber(ruleset_patch: dict[str, Any]) -> Scrubber:
+    document = patched(_default_ruleset_document(), ruleset_patch)
+    return Scrubber(Ruleset.model_validate(document), max_message_bytes=1024 * 1024)
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "case"),
+    ALL_CASES,
+    ids=[f"{rule_id}: {case['name']}" for rule_id, case in ALL_CASES],
+)
+def test_rule_gives_exactly_the_findings_of_its_case(rule_id: str, case: dict[str, Any]) -> None:
+    event = patched(default_event(), case["patch"])
+    read = read_claim_event(event_bytes(event), max_bytes=1024 * 1024)
+    assert isinstance(read, Accepted), f"the case's claim is not schema-valid: {read}"
+
+    findings = [
+        finding
+        for finding in _scrubber(case.get("ruleset_patch", {})).verdict(read).findings
+        if finding.rule_id == rule_id
+    ]
+
+    expected = case["findings"]
+    assert [[f.line_number, f.field] for f in findings] == [e[:2] for e in expected]
+    for finding, wanted in zip(findings, expected, strict=True):
+        if len(wanted) > 2:
+            assert wanted[2] in finding.message
+
+
+def test_the_default_claim_is_clean_with_only_the_expected_notes() -> None:
+    read = read_claim_event(event_bytes(default_event()), max_bytes=1024 * 1024)
+    assert isinstance(read, Accepted)
+    verdict = _scrubber({}).verdict(read)
+    assert verdict.outcome == "clean"
+    assert [f.rule_id for f in verdict.findings] == ["PRICE-001", "UNITS-005"]

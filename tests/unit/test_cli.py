@@ -1,0 +1,93 @@
+"""`claim-scrubber scrub` and `claim-scrubber rules`, as a user runs them."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from tests.claims import canary_event, default_event, event_bytes, patched, phi_strings
+from tests.kafka_harness import WORKER
+
+CLI = [WORKER[0]]
+
+
+def _run(*args: str, stdin: bytes = b"", **env: str) -> subprocess.CompletedProcess[bytes]:
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("SCRUBBER_")}
+    return subprocess.run(
+        [*CLI, *args],
+        input=stdin,
+        env=clean_env | env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+
+
+class TestScrub:
+    def test_each_input_line_gives_one_output_line_in_order_with_a_file_source(
+        self, tmp_path: Path
+    ) -> None:
+        claims = tmp_path / "claims.jsonl"
+        claims.write_bytes(
+            event_bytes(default_event())
+            + b"\n"
+            + b"not json\n"
+            + event_bytes(patched(default_event(), {"claim.billing_provider.npi": "1"}))
+            + b"\n"
+        )
+        result = _run("scrub", str(claims))
+
+        assert result.returncode == 0
+        outputs = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [o.get("outcome", o.get("error", {}).get("kind")) for o in outputs] == [
+            "clean",
+            "invalid_json",
+            "needs_review",
+        ]
+        assert [o["source"] for o in outputs] == [
+            {"file": str(claims), "line": n} for n in (1, 2, 3)
+        ]
+
+    def test_stdin_is_read_when_no_file_is_given_and_logs_go_to_stderr_only(self) -> None:
+        result = _run("scrub", stdin=event_bytes(default_event()) + b"\n")
+
+        (line,) = result.stdout.splitlines()
+        assert json.loads(line)["source"] == {"file": "-", "line": 1}
+        assert b"claim.scrubbed" in result.stderr
+        assert b"claim.scrubbed" not in result.stdout
+
+    def test_stderr_carries_no_phi_for_any_kind_of_line(self) -> None:
+        lines = [
+            canary_event(),
+            canary_event(**{"claim.patient.last_name": 7}),
+            canary_event(schema_version="PHICANARY-FIRST"),
+        ]
+        result = _run(
+            "scrub",
+            stdin=b"\n".join(event_bytes(doc) for doc in lines) + b"\n",
+            SCRUBBER_LOG_LEVEL="debug",
+        )
+        stderr = result.stderr.decode()
+        assert len(result.stdout.splitlines()) == 3
+        assert [canary for canary in [*phi_strings(), "PHICANARY"] if canary in stderr] == []
+
+    def test_a_missing_file_is_one_error_line_and_a_non_zero_exit(self, tmp_path: Path) -> None:
+        result = _run("scrub", str(tmp_path / "absent.jsonl"))
+        assert result.returncode == 2
+        assert result.stderr.decode().count("\n") == 1
+        assert b"cannot read" in result.stderr
+
+
+class TestRules:
+    def test_the_catalog_lists_id_severity_and_title(self) -> None:
+        result = _run("rules")
+        assert result.returncode == 0
+        assert b"CLM-001" in result.stdout
+        assert b"ENGINE-001" in result.stdout
+
+    def test_the_json_catalog_carries_each_rules_documentation(self) -> None:
+        entries = json.loads(_run("rules", "--json").stdout)
+        assert {"id", "severity", "title", "what", "why", "source", "fails", "passes"} <= set(
+            entries[0]
+        )
+        assert [entry["id"] for entry in entries] == sorted(entry["id"] for entry in entries)
