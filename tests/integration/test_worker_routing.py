@@ -49,7 +49,11 @@ class TestRouting:
         }
         assert review.key == b"CLM-2"
         assert review.headers["outcome"] == b"needs_review"
-        assert [f["rule_id"] for f in review.body["findings"]] == ["CLM-001"]
+        assert [f["rule_id"] for f in review.body["findings"]] == [
+            "CLM-001",
+            "PRICE-001",
+            "UNITS-005",
+        ]
         assert dead.key == b"raw-key"
         assert dead.headers["outcome"] == b"dead_letter"
         assert dead.body["error"]["kind"] == "invalid_json"

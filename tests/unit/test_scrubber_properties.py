@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.models import Outcome, Severity
 from claim_scrubber.scrubber import Accepted, Scrubber, read_claim_event
-from tests.claims import event_bytes
+from tests.claims import default_event, event_bytes, patched
 
 SCRUBBER = Scrubber(load_ruleset(), max_message_bytes=1 << 20)
 CODES = [
@@ -28,7 +28,12 @@ CODES = [
 MODIFIERS = ["00", "22", "25", "JW", "JZ", "GA", "RT", "LT", "59", "ZZ", " rt", ""]
 DIAGNOSES = ["E11.621", "L97.412", "I87.2", "L89.153", "I10", "E11621", "t20.311a", ""]
 DATES = st.dates().map(lambda d: d.isoformat())
-NUMBERS = st.one_of(st.integers(-5, 500), st.floats(-5, 500, allow_nan=False, allow_infinity=False))
+NUMBERS = st.one_of(
+    st.integers(-5, 500),
+    st.floats(-5, 500, allow_nan=False, allow_infinity=False),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
 OFFSETS = [UTC, timezone(timedelta(hours=-5)), timezone(timedelta(hours=5, minutes=30))]
 TEXT = st.one_of(st.none(), st.text(max_size=8))
 
@@ -150,3 +155,29 @@ def test_the_outcome_is_needs_review_exactly_when_an_error_finding_exists(
     verdict = _verdict(event)
     has_error = any(f.severity is Severity.ERROR for f in verdict.findings)
     assert (verdict.outcome is Outcome.NEEDS_REVIEW) == has_error
+
+
+NUMERIC_FIELDS = [
+    "claim.lines[0].units",
+    "claim.lines[1].units",
+    "claim.documentation.wound.area_cm2",
+    "claim.documentation.wound.standard_of_care_weeks",
+    "claim.documentation.product.quantity_applied_cm2",
+    "claim.documentation.product.quantity_wasted_cm2",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(NUMERIC_FIELDS),
+    st.one_of(
+        st.integers(-(2**63), 2**63 - 1),
+        st.floats(allow_nan=False, allow_infinity=False),
+    ),
+    st.sampled_from(["medicare", "aetna", "uhc"]),
+)
+def test_no_rule_fails_on_extreme_numbers_in_an_otherwise_valid_claim(
+    field: str, number: float, payer: str
+) -> None:
+    event = patched(default_event(), {field: number, "claim.payer.kind": payer})
+    assert [f.rule_id for f in _verdict(event).findings if f.rule_id == "ENGINE-001"] == []

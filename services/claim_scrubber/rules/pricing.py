@@ -1,7 +1,7 @@
 """Pricing (PRICE): what the payer is expected to pay for the product."""
 
 from collections.abc import Iterator
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
 
 from claim_scrubber.models import Severity
 from claim_scrubber.rules._engine import Hit, rule
@@ -10,6 +10,8 @@ from claim_scrubber.rules._facts import ClaimFacts
 __all__ = ["expected_payment"]
 
 _CENT = Decimal("0.01")
+_EXACT = Context(prec=1000)
+"""Enough digits for any JSON number times a rate: the amount is exact, never rounded away."""
 
 
 @rule(
@@ -34,10 +36,10 @@ def expected_payment(facts: ClaimFacts) -> Iterator[Hit]:
     for line in facts.administered_product_lines:
         rate = facts.profile.rate_on(line.service_date)
         if rate is not None:
-            total += line.units * rate
+            total = _EXACT.add(total, _EXACT.multiply(line.units, rate))
             priced = True
     if priced:
-        amount = total.quantize(_CENT, rounding=ROUND_HALF_UP)
+        amount = total.quantize(_CENT, rounding=ROUND_HALF_UP, context=_EXACT)
         yield Hit(
             None,
             "claim.lines",
