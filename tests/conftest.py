@@ -4,7 +4,8 @@ never skip."""
 
 import os
 from collections.abc import Iterator
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 
@@ -72,3 +73,40 @@ def start_worker(
         return worker
 
     return start
+
+
+DELIVERY_REPORT = pytest.StashKey[list[dict[str, object]]]()
+REPORT_FILE = Path(__file__).resolve().parents[1] / "build" / "delivery-report.md"
+REPORT_COLUMNS = (
+    "scenario",
+    "inputs",
+    "clean",
+    "needs_review",
+    "dead_letter",
+    "duplicates",
+    "lost",
+    "recovery_s",
+    "drain_s",
+)
+
+
+@pytest.fixture
+def delivery_report(request: pytest.FixtureRequest) -> list[dict[str, object]]:
+    """Rows of the fault-scenario table printed at the end of the run."""
+    return request.config.stash.setdefault(DELIVERY_REPORT, [])
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    rows = config.stash.get(DELIVERY_REPORT, [])
+    if not rows:
+        return
+    lines = [
+        "| " + " | ".join(REPORT_COLUMNS) + " |",
+        "|" + "---|" * len(REPORT_COLUMNS),
+        *("| " + " | ".join(str(row.get(c, "")) for c in REPORT_COLUMNS) + " |" for row in rows),
+    ]
+    REPORT_FILE.parent.mkdir(exist_ok=True)
+    REPORT_FILE.write_text("\n".join(lines) + "\n", "utf-8")
+    terminalreporter.section("delivery under faults (read_committed)")
+    for line in lines:
+        terminalreporter.write_line(line)

@@ -1,6 +1,7 @@
 """Real-broker test harness: isolated topics, worker processes, exactly-once accounting."""
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -262,3 +263,112 @@ class WorkerProcess:
 
     def all_output(self) -> str:
         return "\n".join([*self.lines, *self.stderr_lines])
+
+
+class OutputWatcher:
+    """Reads the output topics (read_committed) in the background, noting when each arrives."""
+
+    def __init__(self, bootstrap: str, topics: Topics) -> None:
+        self._bootstrap = bootstrap
+        self._topics = topics
+        self.arrivals: list[tuple[float, Output]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> "OutputWatcher":
+        self._consumer = AIOKafkaConsumer(
+            *self._topics.outputs,
+            bootstrap_servers=self._bootstrap,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            group_id=None,
+            request_timeout_ms=10_000,
+        )
+        await self._consumer.start()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _run(self) -> None:
+        assert self._consumer is not None
+        while True:
+            try:
+                batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            except Exception:  # noqa: BLE001 - the broker may be restarting; keep reading
+                await asyncio.sleep(0.5)
+                continue
+            now = time.monotonic()
+            for records in batches.values():
+                self.arrivals.extend(
+                    (
+                        now,
+                        Output(
+                            topic=record.topic,
+                            key=record.key,
+                            headers=dict(record.headers),
+                            body=orjson.loads(record.value),
+                        ),
+                    )
+                    for record in records
+                )
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    def tally(self) -> Tally:
+        return Tally([output for _, output in self.arrivals])
+
+    async def wait_for(self, count: int, timeout_s: float = 120.0, settle_s: float = 3.0) -> Tally:
+        """Wait until `count` outputs arrived, then `settle_s` more to catch duplicates."""
+        deadline = time.monotonic() + timeout_s
+        while len(self.arrivals) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(settle_s)
+        return self.tally()
+
+    def first_arrival_after(self, moment: float) -> float | None:
+        later = [arrived for arrived, _ in self.arrivals if arrived > moment]
+        return min(later) if later else None
+
+
+async def produce_steadily(
+    bootstrap: str, topic: str, values: list[bytes], duration_s: float
+) -> int:
+    """Send `values` spread evenly over `duration_s`, retrying through broker outages."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, enable_idempotence=True, request_timeout_ms=10_000
+    )
+    await producer.start()
+    try:
+        start = time.monotonic()
+        for index, value in enumerate(values):
+            target = start + duration_s * index / len(values)
+            delay = target - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            while True:
+                try:
+                    await producer.send(topic, value)
+                    break
+                except Exception:  # noqa: BLE001 - broker outage: retry the same record
+                    await asyncio.sleep(0.5)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return len(values)
+
+
+async def committed_offsets(bootstrap: str, topics: Topics) -> dict[int, int]:
+    """The scrubber group's committed input offsets, by partition (absent: never committed)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(topics.group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}

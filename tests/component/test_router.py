@@ -32,6 +32,10 @@ class FakeProducers:
     def __init__(self, failing: dict[int, BaseException] | None = None) -> None:
         self.failing = failing or {}
         self.committed: dict[int, tuple[list[OutboundRecord], int]] = {}
+        self.revoked: set[int] = set()
+
+    def owns(self, partition: int) -> bool:
+        return partition not in self.revoked
 
     async def commit(
         self, partition: int, records: Sequence[OutboundRecord], next_offset: int
@@ -132,3 +136,20 @@ class TestFailedTransactions:
         assert delays[4] > delays[0]
         assert max(delays) <= 10
         assert delays[-1] >= 5
+
+
+class TestRevokedPartitions:
+    async def test_records_of_a_partition_revoked_since_the_fetch_are_left_to_its_new_owner(
+        self,
+    ) -> None:
+        producers = FakeProducers()
+        producers.revoked.add(1)
+        seeks: list[tuple[TopicPartition, int]] = []
+
+        await _router(producers).handle(
+            [_record(1, 5, GOOD), _record(0, 2, GOOD)],
+            lambda tp, offset: seeks.append((tp, offset)),
+        )
+
+        assert list(producers.committed) == [0]
+        assert seeks == []

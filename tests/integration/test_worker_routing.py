@@ -7,7 +7,7 @@ import pytest
 
 from tests.claims import canary_event, default_event, event_bytes, patched, phi_strings
 from tests.conftest import WorkerStarter
-from tests.kafka_harness import Topics, collect, input_end_offsets, produce
+from tests.kafka_harness import Topics, collect, committed_offsets, input_end_offsets, produce
 
 pytestmark = [pytest.mark.kafka]
 
@@ -112,6 +112,7 @@ class TestExactlyOnce:
         assert len(tally.outputs) == len(records)
         assert tally.duplicates() == 0
         assert tally.missing(ends) == 0
+        assert await committed_offsets(kafka_bootstrap, topics) == ends
 
     async def test_a_worker_killed_mid_stream_and_restarted_loses_and_duplicates_nothing(
         self, kafka_bootstrap: str, topics: Topics, start_worker: WorkerStarter
@@ -169,3 +170,17 @@ class TestLifecycle:
         assert len(worker.events("claim.dead_lettered")) == 1
         leaked = [canary for canary in phi_strings() if canary in logged]
         assert leaked == []
+
+
+class TestBadStart:
+    async def test_a_worker_with_an_unusable_ruleset_consumes_nothing(
+        self, kafka_bootstrap: str, topics: Topics, start_worker: WorkerStarter
+    ) -> None:
+        await produce(kafka_bootstrap, topics.input, [(None, _claim(1))])
+        worker = start_worker(SCRUBBER_RULESET="/nonexistent/ruleset.toml")
+
+        assert await worker.wait() == 2
+        assert len(worker.stderr_lines) == 1
+        assert await committed_offsets(kafka_bootstrap, topics) == {}
+        tally = await collect(kafka_bootstrap, topics, expected=1, timeout_s=3, settle_s=0)
+        assert tally.outputs == []

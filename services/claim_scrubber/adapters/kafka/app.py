@@ -10,6 +10,7 @@ The publishers declared here document the output topics and are never called.
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -27,6 +28,9 @@ from claim_scrubber.models import DeadLetter, ScrubResult
 from claim_scrubber.scrubber import Scrubber
 
 __all__ = ["StartupError", "build_app"]
+
+
+_HEALTH_PROBE_INTERVAL_S = 5.0
 
 
 class StartupError(Exception):
@@ -63,47 +67,85 @@ class _PartitionOwnership(ConsumerRebalanceListener):  # type: ignore[misc]
             )
 
 
+@dataclass(frozen=True, slots=True)
+class _BrokerProblem:
+    problem: str
+    detail: dict[str, object]
+
+
+async def _probe(settings: Settings) -> _BrokerProblem | None:
+    """Ask the brokers for their topics: None when they answer and all four topics exist."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=5_000
+    )
+    try:
+        await admin.start()
+        topics = set(await admin.list_topics())
+    except (KafkaError, OSError) as error:
+        return _BrokerProblem(
+            f"cannot reach Kafka at {settings.kafka_bootstrap_servers}",
+            {"error_type": type(error).__name__, "error": str(error)},
+        )
+    finally:
+        await admin.close()
+    wanted = {
+        settings.topic_input,
+        settings.topic_clean,
+        settings.topic_review,
+        settings.topic_dead_letter,
+    }
+    missing = sorted(wanted - topics)
+    if missing:
+        return _BrokerProblem(
+            f"topics {', '.join(missing)} do not exist on {settings.kafka_bootstrap_servers}",
+            {"missing_topics": missing},
+        )
+    return None
+
+
 async def _wait_for_broker(settings: Settings, log: FilteringBoundLogger) -> None:
-    """Retry the broker with backoff until it answers and the input topic exists."""
+    """Retry the brokers with backoff until they answer and the topics exist, or give up."""
     backoff = Backoff(first_s=0.5, cap_s=10.0)
     deadline = time.monotonic() + settings.startup_timeout_s
-    while True:
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000
-        )
-        try:
-            await admin.start()
-            topics = set(await admin.list_topics())
-        except (KafkaError, OSError) as error:
-            problem = f"cannot reach Kafka at {settings.kafka_bootstrap_servers}"
-            detail: dict[str, object] = {"error_type": type(error).__name__, "error": str(error)}
-        else:
-            missing = sorted(
-                {
-                    settings.topic_input,
-                    settings.topic_clean,
-                    settings.topic_review,
-                    settings.topic_dead_letter,
-                }
-                - topics
-            )
-            if not missing:
-                return
-            problem = (
-                f"topics {', '.join(missing)} do not exist on {settings.kafka_bootstrap_servers}"
-            )
-            detail = {"missing_topics": missing}
-        finally:
-            await admin.close()
+    while (found := await _probe(settings)) is not None:
         if time.monotonic() >= deadline:
-            raise StartupError(f"{problem} (gave up after {settings.startup_timeout_s:g} s)")
+            raise StartupError(f"{found.problem} (gave up after {settings.startup_timeout_s:g} s)")
         delay = backoff.next_delay()
         log.warning(
             "broker.unreachable",
-            problem=problem,
+            problem=found.problem,
             attempt=backoff.attempt,
             retry_in_s=round(delay, 2),
-            **detail,
+            **found.detail,
+        )
+        await asyncio.sleep(delay)
+
+
+async def _watch_broker(settings: Settings, log: FilteringBoundLogger) -> None:
+    """While the worker runs, probe the brokers; log an outage with backoff, and its end.
+
+    The consumer and the producers reconnect by themselves; this makes the outage visible to
+    operators even when no record is in flight.
+    """
+    backoff = Backoff(first_s=1.0, cap_s=30.0)
+    down_since: float | None = None
+    while True:
+        found = await _probe(settings)
+        if found is None:
+            if down_since is not None:
+                log.info("broker.reachable", downtime_s=round(time.monotonic() - down_since, 1))
+                down_since = None
+                backoff.reset()
+            await asyncio.sleep(_HEALTH_PROBE_INTERVAL_S)
+            continue
+        down_since = down_since if down_since is not None else time.monotonic()
+        delay = backoff.next_delay()
+        log.warning(
+            "broker.unreachable",
+            problem=found.problem,
+            attempt=backoff.attempt,
+            retry_in_s=round(delay, 2),
+            **found.detail,
         )
         await asyncio.sleep(delay)
 
@@ -159,7 +201,10 @@ def build_app(settings: Settings, scrubber: Scrubber, log: FilteringBoundLogger)
     async def starting() -> None:
         await _wait_for_broker(settings, log)
 
+    watch: list[asyncio.Task[None]] = []
+
     async def started() -> None:
+        watch.append(asyncio.create_task(_watch_broker(settings, log), name="broker-watch"))
         log.info(
             "worker.started",
             version=__version__,
@@ -171,6 +216,8 @@ def build_app(settings: Settings, scrubber: Scrubber, log: FilteringBoundLogger)
 
     async def stopping() -> None:
         log.info("worker.stopping")
+        for task in watch:
+            task.cancel()
 
     async def stopped() -> None:
         await producers.close_all()

@@ -21,6 +21,7 @@ from claim_scrubber.adapters.kafka.transactions import (
     OutboundRecord,
     PartitionFencedError,
     PartitionProducers,
+    PartitionRevokedError,
 )
 from claim_scrubber.adapters.settings import Settings
 from claim_scrubber.scrubber import DEAD_LETTER, Decision, Scrubber
@@ -143,7 +144,8 @@ class ClaimRouter:
         now = datetime.now(UTC)
         by_partition: dict[int, list[_Routed]] = {}
         for record in records:
-            by_partition.setdefault(record.partition, []).append(self._route(record, now))
+            if self._producers.owns(record.partition):  # else revoked since it was fetched
+                by_partition.setdefault(record.partition, []).append(self._route(record, now))
 
         partitions = list(by_partition)
         outcomes = await asyncio.gather(
@@ -161,7 +163,9 @@ class ClaimRouter:
         failures = 0
         for partition, outcome in zip(partitions, outcomes, strict=True):
             routed = by_partition[partition]
-            if isinstance(outcome, BaseException):
+            if isinstance(outcome, PartitionRevokedError):
+                self._log.info("partition.revoked_before_commit", partition=partition)
+            elif isinstance(outcome, BaseException):
                 failures += 1
                 self._rewind(routed[0].record, seek)
                 self._report_failure(partition, outcome)

@@ -14,11 +14,20 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import ProducerFenced
 
-__all__ = ["OutboundRecord", "PartitionFencedError", "PartitionProducers"]
+__all__ = [
+    "OutboundRecord",
+    "PartitionFencedError",
+    "PartitionProducers",
+    "PartitionRevokedError",
+]
 
 
 class PartitionFencedError(Exception):
     """Another worker now owns the partition; this worker's output for it was aborted."""
+
+
+class PartitionRevokedError(Exception):
+    """The partition was revoked before its transaction began; its new owner processes it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +57,7 @@ class PartitionProducers:
         self._transaction_timeout_ms = transaction_timeout_ms
         self._producers: dict[int, AIOKafkaProducer] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        self._owned: set[int] = set()
 
     def transactional_id(self, partition: int) -> str:
         return f"{self._group_id}-{self._input_topic}-{partition}"
@@ -74,8 +84,14 @@ class PartitionProducers:
         self._producers[partition] = producer
         return producer
 
+    def owns(self, partition: int) -> bool:
+        return partition in self._owned
+
     async def open(self, partitions: Iterable[int]) -> None:
-        """Start (and so fence every older owner of) the producers of newly assigned partitions."""
+        """Take ownership of newly assigned partitions and start their producers, which fences
+        every older owner (a producer that fails to start here is started at first commit)."""
+        partitions = list(partitions)
+        self._owned.update(partitions)
 
         async def open_one(partition: int) -> None:
             async with self._lock(partition):
@@ -90,7 +106,10 @@ class PartitionProducers:
             await producer.stop()
 
     async def close(self, partitions: Iterable[int]) -> None:
-        """Stop the producers of revoked partitions once their open transaction has ended."""
+        """Give up revoked partitions: no new transaction starts for them, the one in progress
+        ends (commit or abort) before the producer stops and the consumer rejoins the group."""
+        partitions = list(partitions)
+        self._owned.difference_update(partitions)
 
         async def close_one(partition: int) -> None:
             async with self._lock(partition):
@@ -106,11 +125,14 @@ class PartitionProducers:
     ) -> None:
         """Publish `records` and commit `next_offset` for the partition in one transaction.
 
-        Raises PartitionFencedError when another worker owns the partition, or the Kafka error
-        that aborted the transaction; in both cases nothing of it is visible to read_committed
-        consumers and the consumer must seek back to the first record.
+        Raises PartitionRevokedError when the partition is no longer this worker's (nothing was
+        sent), PartitionFencedError when another worker took it over meanwhile, or the Kafka
+        error that aborted the transaction. In every case nothing of it is visible to
+        read_committed consumers.
         """
         async with self._lock(partition):
+            if partition not in self._owned:
+                raise PartitionRevokedError(self.transactional_id(partition))
             producer = self._producers.get(partition) or await self._start(partition)
             try:
                 await producer.begin_transaction()

@@ -1,0 +1,357 @@
+"""Exactly once under the faults production sees, against the real broker.
+
+Each scenario counts inputs, outputs per topic, duplicates and losses (by input partition and
+offset, as a read_committed consumer sees them) and the time from the fault to the next
+committed output. The table is printed at the end of the run and written to
+build/delivery-report.md.
+"""
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from claim_scrubber.adapters.kafka import build_app
+from claim_scrubber.adapters.logging import configure_logging, get_logger
+from claim_scrubber.adapters.ruleset_file import load_ruleset
+from claim_scrubber.adapters.settings import Settings
+from claim_scrubber.models import Severity
+from claim_scrubber.rules import CHECKED_RULES, ClaimFacts, Hit, rule
+from claim_scrubber.scrubber import Scrubber
+from tests.claims import default_event, event_bytes, patched
+from tests.conftest import WorkerStarter
+from tests.kafka_harness import (
+    ROOT,
+    OutputWatcher,
+    Tally,
+    Topics,
+    input_end_offsets,
+    produce,
+    produce_steadily,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+
+def _claims(count: int, prefix: str = "C") -> list[bytes]:
+    base = default_event()
+    return [
+        event_bytes(
+            patched(
+                base,
+                {
+                    "event_id": f"{prefix}-ev-{n}",
+                    "claim.claim_id": f"{prefix}-{n}",
+                    "claim.billing_provider.npi": "1245319599" if n % 4 else "1245319598",
+                },
+            )
+        )
+        for n in range(count)
+    ]
+
+
+async def _account(
+    kafka_bootstrap: str,
+    topics: Topics,
+    tally: Tally,
+    report: list[dict[str, object]],
+    scenario: str,
+    *,
+    recovery_s: float | None,
+    drain_s: float,
+) -> tuple[int, int]:
+    ends = await input_end_offsets(kafka_bootstrap, topics)
+    by_topic = tally.by_topic()
+    duplicates, lost = tally.duplicates(), tally.missing(ends)
+    report.append(
+        {
+            "scenario": scenario,
+            "inputs": sum(ends.values()),
+            "clean": by_topic.get(topics.clean, 0),
+            "needs_review": by_topic.get(topics.review, 0),
+            "dead_letter": by_topic.get(topics.dead_letter, 0),
+            "duplicates": duplicates,
+            "lost": lost,
+            "recovery_s": "-" if recovery_s is None else f"{recovery_s:.1f}",
+            "drain_s": f"{drain_s:.1f}",
+        }
+    )
+    return duplicates, lost
+
+
+@pytest.fixture
+async def watcher(kafka_bootstrap: str, topics: Topics) -> AsyncIterator[OutputWatcher]:
+    async with OutputWatcher(kafka_bootstrap, topics) as watching:
+        yield watching
+
+
+async def test_a_worker_killed_mid_batch_and_restarted_loses_and_duplicates_nothing(
+    kafka_bootstrap: str,
+    topics: Topics,
+    start_worker: WorkerStarter,
+    watcher: OutputWatcher,
+    delivery_report: list[dict[str, object]],
+) -> None:
+    total = 8000
+    await produce(kafka_bootstrap, topics.input, [(None, value) for value in _claims(total)])
+    started = time.monotonic()
+    first = start_worker("crash-1", SCRUBBER_BATCH_MAX_RECORDS="300")
+    while len(first.events("claim.scrubbed")) < 500:
+        await asyncio.sleep(0.05)
+    first.signal(signal.SIGKILL)
+    await first.wait()
+    killed_at = time.monotonic()
+
+    start_worker("crash-2")
+    tally = await watcher.wait_for(total)
+    recovery = (watcher.first_arrival_after(killed_at) or killed_at) - killed_at
+    duplicates, lost = await _account(
+        kafka_bootstrap,
+        topics,
+        tally,
+        delivery_report,
+        "crash (SIGKILL mid-batch)",
+        recovery_s=recovery,
+        drain_s=time.monotonic() - started,
+    )
+
+    assert len(first.events("claim.scrubbed")) < total, "the kill landed after the work was done"
+    assert (duplicates, lost) == (0, 0)
+
+
+async def test_rebalancing_under_load_as_workers_join_and_leave_keeps_exactly_once(
+    kafka_bootstrap: str,
+    topics: Topics,
+    start_worker: WorkerStarter,
+    watcher: OutputWatcher,
+    delivery_report: list[dict[str, object]],
+) -> None:
+    total = 9000
+    started = time.monotonic()
+    first, second = start_worker("rebalance-1"), start_worker("rebalance-2")
+    sending = asyncio.create_task(
+        produce_steadily(kafka_bootstrap, topics.input, _claims(total), duration_s=15)
+    )
+    await asyncio.sleep(4)
+    third = start_worker("rebalance-3")
+    await third.wait_for_event("partitions.assigned")
+    await asyncio.sleep(4)
+    first.signal(signal.SIGTERM)
+    stopped_at = time.monotonic()
+    assert await first.wait() == 0
+    await sending
+
+    tally = await watcher.wait_for(total)
+    recovery = (watcher.first_arrival_after(stopped_at) or stopped_at) - stopped_at
+    duplicates, lost = await _account(
+        kafka_bootstrap,
+        topics,
+        tally,
+        delivery_report,
+        "rebalance (+1 worker, -1 SIGTERM)",
+        recovery_s=recovery,
+        drain_s=time.monotonic() - started,
+    )
+
+    assert (duplicates, lost) == (0, 0)
+    assert first.events("partitions.revoked")
+    assert first.events("worker.stopped")
+    assert len(second.events("partitions.assigned")) >= 2, "the second worker was rebalanced"
+    assert third.events("claim.scrubbed"), "the added worker took a share"
+
+
+async def test_a_frozen_worker_is_fenced_and_its_late_transaction_duplicates_nothing(
+    kafka_bootstrap: str,
+    topics: Topics,
+    start_worker: WorkerStarter,
+    watcher: OutputWatcher,
+    delivery_report: list[dict[str, object]],
+) -> None:
+    total = 9000
+    started = time.monotonic()
+    zombie = start_worker("zombie", SCRUBBER_SESSION_TIMEOUT_MS="6000")
+    sending = asyncio.create_task(
+        produce_steadily(kafka_bootstrap, topics.input, _claims(total), duration_s=14)
+    )
+    await zombie.wait_for_event("claim.scrubbed")
+    await asyncio.sleep(2)
+    zombie.signal(signal.SIGSTOP)
+    frozen_at = time.monotonic()
+    successor = start_worker("successor")
+    await successor.wait_for_event("claim.scrubbed", timeout_s=60)
+    await asyncio.sleep(3)
+    zombie.signal(signal.SIGCONT)
+    await sending
+
+    tally = await watcher.wait_for(total)
+    recovery = (watcher.first_arrival_after(frozen_at + 0.5) or frozen_at) - frozen_at
+    duplicates, lost = await _account(
+        kafka_bootstrap,
+        topics,
+        tally,
+        delivery_report,
+        "zombie (SIGSTOP > session timeout)",
+        recovery_s=recovery,
+        drain_s=time.monotonic() - started,
+    )
+
+    assert (duplicates, lost) == (0, 0)
+    assert zombie.process.poll() is None, "the resumed worker carries on"
+    assert zombie.events("partitions.revoked")
+
+
+def _local_broker_is_ours(bootstrap: str) -> bool:
+    pid_file = ROOT / ".kafka" / "kafka.pid"
+    if bootstrap not in {"127.0.0.1:9092", "localhost:9092"} or not pid_file.exists():
+        return False
+    try:
+        os.kill(int(pid_file.read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+@pytest.fixture
+def restartable_broker(kafka_bootstrap: str) -> Iterator[None]:
+    if not _local_broker_is_ours(kafka_bootstrap):
+        message = "the broker-restart scenario needs the local broker of `make kafka-up`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    yield
+    subprocess.run(["bash", "deploy/kafka/kafka.sh", "up"], cwd=ROOT, check=True, timeout=180)
+
+
+async def test_workers_ride_out_a_broker_restart_and_log_the_outage_with_backoff(
+    kafka_bootstrap: str,
+    topics: Topics,
+    start_worker: WorkerStarter,
+    restartable_broker: None,
+    watcher: OutputWatcher,
+    delivery_report: list[dict[str, object]],
+) -> None:
+    del restartable_broker
+    before, after = 4000, 4000
+    await produce(kafka_bootstrap, topics.input, [(None, v) for v in _claims(before, "B")])
+    started = time.monotonic()
+    workers = [start_worker("restart-1"), start_worker("restart-2")]
+    await workers[0].wait_for_event("claim.scrubbed")
+
+    await asyncio.to_thread(_kafka, "down")
+    await asyncio.sleep(8)
+    await asyncio.to_thread(_kafka, "up")
+    up_at = time.monotonic()
+    await produce_steadily(kafka_bootstrap, topics.input, _claims(after, "A"), duration_s=5)
+
+    tally = await watcher.wait_for(before + after, timeout_s=180)
+    recovery = (watcher.first_arrival_after(up_at) or up_at) - up_at
+    duplicates, lost = await _account(
+        kafka_bootstrap,
+        topics,
+        tally,
+        delivery_report,
+        "broker restart (8 s outage)",
+        recovery_s=recovery,
+        drain_s=time.monotonic() - started,
+    )
+
+    assert (duplicates, lost) == (0, 0)
+    assert all(worker.process.poll() is None for worker in workers), "no worker crashed"
+    outages = [line for worker in workers for line in worker.events("broker.unreachable")]
+    assert outages, "the outage was logged"
+    assert len(outages) <= 40, "retries back off instead of looping hot"
+
+
+def _kafka(action: str) -> None:
+    subprocess.run(["bash", "deploy/kafka/kafka.sh", action], cwd=ROOT, check=True, timeout=180)
+
+
+@rule(
+    "CLM-998",
+    Severity.ERROR,
+    title="Raises on marked claims",
+    source="test",
+    fails="a claim whose id starts with RAISE-",
+    passes="any other claim",
+)
+def _raises_on_marked_claims(facts: ClaimFacts) -> Iterator[Hit]:
+    """Raises for claims marked RAISE-, to prove a failing rule never stops the stream.
+
+    The worker must turn the failure into ENGINE-001 and carry on.
+    """
+    if facts.event.claim.claim_id.startswith("RAISE-"):
+        raise RuntimeError("rule bug")
+    return iter(())
+
+
+async def test_poison_input_interleaved_with_good_input_lands_where_the_contract_says(
+    kafka_bootstrap: str,
+    topics: Topics,
+    watcher: OutputWatcher,
+    delivery_report: list[dict[str, object]],
+) -> None:
+    configure_logging(level="warning")
+    settings = Settings.model_validate(
+        {
+            "kafka_bootstrap_servers": kafka_bootstrap,
+            "group_id": topics.group,
+            "topic_input": topics.input,
+            "topic_clean": topics.clean,
+            "topic_review": topics.review,
+            "topic_dead_letter": topics.dead_letter,
+            "max_message_bytes": 4096,
+            "worker_id": "poison",
+        }
+    )
+    scrubber = Scrubber(
+        load_ruleset(),
+        max_message_bytes=settings.max_message_bytes,
+        rules=(*CHECKED_RULES, _raises_on_marked_claims),
+    )
+    poison = {
+        "too_large": event_bytes(patched(default_event(), {"claim.lines[0].note": "x" * 5000})),
+        "invalid_encoding": b'{"schema_version": "1", "event_id": "\xff"}',
+        "invalid_json": b'{"schema_version": "1"',
+        "not_an_object": b'"a string"',
+        "unsupported_schema_version": b'{"schema_version": "0"}',
+        "schema_violation": event_bytes(patched(default_event(), {"claim.lines": "none"})),
+        "rule_raises": event_bytes(patched(default_event(), {"claim.claim_id": "RAISE-1"})),
+    }
+    good = _claims(300, "P")
+    records: list[tuple[bytes | None, bytes]] = []
+    for index, value in enumerate(good):
+        records.append((None, value))
+        if index % 40 == 0:
+            records.extend((kind.encode(), payload) for kind, payload in poison.items())
+
+    started = time.monotonic()
+    app = build_app(settings, scrubber, get_logger(worker_id="poison"))
+    await app.start()
+    try:
+        await produce(kafka_bootstrap, topics.input, records)
+        tally = await watcher.wait_for(len(records))
+    finally:
+        await app.stop()
+    duplicates, lost = await _account(
+        kafka_bootstrap,
+        topics,
+        tally,
+        delivery_report,
+        "poison interleaved (in-process worker)",
+        recovery_s=None,
+        drain_s=time.monotonic() - started,
+    )
+
+    assert (duplicates, lost) == (0, 0)
+    rounds = sum(1 for index in range(len(good)) if index % 40 == 0)
+    dead = [o for o in tally.outputs if o.topic == topics.dead_letter]
+    kinds = sorted(o.body["error"]["kind"] for o in dead)
+    assert kinds == sorted([kind for kind in poison if kind != "rule_raises"] * rounds)
+    raised = [o for o in tally.outputs if o.key == b"RAISE-1"]
+    assert len(raised) == rounds
+    assert all(o.topic == topics.review for o in raised)
+    assert all("ENGINE-001" in [f["rule_id"] for f in o.body["findings"]] for o in raised)
