@@ -32,8 +32,8 @@ test: install ## lint, type-check and run every test (unit and real Kafka); stop
 check: lint typecheck ## ruff, mypy strict, import layering
 
 lint: install ## ruff check and format check
-	$(BIN)/ruff check services tests
-	$(BIN)/ruff format --check services tests
+	$(BIN)/ruff check services tests bench
+	$(BIN)/ruff format --check services tests bench
 
 typecheck: install ## mypy strict and the import-linter layer contracts
 	$(BIN)/mypy

@@ -16,8 +16,8 @@ stop_broker() {
 trap stop_broker EXIT
 trap 'exit 130' INT TERM
 
-$bin/ruff check services tests
-$bin/ruff format --check services tests
+$bin/ruff check services tests bench
+$bin/ruff format --check services tests bench
 $bin/mypy
 $bin/lint-imports
 

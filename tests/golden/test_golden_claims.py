@@ -6,7 +6,6 @@ UPDATE_GOLDEN=1 pytest tests/golden, then review the diff before committing.
 
 import json
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,14 @@ from claim_scrubber.scrubber import Scrubber
 HERE = Path(__file__).parent
 CLAIMS = sorted((HERE / "claims").glob("*.json"))
 SCRUBBER = Scrubber(load_ruleset(), max_message_bytes=1 << 20)
-FIXED_NOW = datetime(2026, 11, 27, tzinfo=UTC)
+FIXED_NOW = "2026-11-27T00:00:00.000Z"
 
 
 def _result(claim_file: Path) -> dict[str, object]:
     source = {"file": claim_file.name, "line": 1}
     payload = json.dumps(json.loads(claim_file.read_text("utf-8"))).encode()
     decision = SCRUBBER.decide(
-        payload, result_source=source, dead_letter_source=source, now=FIXED_NOW
+        payload, result_source=source, dead_letter_source=source, decided_at=FIXED_NOW
     )
     document = json.loads(decision.document)
     return {key: document[key] for key in ("outcome", "findings", "ruleset_version")}

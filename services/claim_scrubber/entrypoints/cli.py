@@ -16,7 +16,7 @@ from claim_scrubber.adapters.logging import configure_logging, get_logger
 from claim_scrubber.adapters.published_docs import catalog_entries, generated_documents
 from claim_scrubber.adapters.ruleset_file import RulesetError, load_ruleset
 from claim_scrubber.adapters.settings import Settings, SettingsError, load_settings
-from claim_scrubber.scrubber import Scrubber
+from claim_scrubber.scrubber import Scrubber, timestamp_text
 
 __all__ = ["main"]
 
@@ -85,7 +85,10 @@ def _scrub(file: str | None) -> int:
             payload = raw.rstrip(b"\r\n")
             source = {"file": name, "line": number}
             decision = scrubber.decide(
-                payload, result_source=source, dead_letter_source=source, now=datetime.now(UTC)
+                payload,
+                result_source=source,
+                dead_letter_source=source,
+                decided_at=timestamp_text(datetime.now(UTC)),
             )
             out.write(decision.document + b"\n")
             counts[decision.outcome] = counts.get(decision.outcome, 0) + 1

@@ -1,8 +1,9 @@
 """What the scrubber publishes: ScrubResult (clean / needs-review) and DeadLetter (contract 3-4)."""
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -45,17 +46,18 @@ class DeadLetterKind(StrEnum):
     SCHEMA_VIOLATION = "schema_violation"
 
 
-class Finding(BaseModel):
+# A plain dataclass rather than a model: the engine makes one per hit on the hot path.
+# Pydantic still describes and validates it as part of ScrubResult.
+@dataclass(frozen=True, slots=True)
+class Finding:
     """One thing a coder must know about a claim: which rule, where, and what to do."""
 
-    model_config = _OUTPUT_MODEL
-
-    rule_id: str = Field(pattern=r"^[A-Z]+-[0-9]{3}$")
+    rule_id: Annotated[str, Field(pattern=r"^[A-Z]+-[0-9]{3}$")]
     severity: Severity
-    line_number: int | None = Field(description="null for a claim-level finding")
-    field: str = Field(
-        description="path into the event, e.g. claim.lines[1].modifiers (zero-based)"
-    )
+    line_number: Annotated[int | None, Field(description="null for a claim-level finding")]
+    field: Annotated[
+        str, Field(description="path into the event, e.g. claim.lines[1].modifiers (zero-based)")
+    ]
     message: str
 
 

@@ -44,9 +44,6 @@ class Rule:
     doc: RuleDoc
     check: Check
 
-    def applies_to(self, facts: ClaimFacts) -> bool:
-        return facts.is_q4390_claim or not self.q4390_only
-
 
 def rule(
     rule_id: str,
@@ -113,26 +110,21 @@ def _finding_order(finding: Finding) -> tuple[int, int, str]:
     return (1, finding.line_number, finding.rule_id)
 
 
-def run_rules(facts: ClaimFacts, catalog: Iterable[Rule]) -> list[Finding]:
-    """Every applicable rule's findings, claim-level first, then by line number and rule id."""
+def run_rules(facts: ClaimFacts, rules: Iterable[Rule]) -> list[Finding]:
+    """Every applicable rule's findings, claim-level first, then by line number and rule id.
+
+    A rule that raises keeps what it found before raising and adds ENGINE-001.
+    """
     findings: list[Finding] = []
-    for entry in catalog:
-        if not entry.applies_to(facts):
+    add = findings.append
+    q4390_claim = facts.is_q4390_claim
+    for entry in rules:
+        if entry.q4390_only and not q4390_claim:
             continue
         try:
-            hits = list(entry.check(facts))
+            for hit in entry.check(facts):
+                add(Finding(entry.id, entry.severity, hit.line_number, hit.field, hit.message))
         except Exception:  # noqa: BLE001 - any failure of a rule becomes ENGINE-001, never a pass
-            findings.append(_engine_failure(entry))
-            continue
-        findings.extend(
-            Finding.model_construct(
-                rule_id=entry.id,
-                severity=entry.severity,
-                line_number=hit.line_number,
-                field=hit.field,
-                message=hit.message,
-            )
-            for hit in hits
-        )
+            add(_engine_failure(entry))
     findings.sort(key=_finding_order)
     return findings

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from functools import lru_cache
 from typing import Final
 
 from claim_scrubber.models import ClaimEvent, PayerProfile, Ruleset
@@ -30,22 +31,22 @@ PRODUCT_CODE: Final = "Q4390"
 
 NO_MODIFIER: Final = "00"
 _NPI = re.compile(r"[0-9]{10}")
+_LUHN_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
 _ICD10_CM = re.compile(r"[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?")
 
 
+@lru_cache(maxsize=8192)
 def npi_valid(npi: str | None) -> bool:
-    """Exactly 10 digits whose Luhn check over "80840" + npi passes (CMS NPI standard)."""
+    """Exactly 10 digits whose Luhn check over "80840" + npi passes (CMS NPI standard).
+
+    Cached: claims name the same few thousand providers over and over.
+    """
     if npi is None or not _NPI.fullmatch(npi):
         return False
-    total = 0
-    for position, digit in enumerate(reversed("80840" + npi)):
-        value = int(digit)
-        if position % 2 == 1:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
+    digits = "80840" + npi
+    kept = sum(map(int, digits[-1::-2]))
+    doubled = sum(_LUHN_DOUBLED[int(digit)] for digit in digits[-2::-2])
+    return (kept + doubled) % 10 == 0
 
 
 def icd10_shaped(code: str) -> bool:
@@ -57,7 +58,7 @@ def is_missing(text: str | None) -> bool:
     return text is None or not text.strip()
 
 
-def whole_units(quantity: float | Decimal) -> int:
+def whole_units(quantity: float) -> int:
     """A quantity compared with a whole count of units is rounded up."""
     return math.ceil(quantity)
 

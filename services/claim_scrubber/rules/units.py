@@ -82,7 +82,7 @@ def applied_quantity_matches_units(facts: ClaimFacts) -> Iterator[Hit]:
     product = facts.product
     if product is None or product.quantity_applied_cm2 is None:
         return
-    expected = whole_units(Decimal(repr(product.quantity_applied_cm2)))
+    expected = whole_units(product.quantity_applied_cm2)
     billed = _sum_units(facts.administered_product_lines)
     if billed != expected:
         yield Hit(
@@ -113,7 +113,7 @@ def wasted_quantity_matches_jw_units(facts: ClaimFacts) -> Iterator[Hit]:
     if not wasted_lines:
         return
     wasted = facts.product.quantity_wasted_cm2 if facts.product else None
-    expected = whole_units(Decimal(repr(wasted))) if wasted is not None else 0
+    expected = whole_units(wasted) if wasted is not None else 0
     billed = _sum_units(wasted_lines)
     if billed != expected:
         yield Hit(
@@ -181,21 +181,18 @@ def no_product_unit_limit(facts: ClaimFacts) -> Iterator[Hit]:
         )
 
 
-def _expected_application_units(facts: ClaimFacts, area: Decimal, location: str) -> dict[str, int]:
+def _expected_application_units(facts: ClaimFacts, area: float, location: str) -> dict[str, int]:
     ruleset = facts.ruleset
     family = ruleset.family_for(location)
     if family is None:
         return {}
-    threshold = Decimal(repr(ruleset.large_wound_threshold_cm2))
-    if area < threshold:
+    # Thresholds are multiples of whole cm²: float arithmetic is exact where ceil() turns.
+    if area < ruleset.large_wound_threshold_cm2:
         primary, addon = family.small_primary, family.small_addon
-        base, step = (
-            Decimal(repr(ruleset.small_wound_step_cm2)),
-            Decimal(repr(ruleset.small_wound_step_cm2)),
-        )
+        base = step = ruleset.small_wound_step_cm2
     else:
         primary, addon = family.large_primary, family.large_addon
-        base, step = threshold, Decimal(repr(ruleset.large_wound_step_cm2))
+        base, step = ruleset.large_wound_threshold_cm2, ruleset.large_wound_step_cm2
     expected = {primary: 1}
     if area > base:
         expected[addon] = math.ceil((area - base) / step)
@@ -231,7 +228,7 @@ def application_codes_match_area(facts: ClaimFacts) -> Iterator[Hit]:
         return
     if wound.area_cm2 is None or wound.area_cm2 <= 0:
         return
-    area = Decimal(repr(wound.area_cm2))
+    area = wound.area_cm2
     expected = _expected_application_units(facts, area, facts.location)
     if not expected:
         return
@@ -242,7 +239,7 @@ def application_codes_match_area(facts: ClaimFacts) -> Iterator[Hit]:
         yield Hit(
             None,
             "claim.lines",
-            f"A {_units_text(area)} cm² wound on the {facts.location} calls for "
+            f"A {area:g} cm² wound on the {facts.location} calls for "
             f"{_codes_text(expected)}; the claim bills {_codes_text(billed)}.",
         )
 

@@ -83,9 +83,12 @@ class Scrubber:
         *,
         result_source: dict[str, Any],
         dead_letter_source: dict[str, Any],
-        now: datetime,
+        decided_at: str,
     ) -> Decision:
-        """Read, scrub and render one record; never raises for bad input."""
+        """Read, scrub and render one record; never raises for bad input.
+
+        `decided_at` is the time to stamp, already as `timestamp_text` (a batch shares one).
+        """
         read = read_claim_event(payload, max_bytes=self.max_message_bytes)
         if not isinstance(read, Accepted):
             rejection: dict[str, object] = {
@@ -97,7 +100,7 @@ class Scrubber:
                 },
                 "source": dead_letter_source,
                 "payload_base64": base64.b64encode(payload).decode("ascii"),
-                "received_at": timestamp_text(now),
+                "received_at": decided_at,
             }
             return Decision(
                 DEAD_LETTER,
@@ -115,18 +118,9 @@ class Scrubber:
             "claim_id": event.claim.claim_id,
             "claim_version": event.claim.claim_version,
             "outcome": verdict.outcome.value,
-            "findings": [
-                {
-                    "rule_id": finding.rule_id,
-                    "severity": finding.severity.value,
-                    "line_number": finding.line_number,
-                    "field": finding.field,
-                    "message": finding.message,
-                }
-                for finding in verdict.findings
-            ],
+            "findings": verdict.findings,  # orjson writes the dataclasses field by field
             "ruleset_version": self.ruleset.version,
-            "scrubbed_at": timestamp_text(now),
+            "scrubbed_at": decided_at,
             "source": result_source,
             "claim": read.claim_document,
         }

@@ -24,7 +24,7 @@ from claim_scrubber.adapters.kafka.transactions import (
     PartitionRevokedError,
 )
 from claim_scrubber.adapters.settings import Settings
-from claim_scrubber.scrubber import DEAD_LETTER, Decision, Scrubber
+from claim_scrubber.scrubber import DEAD_LETTER, Decision, Scrubber, timestamp_text
 
 __all__ = ["Backoff", "ClaimRouter", "InputRecord"]
 
@@ -106,7 +106,7 @@ class ClaimRouter:
         }
         self._ruleset_version = scrubber.ruleset.version.encode()
 
-    def _route(self, record: InputRecord, now: datetime) -> _Routed:
+    def _route(self, record: InputRecord, decided_at: str) -> _Routed:
         payload = record.value or b""
         decision = self._scrubber.decide(
             payload,
@@ -122,7 +122,7 @@ class ClaimRouter:
                 "timestamp_ms": record.timestamp,
                 "key": _key_text(record.key),
             },
-            now=now,
+            decided_at=decided_at,
         )
         claim_id = (decision.claim_id or "").encode()
         output = OutboundRecord(
@@ -141,11 +141,13 @@ class ClaimRouter:
 
     async def handle(self, records: Sequence[InputRecord], seek: Seek) -> None:
         """Decide every record, then commit one transaction per partition."""
-        now = datetime.now(UTC)
+        decided_at = timestamp_text(datetime.now(UTC))
         by_partition: dict[int, list[_Routed]] = {}
         for record in records:
             if self._producers.owns(record.partition):  # else revoked since it was fetched
-                by_partition.setdefault(record.partition, []).append(self._route(record, now))
+                by_partition.setdefault(record.partition, []).append(
+                    self._route(record, decided_at)
+                )
 
         partitions = list(by_partition)
         outcomes = await asyncio.gather(

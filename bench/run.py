@@ -1,0 +1,330 @@
+"""`make bench`: the scrubber core, the worker end to end, and a pass-through baseline.
+
+    python -m bench.run [--claims 100000] [--latency-seconds 20]
+
+Needs a broker at SCRUBBER_KAFKA_BOOTSTRAP_SERVERS (make bench starts the local one). Every
+phase uses fresh topics. Prints a table and writes bench/results.json.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from claim_scrubber.adapters.ruleset_file import load_ruleset
+from claim_scrubber.scrubber import Scrubber, timestamp_text
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = sorted((ROOT / "tests" / "golden" / "claims").glob("*.json"))
+RESULTS = ROOT / "bench" / "results.json"
+PARTITIONS = 6
+WORKER = [str(Path(sys.executable).with_name("claim-scrubber")), "worker"]
+PASSTHROUGH = [sys.executable, "-m", "bench.passthrough"]
+
+
+def _golden_claims() -> list[dict[str, Any]]:
+    return [json.loads(path.read_text("utf-8")) for path in GOLDEN]
+
+
+def _claim_values(count: int, tag: str) -> list[bytes]:
+    """`count` realistic claim events (the golden mix), each with its own ids."""
+    claims = _golden_claims()
+    values = []
+    for n in range(count):
+        event = claims[n % len(claims)]
+        event["event_id"] = f"{tag}-{n}"
+        event["claim"]["claim_id"] = f"{tag}-{n}"
+        values.append(json.dumps(event, separators=(",", ":")).encode())
+    return values
+
+
+def bench_core(seconds: float) -> dict[str, float]:
+    """Claims/s of parse + all rules + serialize, one process, on the golden mix."""
+    scrubber = Scrubber(load_ruleset(), max_message_bytes=1 << 20)
+    payloads = _claim_values(len(GOLDEN) * 50, "core")
+    source = {"topic": "claims.submitted", "partition": 0, "offset": 0}
+    dead_source = {**source, "timestamp_ms": 0, "key": None}
+
+    def scrub_all() -> None:
+        for payload in payloads:  # the clock is read per claim here, per batch in the worker
+            scrubber.decide(
+                payload,
+                result_source=source,
+                dead_letter_source=dead_source,
+                decided_at=timestamp_text(datetime.now(UTC)),
+            )
+
+    scrub_all()  # warm-up
+    done = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        scrub_all()
+        done += len(payloads)
+    elapsed = time.perf_counter() - started
+    return {
+        "core_claims_per_s": round(done / elapsed),
+        "core_us_per_claim": round(elapsed / done * 1e6, 1),
+        "claim_bytes_mean": round(statistics.mean(len(p) for p in payloads)),
+    }
+
+
+class Topics:
+    def __init__(self, phase: str) -> None:
+        self.prefix = f"bench.{phase}.{uuid.uuid4().hex[:6]}"
+        self.input = f"{self.prefix}.submitted"
+        self.outputs = [
+            f"{self.prefix}.{name}" for name in ("clean", "needs-review", "dead-letter")
+        ]
+        self.group = f"{self.prefix}.group"
+
+    def env(self, bootstrap: str) -> dict[str, str]:
+        clean, review, dead = self.outputs
+        base = {k: v for k, v in os.environ.items() if not k.startswith("SCRUBBER_")}
+        return base | {
+            "SCRUBBER_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "SCRUBBER_GROUP_ID": self.group,
+            "SCRUBBER_TOPIC_INPUT": self.input,
+            "SCRUBBER_TOPIC_CLEAN": clean,
+            "SCRUBBER_TOPIC_REVIEW": review,
+            "SCRUBBER_TOPIC_DEAD_LETTER": dead,
+            "SCRUBBER_WORKER_ID": self.prefix,
+        }
+
+    async def create(self, bootstrap: str) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics(
+                [NewTopic(t, PARTITIONS, 1) for t in (self.input, *self.outputs)]
+            )
+        finally:
+            await admin.close()
+        await asyncio.sleep(1)  # leaders elected
+
+
+async def _preload(bootstrap: str, topic: str, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks="all"
+    )
+    await producer.start()
+    try:
+        for index, value in enumerate(values):
+            await producer.send(topic, value, partition=index % PARTITIONS)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def _committed_total(admin: AIOKafkaAdminClient, group: str) -> int:
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    except Exception:  # noqa: BLE001 - the group does not exist yet
+        return 0
+    return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _drain_output(process: subprocess.Popen[bytes], sink: list[int]) -> threading.Thread:
+    def pump() -> None:
+        assert process.stdout is not None
+        sink.extend(len(line) for line in process.stdout)
+
+    thread = threading.Thread(target=pump, daemon=True)
+    thread.start()
+    return thread
+
+
+async def bench_drain(
+    bootstrap: str, command: list[str], phase: str, values: list[bytes]
+) -> dict[str, float]:
+    """Preload `values`, start `command`, and time it from its first commit to its last."""
+    topics = Topics(phase)
+    await topics.create(bootstrap)
+    await _preload(bootstrap, topics.input, values)
+    env = topics.env(bootstrap)
+    process = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    lines: list[int] = []
+    _drain_output(process, lines)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    rss_max = 0.0
+    first_at = first_count = None
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            committed = await _committed_total(admin, topics.group)
+            now = time.monotonic()
+            rss_max = max(rss_max, _rss_mb(process.pid))
+            if committed and first_at is None:
+                first_at, first_count = now, committed
+            if committed >= len(values):
+                done_at = now
+                break
+            if now > deadline or process.poll() is not None:
+                raise RuntimeError(f"{phase}: stalled at {committed}/{len(values)}")
+            await asyncio.sleep(0.05)
+    finally:
+        await admin.close()
+        process.terminate()
+        process.wait(timeout=60)
+    assert first_at is not None
+    assert first_count is not None
+    rate = (len(values) - first_count) / max(done_at - first_at, 1e-9)
+    return {"rate": rate, "rss_max_mb": rss_max, "drain_s": done_at - first_at}
+
+
+async def bench_latency(bootstrap: str, rate: float, seconds: float) -> dict[str, float]:
+    """One worker under a steady offered load; latency input timestamp -> output timestamp."""
+    topics = Topics("latency")
+    await topics.create(bootstrap)
+    process = subprocess.Popen(
+        WORKER,
+        env=topics.env(bootstrap),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    _drain_output(process, [])
+    consumer = AIOKafkaConsumer(
+        *topics.outputs,
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    await producer.start()
+    sent: dict[tuple[int, int], int] = {}
+    seen: dict[tuple[int, int], tuple[int, float]] = {}
+
+    async def read() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=100)
+            received = time.time() * 1000
+            for records in batches.values():
+                for record in records:
+                    source = json.loads(record.value)["source"]
+                    seen[(source["partition"], source["offset"])] = (record.timestamp, received)
+
+    reader = asyncio.create_task(read())
+    try:
+        await asyncio.sleep(8)  # the worker joins its group before the load starts
+        values = _claim_values(int(rate * seconds), "lat")
+        started = time.monotonic()
+        pending = []
+        for index, value in enumerate(values):
+            delay = started + index / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            pending.append(await producer.send(topics.input, value))
+        for future in pending:
+            metadata = await future
+            sent[(metadata.partition, metadata.offset)] = metadata.timestamp
+        deadline = time.monotonic() + 60
+        while len(seen) < len(sent) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+    finally:
+        reader.cancel()
+        await producer.stop()
+        await consumer.stop()
+        process.terminate()
+        process.wait(timeout=60)
+    to_output = sorted(seen[key][0] - sent[key] for key in sent if key in seen)
+    visible = sorted(seen[key][1] - sent[key] for key in sent if key in seen)
+
+    def pct(values: list[float], q: float) -> float:
+        return round(values[min(len(values) - 1, int(q * len(values)))], 1)
+
+    return {
+        "offered_per_s": round(rate),
+        "latency_samples": len(to_output),
+        "p50_ms": pct(to_output, 0.50),
+        "p99_ms": pct(to_output, 0.99),
+        "p50_visible_ms": pct(visible, 0.50),
+        "p99_visible_ms": pct(visible, 0.99),
+    }
+
+
+def _git_rev() -> str:
+    result = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() or "unknown"
+
+
+def _kafka_version() -> str:
+    jars = sorted((ROOT / ".kafka" / "libs").glob("kafka-clients-*.jar"))
+    return jars[0].stem.removeprefix("kafka-clients-") if jars else "unknown"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--claims", type=int, default=100_000)
+    parser.add_argument("--core-seconds", type=float, default=10.0)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    arguments = parser.parse_args()
+    bootstrap = os.environ.get("SCRUBBER_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+
+    results: dict[str, Any] = {
+        "cpu_count": os.cpu_count(),
+        "kafka_version": _kafka_version(),
+        "git_rev": _git_rev(),
+        "python": platform.python_version(),
+        "claims": arguments.claims,
+    }
+    print(f"core: {arguments.core_seconds:g} s of the scrubber core ...", flush=True)
+    results |= bench_core(arguments.core_seconds)
+    values = _claim_values(arguments.claims, "e2e")
+    print(f"baseline: pass-through draining {arguments.claims} records ...", flush=True)
+    baseline = await bench_drain(bootstrap, PASSTHROUGH, "baseline", values)
+    print(f"worker: claim-scrubber worker draining {arguments.claims} claims ...", flush=True)
+    worker = await bench_drain(bootstrap, WORKER, "worker", values)
+    results |= {
+        "baseline_msgs_per_s": round(baseline["rate"]),
+        "e2e_claims_per_s": round(worker["rate"]),
+        "ratio": round(worker["rate"] / baseline["rate"], 3),
+        "worker_rss_max_mb": round(worker["rss_max_mb"], 1),
+        "baseline_rss_max_mb": round(baseline["rss_max_mb"], 1),
+    }
+    print(f"latency: {arguments.latency_seconds:g} s at half the worker's rate ...", flush=True)
+    results |= await bench_latency(bootstrap, worker["rate"] / 2, arguments.latency_seconds)
+
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n", "utf-8")
+    width = max(len(key) for key in results)
+    print()
+    for key, value in results.items():
+        print(f"  {key:<{width}}  {value}")
+    print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
