@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -228,7 +229,7 @@ async def bench_latency(bootstrap: str, rate: float, seconds: float) -> dict[str
             received = time.time() * 1000
             for records in batches.values():
                 for record in records:
-                    source = json.loads(record.value)["source"]
+                    source = orjson.loads(record.value)["source"]
                     seen[(source["partition"], source["offset"])] = (record.timestamp, received)
 
     reader = asyncio.create_task(read())

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_message_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
-    batch_max_records: Annotated[int, Field(ge=1, le=10_000)] = 1000
+    batch_max_records: Annotated[int, Field(ge=1, le=10_000)] = 500
     batch_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = 100
     session_timeout_ms: Annotated[int, Field(ge=1_000, le=300_000)] = 10_000
     transaction_timeout_ms: Annotated[int, Field(ge=1_000, le=900_000)] = 60_000

@@ -71,10 +71,14 @@ class PartitionProducers:
             client_id=f"{self._client_id}-p{partition}",
             transactional_id=self.transactional_id(partition),
             transaction_timeout_ms=self._transaction_timeout_ms,
-            linger_ms=5,
+            # A batch's records are enqueued before the commit flushes them: nothing to linger for.
+            linger_ms=0,
             max_batch_size=512 * 1024,
             max_request_size=8 * 1024 * 1024,
             request_timeout_ms=30_000,
+            # Right after EndTxn the coordinator answers CONCURRENT_TRANSACTIONS until its markers
+            # are written; the default 100 ms retry made every transaction wait that long.
+            retry_backoff_ms=10,
         )
         try:
             await producer.start()
