@@ -202,6 +202,10 @@ async def test_a_frozen_worker_is_fenced_and_its_late_transaction_duplicates_not
     assert (duplicates, lost) == (0, 0)
     assert zombie.process.poll() is None, "the resumed worker carries on"
     assert zombie.events("partitions.revoked")
+    late_work_refused = zombie.events("transaction.fenced") + zombie.events(
+        "partition.revoked_before_commit"
+    )
+    assert late_work_refused, "the resumed worker's batch in hand was fenced or dropped"
 
 
 def _local_broker_is_ours(bootstrap: str) -> bool:
