@@ -237,7 +237,8 @@ class WorkerProcess:
                     f"{self.name} exited ({self.process.returncode}) before {name}"
                 )
             await asyncio.sleep(0.1)
-        raise AssertionError(f"{self.name}: no {name} within {timeout_s} s")
+        recent = "\n".join(line[:250] for line in [*self.lines[-30:], *self.stderr_lines[-10:]])
+        raise AssertionError(f"{self.name}: no {name} within {timeout_s} s; last lines:\n{recent}")
 
     def signal(self, signum: int) -> None:
         if self.process.poll() is None:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -54,19 +55,39 @@ def _claims(count: int, prefix: str = "C") -> list[bytes]:
     ]
 
 
-async def _account(
-    kafka_bootstrap: str,
-    topics: Topics,
-    tally: Tally,
-    report: list[dict[str, object]],
+@dataclass(frozen=True)
+class _Measured:
+    tally: Tally
+    duplicates: int
+    lost: int
+
+
+async def _measure(
     scenario: str,
     *,
-    recovery_s: float | None,
-    drain_s: float,
-) -> tuple[int, int]:
+    kafka_bootstrap: str,
+    topics: Topics,
+    watcher: OutputWatcher,
+    report: list[dict[str, object]],
+    expected: int,
+    started: float,
+    fault_at: float | None = None,
+    in_flight_s: float = 0.0,
+    timeout_s: float = 120.0,
+) -> _Measured:
+    """Wait for `expected` outputs, then count them against the input and add a report row.
+
+    Recovery is the time from the fault to the next committed output; outputs arriving within
+    `in_flight_s` of the fault were committed before it.
+    """
+    tally = await watcher.wait_for(expected, timeout_s=timeout_s)
+    recovery = None
+    if fault_at is not None:
+        after = watcher.first_arrival_after(fault_at + in_flight_s)
+        recovery = (after or fault_at) - fault_at
     ends = await input_end_offsets(kafka_bootstrap, topics)
     by_topic = tally.by_topic()
-    duplicates, lost = tally.duplicates(), tally.missing(ends)
+    measured = _Measured(tally, tally.duplicates(), tally.missing(ends))
     report.append(
         {
             "scenario": scenario,
@@ -74,13 +95,13 @@ async def _account(
             "clean": by_topic.get(topics.clean, 0),
             "needs_review": by_topic.get(topics.review, 0),
             "dead_letter": by_topic.get(topics.dead_letter, 0),
-            "duplicates": duplicates,
-            "lost": lost,
-            "recovery_s": "-" if recovery_s is None else f"{recovery_s:.1f}",
-            "drain_s": f"{drain_s:.1f}",
+            "duplicates": measured.duplicates,
+            "lost": measured.lost,
+            "recovery_s": "-" if recovery is None else f"{recovery:.1f}",
+            "drain_s": f"{time.monotonic() - started:.1f}",
         }
     )
-    return duplicates, lost
+    return measured
 
 
 @pytest.fixture
@@ -107,20 +128,19 @@ async def test_a_worker_killed_mid_batch_and_restarted_loses_and_duplicates_noth
     killed_at = time.monotonic()
 
     start_worker("crash-2")
-    tally = await watcher.wait_for(total)
-    recovery = (watcher.first_arrival_after(killed_at) or killed_at) - killed_at
-    duplicates, lost = await _account(
-        kafka_bootstrap,
-        topics,
-        tally,
-        delivery_report,
+    measured = await _measure(
         "crash (SIGKILL mid-batch)",
-        recovery_s=recovery,
-        drain_s=time.monotonic() - started,
+        kafka_bootstrap=kafka_bootstrap,
+        topics=topics,
+        watcher=watcher,
+        report=delivery_report,
+        expected=total,
+        started=started,
+        fault_at=killed_at,
     )
 
     assert len(first.events("claim.scrubbed")) < total, "the kill landed after the work was done"
-    assert (duplicates, lost) == (0, 0)
+    assert (measured.duplicates, measured.lost) == (0, 0)
 
 
 async def test_rebalancing_under_load_as_workers_join_and_leave_keeps_exactly_once(
@@ -145,19 +165,18 @@ async def test_rebalancing_under_load_as_workers_join_and_leave_keeps_exactly_on
     assert await first.wait() == 0
     await sending
 
-    tally = await watcher.wait_for(total)
-    recovery = (watcher.first_arrival_after(stopped_at) or stopped_at) - stopped_at
-    duplicates, lost = await _account(
-        kafka_bootstrap,
-        topics,
-        tally,
-        delivery_report,
+    measured = await _measure(
         "rebalance (+1 worker, -1 SIGTERM)",
-        recovery_s=recovery,
-        drain_s=time.monotonic() - started,
+        kafka_bootstrap=kafka_bootstrap,
+        topics=topics,
+        watcher=watcher,
+        report=delivery_report,
+        expected=total,
+        started=started,
+        fault_at=stopped_at,
     )
 
-    assert (duplicates, lost) == (0, 0)
+    assert (measured.duplicates, measured.lost) == (0, 0)
     assert first.events("partitions.revoked")
     assert first.events("worker.stopped")
     assert len(second.events("partitions.assigned")) >= 2, "the second worker was rebalanced"
@@ -187,19 +206,19 @@ async def test_a_frozen_worker_is_fenced_and_its_late_transaction_duplicates_not
     zombie.signal(signal.SIGCONT)
     await sending
 
-    tally = await watcher.wait_for(total)
-    recovery = (watcher.first_arrival_after(frozen_at + 0.5) or frozen_at) - frozen_at
-    duplicates, lost = await _account(
-        kafka_bootstrap,
-        topics,
-        tally,
-        delivery_report,
+    measured = await _measure(
         "zombie (SIGSTOP > session timeout)",
-        recovery_s=recovery,
-        drain_s=time.monotonic() - started,
+        kafka_bootstrap=kafka_bootstrap,
+        topics=topics,
+        watcher=watcher,
+        report=delivery_report,
+        expected=total,
+        started=started,
+        fault_at=frozen_at,
+        in_flight_s=0.5,
     )
 
-    assert (duplicates, lost) == (0, 0)
+    assert (measured.duplicates, measured.lost) == (0, 0)
     assert zombie.process.poll() is None, "the resumed worker carries on"
     assert zombie.events("partitions.revoked")
     late_work_refused = zombie.events("transaction.fenced") + zombie.events(
@@ -251,19 +270,19 @@ async def test_workers_ride_out_a_broker_restart_and_log_the_outage_with_backoff
     up_at = time.monotonic()
     await produce_steadily(kafka_bootstrap, topics.input, _claims(after, "A"), duration_s=5)
 
-    tally = await watcher.wait_for(before + after, timeout_s=180)
-    recovery = (watcher.first_arrival_after(up_at) or up_at) - up_at
-    duplicates, lost = await _account(
-        kafka_bootstrap,
-        topics,
-        tally,
-        delivery_report,
+    measured = await _measure(
         "broker restart (8 s outage)",
-        recovery_s=recovery,
-        drain_s=time.monotonic() - started,
+        kafka_bootstrap=kafka_bootstrap,
+        topics=topics,
+        watcher=watcher,
+        report=delivery_report,
+        expected=before + after,
+        started=started,
+        fault_at=up_at,
+        timeout_s=180,
     )
 
-    assert (duplicates, lost) == (0, 0)
+    assert (measured.duplicates, measured.lost) == (0, 0)
     assert all(worker.process.poll() is None for worker in workers), "no worker crashed"
     outages = [line for worker in workers for line in worker.events("broker.unreachable")]
     assert outages, "the outage was logged"
@@ -337,20 +356,20 @@ async def test_poison_input_interleaved_with_good_input_lands_where_the_contract
     await app.start()
     try:
         await produce(kafka_bootstrap, topics.input, records)
-        tally = await watcher.wait_for(len(records))
+        measured = await _measure(
+            "poison interleaved (in-process worker)",
+            kafka_bootstrap=kafka_bootstrap,
+            topics=topics,
+            watcher=watcher,
+            report=delivery_report,
+            expected=len(records),
+            started=started,
+        )
     finally:
         await app.stop()
-    duplicates, lost = await _account(
-        kafka_bootstrap,
-        topics,
-        tally,
-        delivery_report,
-        "poison interleaved (in-process worker)",
-        recovery_s=None,
-        drain_s=time.monotonic() - started,
-    )
+    tally = measured.tally
 
-    assert (duplicates, lost) == (0, 0)
+    assert (measured.duplicates, measured.lost) == (0, 0)
     rounds = sum(1 for index in range(len(good)) if index % 40 == 0)
     dead = [o for o in tally.outputs if o.topic == topics.dead_letter]
     kinds = sorted(o.body["error"]["kind"] for o in dead)
