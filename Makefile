@@ -55,7 +55,7 @@ kafka-clean: ## stop the local Kafka and delete its data
 	$(KAFKA) clean
 
 bench: install ## the benchmark: core, end to end and a pass-through baseline; writes bench/results.json
-	bash deploy/run-bench.sh
+	bash deploy/kafka/with-broker.sh $(BIN)/python -m bench.run
 
 clean: kafka-clean ## remove the local broker data, the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

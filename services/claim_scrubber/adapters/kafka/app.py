@@ -103,6 +103,19 @@ async def _probe(settings: Settings) -> _BrokerProblem | None:
     return None
 
 
+def _log_outage(log: FilteringBoundLogger, found: _BrokerProblem, backoff: Backoff) -> float:
+    """Log `broker.unreachable` with the next retry delay, and return that delay."""
+    delay = backoff.next_delay()
+    log.warning(
+        "broker.unreachable",
+        problem=found.problem,
+        attempt=backoff.attempt,
+        retry_in_s=round(delay, 2),
+        **found.detail,
+    )
+    return delay
+
+
 async def _wait_for_broker(settings: Settings, log: FilteringBoundLogger) -> None:
     """Retry the brokers with backoff until they answer and the topics exist, or give up."""
     backoff = Backoff(first_s=0.5, cap_s=10.0)
@@ -110,15 +123,7 @@ async def _wait_for_broker(settings: Settings, log: FilteringBoundLogger) -> Non
     while (found := await _probe(settings)) is not None:
         if time.monotonic() >= deadline:
             raise StartupError(f"{found.problem} (gave up after {settings.startup_timeout_s:g} s)")
-        delay = backoff.next_delay()
-        log.warning(
-            "broker.unreachable",
-            problem=found.problem,
-            attempt=backoff.attempt,
-            retry_in_s=round(delay, 2),
-            **found.detail,
-        )
-        await asyncio.sleep(delay)
+        await asyncio.sleep(_log_outage(log, found, backoff))
 
 
 async def _watch_broker(settings: Settings, log: FilteringBoundLogger) -> None:
@@ -139,15 +144,7 @@ async def _watch_broker(settings: Settings, log: FilteringBoundLogger) -> None:
             await asyncio.sleep(_HEALTH_PROBE_INTERVAL_S)
             continue
         down_since = down_since if down_since is not None else time.monotonic()
-        delay = backoff.next_delay()
-        log.warning(
-            "broker.unreachable",
-            problem=found.problem,
-            attempt=backoff.attempt,
-            retry_in_s=round(delay, 2),
-            **found.detail,
-        )
-        await asyncio.sleep(delay)
+        await asyncio.sleep(_log_outage(log, found, backoff))
 
 
 def build_app(settings: Settings, scrubber: Scrubber, log: FilteringBoundLogger) -> FastStream:
