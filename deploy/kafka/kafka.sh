@@ -44,7 +44,7 @@ fetch_jars() {
   say "fetching Kafka jars from Maven Central (first run only)"
   rm -rf "$libs"
   mkdir -p "$libs"
-  mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
+  mvn -q -B -Dstyle.color=never -f "$here/pom.xml" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$libs"
   echo "$want" >"$stamp"
 }

@@ -52,8 +52,9 @@ class _PartitionOwnership(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         partitions = self._ours(revoked)
-        self._log.info("partitions.revoked", topic=self._topic, partitions=partitions)
-        await self._producers.close(partitions)
+        if partitions:  # the first join of a group revokes nothing
+            self._log.info("partitions.revoked", topic=self._topic, partitions=partitions)
+            await self._producers.close(partitions)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         partitions = self._ours(assigned)
