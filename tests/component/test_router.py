@@ -153,3 +153,30 @@ class TestRevokedPartitions:
 
         assert list(producers.committed) == [0]
         assert seeks == []
+
+
+class TestUnexpectedFailures:
+    async def test_a_batch_that_fails_before_publishing_is_rewound_not_skipped(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        async def no_sleep(delay: float) -> None:
+            del delay
+
+        def broken(record: object, decided_at: str) -> None:
+            del record, decided_at
+            raise RuntimeError("bug")
+
+        monkeypatch.setattr("claim_scrubber.adapters.kafka.router.asyncio.sleep", no_sleep)
+        producers = FakeProducers()
+        router = _router(producers)
+        monkeypatch.setattr(router, "_route", broken)
+        seeks: list[tuple[TopicPartition, int]] = []
+
+        records = [_record(0, 4, GOOD), _record(0, 5, GOOD), _record(3, 9, GOOD)]
+        await router.handle(records, lambda tp, offset: seeks.append((tp, offset)))
+
+        assert producers.committed == {}
+        assert sorted(seeks) == [
+            (TopicPartition("claims.submitted", 0), 4),
+            (TopicPartition("claims.submitted", 3), 9),
+        ]

@@ -143,11 +143,21 @@ class ClaimRouter:
         """Decide every record, then commit one transaction per partition."""
         decided_at = timestamp_text(datetime.now(UTC))
         by_partition: dict[int, list[_Routed]] = {}
-        for record in records:
-            if self._producers.owns(record.partition):  # else revoked since it was fetched
-                by_partition.setdefault(record.partition, []).append(
-                    self._route(record, decided_at)
-                )
+        try:
+            for record in records:
+                if self._producers.owns(record.partition):  # else revoked since it was fetched
+                    by_partition.setdefault(record.partition, []).append(
+                        self._route(record, decided_at)
+                    )
+        except Exception as error:  # noqa: BLE001 - a bug here must not skip the batch
+            self._log.error("batch.failed", records=len(records), exc_info=error)
+            firsts: dict[int, InputRecord] = {}
+            for record in records:
+                firsts.setdefault(record.partition, record)
+            for first in firsts.values():
+                self._rewind(first, seek)
+            await asyncio.sleep(self._backoff.next_delay())
+            return
 
         partitions = list(by_partition)
         outcomes = await asyncio.gather(
