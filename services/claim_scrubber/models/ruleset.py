@@ -161,8 +161,13 @@ class Ruleset(BaseModel):
             pairs[family.large_addon] = family.large_primary
         return pairs
 
+    @cached_property
+    def _family_by_location(self) -> dict[str, ApplicationFamily]:
+        return {
+            location: family
+            for family in self.application_families.values()
+            for location in family.locations
+        }
+
     def family_for(self, location: str) -> ApplicationFamily | None:
-        for family in self.application_families.values():
-            if location in family.locations:
-                return family
-        return None
+        return self._family_by_location.get(location)

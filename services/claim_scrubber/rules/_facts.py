@@ -103,6 +103,7 @@ class ClaimFacts:
     """Everything the rules ask of one claim event, derived once."""
 
     __slots__ = (
+        "administered_product_lines",
         "application_lines",
         "diagnoses",
         "documentation",
@@ -117,6 +118,7 @@ class ClaimFacts:
         "profile",
         "ruleset",
         "today",
+        "wasted_product_lines",
         "wound",
     )
 
@@ -169,16 +171,12 @@ class ClaimFacts:
             )
         self.lines: tuple[LineFacts, ...] = tuple(lines)
         self.product_lines = tuple(line for line in self.lines if line.is_product)
+        self.administered_product_lines = tuple(
+            line for line in self.product_lines if not line.carries_jw
+        )
+        self.wasted_product_lines = tuple(line for line in self.product_lines if line.carries_jw)
         self.application_lines = tuple(line for line in self.lines if line.is_application)
         self.is_q4390_claim = bool(self.product_lines)
-
-    @property
-    def administered_product_lines(self) -> tuple[LineFacts, ...]:
-        return tuple(line for line in self.product_lines if not line.carries_jw)
-
-    @property
-    def wasted_product_lines(self) -> tuple[LineFacts, ...]:
-        return tuple(line for line in self.product_lines if line.carries_jw)
 
     def application_lines_on(self, service_date: date) -> tuple[LineFacts, ...]:
         return tuple(line for line in self.application_lines if line.service_date == service_date)
