@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     topic_clean: Annotated[str, Field(min_length=1)] = "claims.clean"
     topic_review: Annotated[str, Field(min_length=1)] = "claims.needs-review"
     topic_dead_letter: Annotated[str, Field(min_length=1)] = "claims.dead-letter"
-    topic_partitions: Annotated[int, Field(ge=1, le=1000)] = 6
+    topic_partitions: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=6, description="partitions of the topics `make kafka-up` creates (not the worker)"
+    )
     ruleset: Path | None = Field(default=None, description="ruleset file; default: the shipped one")
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -49,9 +51,6 @@ class Settings(BaseSettings):
     worker_id: Annotated[str, Field(min_length=1, max_length=200)] = Field(
         default_factory=_default_worker_id
     )
-
-    def env_name(self, field: str) -> str:
-        return f"{ENV_PREFIX}{field.upper()}"
 
 
 def load_settings() -> Settings:
