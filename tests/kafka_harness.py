@@ -340,13 +340,12 @@ class OutputWatcher:
 async def produce_steadily(
     bootstrap: str, topic: str, values: list[bytes], duration_s: float
 ) -> int:
-    """Send `values` spread evenly over `duration_s`, retrying through broker outages."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=True, request_timeout_ms=10_000
-    )
-    await producer.start()
+    """Send `values` spread evenly over `duration_s`, each acknowledged before the next,
+    retrying through broker outages with a fresh producer (a retried record may land twice:
+    count inputs by offset, not by `values`)."""
+    producer: AIOKafkaProducer | None = None
+    start = time.monotonic()
     try:
-        start = time.monotonic()
         for index, value in enumerate(values):
             target = start + duration_s * index / len(values)
             delay = target - time.monotonic()
@@ -354,13 +353,22 @@ async def produce_steadily(
                 await asyncio.sleep(delay)
             while True:
                 try:
-                    await producer.send(topic, value)
+                    if producer is None:
+                        producer = AIOKafkaProducer(
+                            bootstrap_servers=bootstrap, request_timeout_ms=5_000
+                        )
+                        await producer.start()
+                    await (await producer.send(topic, value))
                     break
-                except Exception:  # noqa: BLE001 - broker outage: retry the same record
+                except Exception:  # noqa: BLE001 - broker outage: new producer, same record
+                    if producer is not None:
+                        with contextlib.suppress(Exception):
+                            await producer.stop()
+                        producer = None
                     await asyncio.sleep(0.5)
-        await producer.flush()
     finally:
-        await producer.stop()
+        if producer is not None:
+            await producer.stop()
     return len(values)
 
 

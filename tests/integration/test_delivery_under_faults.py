@@ -62,46 +62,52 @@ class _Measured:
     lost: int
 
 
-async def _measure(
-    scenario: str,
-    *,
-    kafka_bootstrap: str,
-    topics: Topics,
-    watcher: OutputWatcher,
-    report: list[dict[str, object]],
-    expected: int,
-    started: float,
-    fault_at: float | None = None,
-    in_flight_s: float = 0.0,
-    timeout_s: float = 120.0,
-) -> _Measured:
-    """Wait for `expected` outputs, then count them against the input and add a report row.
+@dataclass(frozen=True)
+class _Measurement:
+    """Counts one scenario's outputs against its input and adds a row to the report."""
 
-    Recovery is the time from the fault to the next committed output; outputs arriving within
-    `in_flight_s` of the fault were committed before it.
-    """
-    tally = await watcher.wait_for(expected, timeout_s=timeout_s)
-    recovery = None
-    if fault_at is not None:
-        after = watcher.first_arrival_after(fault_at + in_flight_s)
-        recovery = (after or fault_at) - fault_at
-    ends = await input_end_offsets(kafka_bootstrap, topics)
-    by_topic = tally.by_topic()
-    measured = _Measured(tally, tally.duplicates(), tally.missing(ends))
-    report.append(
-        {
-            "scenario": scenario,
-            "inputs": sum(ends.values()),
-            "clean": by_topic.get(topics.clean, 0),
-            "needs_review": by_topic.get(topics.review, 0),
-            "dead_letter": by_topic.get(topics.dead_letter, 0),
-            "duplicates": measured.duplicates,
-            "lost": measured.lost,
-            "recovery_s": "-" if recovery is None else f"{recovery:.1f}",
-            "drain_s": f"{time.monotonic() - started:.1f}",
-        }
-    )
-    return measured
+    kafka_bootstrap: str
+    topics: Topics
+    watcher: OutputWatcher
+    report: list[dict[str, object]]
+
+    async def __call__(
+        self,
+        scenario: str,
+        *,
+        expected: int,
+        started: float,
+        fault_at: float | None = None,
+        in_flight_s: float = 0.0,
+        timeout_s: float = 120.0,
+    ) -> _Measured:
+        """Wait for `expected` outputs, then count them by input partition and offset.
+
+        Recovery is the time from the fault to the next committed output; outputs arriving
+        within `in_flight_s` of the fault were committed before it.
+        """
+        tally = await self.watcher.wait_for(expected, timeout_s=timeout_s)
+        recovery = None
+        if fault_at is not None:
+            after = self.watcher.first_arrival_after(fault_at + in_flight_s)
+            recovery = (after or fault_at) - fault_at
+        ends = await input_end_offsets(self.kafka_bootstrap, self.topics)
+        by_topic = tally.by_topic()
+        measured = _Measured(tally, tally.duplicates(), tally.missing(ends))
+        self.report.append(
+            {
+                "scenario": scenario,
+                "inputs": sum(ends.values()),
+                "clean": by_topic.get(self.topics.clean, 0),
+                "needs_review": by_topic.get(self.topics.review, 0),
+                "dead_letter": by_topic.get(self.topics.dead_letter, 0),
+                "duplicates": measured.duplicates,
+                "lost": measured.lost,
+                "recovery_s": "-" if recovery is None else f"{recovery:.1f}",
+                "drain_s": f"{time.monotonic() - started:.1f}",
+            }
+        )
+        return measured
 
 
 @pytest.fixture
@@ -110,12 +116,21 @@ async def watcher(kafka_bootstrap: str, topics: Topics) -> AsyncIterator[OutputW
         yield watching
 
 
+@pytest.fixture
+def measure(
+    kafka_bootstrap: str,
+    topics: Topics,
+    watcher: OutputWatcher,
+    delivery_report: list[dict[str, object]],
+) -> _Measurement:
+    return _Measurement(kafka_bootstrap, topics, watcher, delivery_report)
+
+
 async def test_a_worker_killed_mid_batch_and_restarted_loses_and_duplicates_nothing(
     kafka_bootstrap: str,
     topics: Topics,
     start_worker: WorkerStarter,
-    watcher: OutputWatcher,
-    delivery_report: list[dict[str, object]],
+    measure: _Measurement,
 ) -> None:
     total = 8000
     await produce(kafka_bootstrap, topics.input, [(None, value) for value in _claims(total)])
@@ -128,12 +143,8 @@ async def test_a_worker_killed_mid_batch_and_restarted_loses_and_duplicates_noth
     killed_at = time.monotonic()
 
     start_worker("crash-2")
-    measured = await _measure(
+    measured = await measure(
         "crash (SIGKILL mid-batch)",
-        kafka_bootstrap=kafka_bootstrap,
-        topics=topics,
-        watcher=watcher,
-        report=delivery_report,
         expected=total,
         started=started,
         fault_at=killed_at,
@@ -147,8 +158,7 @@ async def test_rebalancing_under_load_as_workers_join_and_leave_keeps_exactly_on
     kafka_bootstrap: str,
     topics: Topics,
     start_worker: WorkerStarter,
-    watcher: OutputWatcher,
-    delivery_report: list[dict[str, object]],
+    measure: _Measurement,
 ) -> None:
     total = 9000
     started = time.monotonic()
@@ -165,12 +175,8 @@ async def test_rebalancing_under_load_as_workers_join_and_leave_keeps_exactly_on
     assert await first.wait() == 0
     await sending
 
-    measured = await _measure(
+    measured = await measure(
         "rebalance (+1 worker, -1 SIGTERM)",
-        kafka_bootstrap=kafka_bootstrap,
-        topics=topics,
-        watcher=watcher,
-        report=delivery_report,
         expected=total,
         started=started,
         fault_at=stopped_at,
@@ -187,8 +193,7 @@ async def test_a_frozen_worker_is_fenced_and_its_late_transaction_duplicates_not
     kafka_bootstrap: str,
     topics: Topics,
     start_worker: WorkerStarter,
-    watcher: OutputWatcher,
-    delivery_report: list[dict[str, object]],
+    measure: _Measurement,
 ) -> None:
     total = 9000
     started = time.monotonic()
@@ -206,12 +211,8 @@ async def test_a_frozen_worker_is_fenced_and_its_late_transaction_duplicates_not
     zombie.signal(signal.SIGCONT)
     await sending
 
-    measured = await _measure(
+    measured = await measure(
         "zombie (SIGSTOP > session timeout)",
-        kafka_bootstrap=kafka_bootstrap,
-        topics=topics,
-        watcher=watcher,
-        report=delivery_report,
         expected=total,
         started=started,
         fault_at=frozen_at,
@@ -254,29 +255,28 @@ async def test_workers_ride_out_a_broker_restart_and_log_the_outage_with_backoff
     topics: Topics,
     start_worker: WorkerStarter,
     restartable_broker: None,
-    watcher: OutputWatcher,
-    delivery_report: list[dict[str, object]],
+    measure: _Measurement,
 ) -> None:
     del restartable_broker
-    before, after = 4000, 4000
-    await produce(kafka_bootstrap, topics.input, [(None, v) for v in _claims(before, "B")])
     started = time.monotonic()
     workers = [start_worker("restart-1"), start_worker("restart-2")]
-    await workers[0].wait_for_event("claim.scrubbed")
+    for worker in workers:
+        await worker.wait_for_event("partitions.assigned")
+    sending = asyncio.create_task(
+        produce_steadily(kafka_bootstrap, topics.input, _claims(8000), duration_s=24)
+    )
+    await asyncio.sleep(5)
 
     await asyncio.to_thread(_kafka, "down")
     await asyncio.sleep(8)
     await asyncio.to_thread(_kafka, "up")
     up_at = time.monotonic()
-    await produce_steadily(kafka_bootstrap, topics.input, _claims(after, "A"), duration_s=5)
+    await sending
+    inputs = sum((await input_end_offsets(kafka_bootstrap, topics)).values())
 
-    measured = await _measure(
+    measured = await measure(
         "broker restart (8 s outage)",
-        kafka_bootstrap=kafka_bootstrap,
-        topics=topics,
-        watcher=watcher,
-        report=delivery_report,
-        expected=before + after,
+        expected=inputs,
         started=started,
         fault_at=up_at,
         timeout_s=180,
@@ -314,8 +314,7 @@ def _raises_on_marked_claims(facts: ClaimFacts) -> Iterator[Hit]:
 async def test_poison_input_interleaved_with_good_input_lands_where_the_contract_says(
     kafka_bootstrap: str,
     topics: Topics,
-    watcher: OutputWatcher,
-    delivery_report: list[dict[str, object]],
+    measure: _Measurement,
 ) -> None:
     configure_logging(level="warning")
     settings = Settings.model_validate(
@@ -356,12 +355,8 @@ async def test_poison_input_interleaved_with_good_input_lands_where_the_contract
     await app.start()
     try:
         await produce(kafka_bootstrap, topics.input, records)
-        measured = await _measure(
+        measured = await measure(
             "poison interleaved (in-process worker)",
-            kafka_bootstrap=kafka_bootstrap,
-            topics=topics,
-            watcher=watcher,
-            report=delivery_report,
             expected=len(records),
             started=started,
         )

@@ -76,3 +76,21 @@ class TestExceptions:
         get_logger().warning("broker.unreachable", exc_info=KafkaConnectionError("no route"))
         (line,) = _lines(stream)
         assert "no route" in str(line["error"])
+
+
+class TestLibraryFloods:
+    def test_a_repeated_library_warning_is_logged_once_then_counted(
+        self, stream: io.TextIOWrapper
+    ) -> None:
+        noisy = logging.getLogger("aiokafka.conn")
+        for _ in range(500):
+            noisy.warning("Unable connect to node with id %s", 1)
+        logging.getLogger("aiokafka.client").warning("Unable to update metadata from %s", [1])
+        lines = _lines(stream)
+        assert [line["logger"] for line in lines] == ["aiokafka.conn", "aiokafka.client"]
+
+    def test_our_own_events_are_never_rate_limited(self, stream: io.TextIOWrapper) -> None:
+        log = get_logger()
+        for _ in range(50):
+            log.info("claim.scrubbed")
+        assert len(_lines(stream)) == 50

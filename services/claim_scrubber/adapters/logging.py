@@ -84,6 +84,30 @@ def _no_library_debug(record: logging.LogRecord) -> bool:
     return record.levelno > logging.DEBUG or record.name.startswith("claim_scrubber")
 
 
+class _LibraryRateLimit(logging.Filter):
+    """At most one record per library message every `interval_s`; the next one that passes
+    carries `suppressed`, the count dropped meanwhile. While the broker is down aiokafka
+    repeats its connection warnings thousands of times a second; our own events are exempt."""
+
+    def __init__(self, interval_s: float = 10.0) -> None:
+        super().__init__()
+        self._interval_s = interval_s
+        self._last: dict[tuple[str, object], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("claim_scrubber"):
+            return True
+        key = (record.name, record.msg)
+        last_at, suppressed = self._last.get(key, (float("-inf"), 0))
+        if record.created - last_at < self._interval_s:
+            self._last[key] = (last_at, suppressed + 1)
+            return False
+        self._last[key] = (record.created, 0)
+        if suppressed:
+            record.suppressed = suppressed
+        return True
+
+
 def configure_logging(
     *,
     log_format: Literal["json", "console"] = "json",
@@ -121,7 +145,11 @@ def configure_logging(
     handler = logging.StreamHandler(target)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            foreign_pre_chain=[
+                structlog.stdlib.add_logger_name,
+                structlog.stdlib.ExtraAdder(allow=["suppressed"]),
+                *shared,
+            ],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 stdlib_renderer,
@@ -137,6 +165,7 @@ def configure_logging(
     for name in _QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(library_level)
     handler.addFilter(_no_library_debug)
+    handler.addFilter(_LibraryRateLimit())
 
 
 def get_logger(**context: object) -> FilteringBoundLogger:

@@ -8,6 +8,7 @@ owner's InitProducerId aborts the old owner's open transaction and fences its pr
 """
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -109,7 +110,8 @@ class PartitionProducers:
     async def _discard(self, partition: int) -> None:
         producer = self._producers.pop(partition, None)
         if producer is not None:
-            await producer.stop()
+            with contextlib.suppress(Exception):  # a broken producer may not stop cleanly
+                await asyncio.wait_for(producer.stop(), timeout=10)
 
     async def close(self, partitions: Iterable[int]) -> None:
         """Give up revoked partitions: no new transaction starts for them, the one in progress
@@ -142,13 +144,19 @@ class PartitionProducers:
             producer = self._producers.get(partition) or await self._start(partition)
             try:
                 await producer.begin_transaction()
-                for record in records:
+                deliveries = [
                     await producer.send(
                         record.topic, record.value, key=record.key, headers=record.headers
                     )
+                    for record in records
+                ]
                 await producer.send_offsets_to_transaction(
                     {TopicPartition(self._input_topic, partition): next_offset}, self._group_id
                 )
+                # Every record must be written before the offsets commit: aiokafka can let
+                # commit_transaction() succeed after a batch failed (seen with
+                # OutOfOrderSequenceNumber after a broker restart), which would lose it.
+                await asyncio.gather(*deliveries)
                 await producer.commit_transaction()
             except ProducerFenced as error:
                 await self._discard(partition)
@@ -158,7 +166,8 @@ class PartitionProducers:
                 raise
 
     async def _abort(self, partition: int, producer: AIOKafkaProducer) -> None:
-        try:
+        """Abort, then replace the producer: after a failure its sequence state is suspect,
+        and a new one starts clean (its InitProducerId also ends anything left open)."""
+        with contextlib.suppress(Exception):
             await asyncio.wait_for(producer.abort_transaction(), timeout=10)
-        except Exception:  # noqa: BLE001 - a producer that cannot abort is replaced
-            await self._discard(partition)
+        await self._discard(partition)
