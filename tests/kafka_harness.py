@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[1]
+_PR_SET_PDEATHSIG = 1
 WORKER = [str(Path(sys.executable).with_name("claim-scrubber")), "worker"]
 
 
@@ -182,6 +184,14 @@ async def collect(
     return tally
 
 
+_PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl  # resolved before any fork
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGKILL when the test process dies, however it dies (Linux)."""
+    _PRCTL(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class WorkerProcess:
     """`claim-scrubber worker` as a child process whose log lines are kept for inspection."""
 
@@ -199,6 +209,7 @@ class WorkerProcess:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - one libc call, no Python locks
         )
         self._readers = [
             threading.Thread(
