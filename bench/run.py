@@ -115,6 +115,15 @@ class Topics:
             await admin.close()
         await asyncio.sleep(1)  # leaders elected
 
+    async def delete(self, bootstrap: str) -> None:
+        """Drop the phase's topics: a run writes about 600 MB that nobody reads again."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([self.input, *self.outputs])
+        finally:
+            await admin.close()
+
 
 async def _preload(bootstrap: str, topic: str, values: list[bytes]) -> None:
     producer = AIOKafkaProducer(
@@ -192,6 +201,7 @@ async def bench_drain(
         await admin.close()
         process.terminate()
         process.wait(timeout=60)
+        await topics.delete(bootstrap)
     assert first_at is not None
     assert first_count is not None
     rate = (len(values) - first_count) / max(done_at - first_at, 1e-9)
@@ -255,6 +265,7 @@ async def bench_latency(bootstrap: str, rate: float, seconds: float) -> dict[str
         await consumer.stop()
         process.terminate()
         process.wait(timeout=60)
+        await topics.delete(bootstrap)
     to_output = sorted(seen[key][0] - sent[key] for key in sent if key in seen)
     visible = sorted(seen[key][1] - sent[key] for key in sent if key in seen)
 
@@ -269,6 +280,30 @@ async def bench_latency(bootstrap: str, rate: float, seconds: float) -> dict[str
         "p50_visible_ms": pct(visible, 0.50),
         "p99_visible_ms": pct(visible, 0.99),
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _wait_for_quiet_broker(limit_s: float = 120.0) -> None:
+    """A broker that just started recovers its logs on the same 2 cores: let it finish first."""
+    pid_file = ROOT / ".kafka" / "kafka.pid"
+    if not pid_file.exists():
+        return
+    pid = int(pid_file.read_text().strip())
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        try:
+            before = _cpu_seconds(pid)
+            await asyncio.sleep(1)
+            busy = _cpu_seconds(pid) - before
+        except (OSError, IndexError, ValueError):
+            return
+        if busy < 0.15:
+            return
+        print(f"waiting for the broker to settle ({busy:.0%} of a core) ...", flush=True)
 
 
 def _git_rev() -> str:
@@ -302,8 +337,7 @@ async def main() -> None:
         "python": platform.python_version(),
         "claims": arguments.claims,
     }
-    print(f"core: {arguments.core_seconds:g} s of the scrubber core ...", flush=True)
-    results |= bench_core(arguments.core_seconds)
+    await _wait_for_quiet_broker()
     values = _claim_values(arguments.claims, "e2e")
     print(f"baseline: pass-through draining {arguments.claims} records ...", flush=True)
     baseline = await bench_drain(bootstrap, PASSTHROUGH, "baseline", values)
@@ -318,6 +352,9 @@ async def main() -> None:
     }
     print(f"latency: {arguments.latency_seconds:g} s at half the worker's rate ...", flush=True)
     results |= await bench_latency(bootstrap, worker["rate"] / 2, arguments.latency_seconds)
+    await _wait_for_quiet_broker()
+    print(f"core: {arguments.core_seconds:g} s of the scrubber core ...", flush=True)
+    results |= bench_core(arguments.core_seconds)
 
     RESULTS.write_text(json.dumps(results, indent=2) + "\n", "utf-8")
     width = max(len(key) for key in results)
