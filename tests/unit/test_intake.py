@@ -93,6 +93,7 @@ class TestDeadLetterKinds:
             ({"event_type": "claim.deleted"}, "event_type"),
             ({"occurred_at": "2026-11-20T15:04:05"}, "occurred_at"),
             ({"occurred_at": 1763651045}, "occurred_at"),
+            ({"occurred_at": "0001-01-01T00:00:00+05:30"}, "occurred_at"),
             ({"claim.claim_id": "CLM 1"}, "claim.claim_id"),
             ({"claim.claim_version": 0}, "claim.claim_version"),
             ({"claim.claim_type": "dental"}, "claim.claim_type"),

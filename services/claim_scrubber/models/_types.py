@@ -107,11 +107,9 @@ def _iso_date(value: object) -> date:
 def _rfc3339(value: object) -> datetime:
     if isinstance(value, str) and _RFC3339.fullmatch(value):
         try:
-            moment = datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-        except ValueError:
+            return datetime.fromisoformat(value.upper().replace("Z", "+00:00")).astimezone(UTC)
+        except (ValueError, OverflowError):  # e.g. 0001-01-01T00:00:00+05:30 is before year 1 UTC
             pass
-        else:
-            return moment.astimezone(UTC)
     raise PydanticCustomError(
         "rfc3339",
         "Input should be an RFC 3339 date-time with an offset, like 2026-11-20T15:04:05Z",

@@ -104,8 +104,8 @@ def read_claim_event(  # noqa: PLR0911 - one return per contract check, in contr
     try:  # the usual case, a valid event: validated straight from the bytes
         event = ClaimEvent.model_validate_json(payload)
         return Accepted(event, orjson.loads(payload)["claim"])
-    except (ValidationError, orjson.JSONDecodeError):
-        pass  # the checks below, in contract order, name the problem
+    except Exception:  # noqa: BLE001, S110 - the checks below, in contract order, name the problem
+        pass
     try:
         document = orjson.loads(payload)
     except orjson.JSONDecodeError as error:
@@ -134,4 +134,10 @@ def read_claim_event(  # noqa: PLR0911 - one return per contract check, in contr
         event = ClaimEvent.model_validate(document)
     except ValidationError as error:
         return _violation(error, document)
+    except Exception as error:  # noqa: BLE001 - a validator bug must not block the partition
+        return _rejected(
+            DeadLetterKind.SCHEMA_VIOLATION,
+            f"claim event could not be validated ({type(error).__name__})",
+            document,
+        )
     return Accepted(event, document["claim"])
