@@ -47,12 +47,23 @@ class TestAcceptedEvents:
             {"occurred_at": "2026-11-20T10:04:05.5-05:00"},
             {"claim.billing_provider.npi": "not-an-npi"},
             {"claim.lines[0].units": 0},
+            {"claim.lines[0].units": 12345678901234567890123},
+            {"claim.lines[0].charge": 1e2},
+            {"claim.lines[0].diagnosis_pointers": [1.0]},
+            {"claim.documentation.wound.application_number": 2.0},
+            {"claim.documentation.wound.area_cm2": 18},
         ],
     )
     def test_values_inside_a_well_formed_claim_are_accepted_for_the_rules(
         self, patch: dict[str, object]
     ) -> None:
         assert isinstance(_read(event_bytes(patched(default_event(), patch))), Accepted)
+
+    def test_a_fractional_json_number_keeps_its_shortest_decimal_text(self) -> None:
+        document = patched(default_event(), {"claim.lines[0].units": 2542.8})
+        result = _read(event_bytes(document))
+        assert isinstance(result, Accepted)
+        assert str(result.event.claim.lines[0].units) == "2542.8"
 
     def test_occurred_at_is_normalized_to_utc(self) -> None:
         document = patched(default_event(), {"occurred_at": "2026-11-20T22:30:00-05:00"})
@@ -104,15 +115,27 @@ class TestDeadLetterKinds:
             ({"claim.lines": []}, "claim.lines"),
             ({"claim.lines[0].line_number": 1.5}, "claim.lines.0.line_number"),
             ({"claim.lines[0].line_number": "1"}, "claim.lines.0.line_number"),
+            ({"claim.lines[0].line_number": 0}, "claim.lines.0.line_number"),
             ({"claim.lines[0].units": "1"}, "claim.lines.0.units"),
             ({"claim.lines[0].units": True}, "claim.lines.0.units"),
             ({"claim.lines[0].charge": "412.001"}, "claim.lines.0.charge"),
             ({"claim.lines[0].charge": -1}, "claim.lines.0.charge"),
             ({"claim.lines[0].charge": 1.005}, "claim.lines.0.charge"),
+            ({"claim.lines[0].charge": "1e2"}, "claim.lines.0.charge"),
+            ({"claim.lines[0].charge": " 412.00"}, "claim.lines.0.charge"),
+            ({"claim.lines[0].charge": False}, "claim.lines.0.charge"),
+            ({"claim.lines[0].service_date": "2026-02-30"}, "claim.lines.0.service_date"),
+            ({"claim.lines[0].service_date": "2026-11-20T00:00:00Z"}, "claim.lines.0.service_date"),
+            ({"claim.lines[0].service_date": 20261120}, "claim.lines.0.service_date"),
             ({"claim.lines[0].service_date": "11/20/2026"}, "claim.lines.0.service_date"),
             ({"claim.lines[0].modifiers": DELETE}, "claim.lines.0.modifiers"),
             ({"claim.lines[0].diagnosis_pointers": [1.5]}, "claim.lines.0.diagnosis_pointers.0"),
             ({"claim.documentation.wound.area_cm2": "18.5"}, "claim.documentation.wound.area_cm2"),
+            ({"claim.documentation.wound.area_cm2": True}, "claim.documentation.wound.area_cm2"),
+            (
+                {"claim.documentation.wound.application_number": 2.5},
+                "claim.documentation.wound.application_number",
+            ),
             (
                 {"claim.documentation.product.lot_numbers": "A"},
                 "claim.documentation.product.lot_numbers",

@@ -1,24 +1,26 @@
 """Field types shared by the contract models.
 
-Every validator here raises a message that describes the expected shape and never quotes
-the input value: claim fields can be PHI, and validation messages reach the dead-letter
-topic and the logs.
+Each type is a pydantic-core schema that runs in Rust: validating a claim calls back into
+Python only for a float that must be a whole number and for occurred_at. Every error
+message describes the expected shape and never quotes the input value: claim fields can be
+PHI, and validation messages reach the dead-letter topic and the logs.
 """
 
-import math
 import re
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
-from typing import Annotated, TypeGuard
+from decimal import Decimal
+from typing import Annotated
 
-from pydantic import BeforeValidator, ConfigDict
-from pydantic_core import PydanticCustomError
+from pydantic import BeforeValidator, ConfigDict, GetPydanticSchema, WithJsonSchema
+from pydantic_core import CoreSchema, PydanticCustomError
+from pydantic_core import core_schema as cs
 
 __all__ = [
     "CONTRACT_MODEL",
     "IsoDate",
     "JsonNumber",
     "Money",
+    "PositiveWholeNumber",
     "Rfc3339Time",
     "Units",
     "WholeNumber",
@@ -32,76 +34,51 @@ CONTRACT_MODEL = ConfigDict(
 )
 """Settings of every inbound model: exact JSON types, unknown fields ignored, input never echoed."""
 
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_MONEY_PATTERN = r"^[0-9]+(\.[0-9]{1,2})?$"
 _RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})",
 )
-_MONEY = re.compile(r"[0-9]+(\.[0-9]{1,2})?")
+
+_NUMBER = cs.union_schema(
+    [cs.int_schema(strict=True), cs.float_schema(strict=True, allow_inf_nan=False)],
+)
+"""A finite JSON number, an int kept exact (a float only when the JSON had a fraction or an
+exponent); booleans and strings are not numbers."""
 
 
-def _is_number(value: object) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _shape(schema: CoreSchema, error_type: str, message: str) -> CoreSchema:
+    """One error of our own wording for any mismatch of `schema`."""
+    return cs.custom_error_schema(
+        schema, custom_error_type=error_type, custom_error_message=message
+    )
 
 
-def _number_error() -> PydanticCustomError:
-    return PydanticCustomError("number_type", "Input should be a valid number")
-
-
-def _whole_number(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
+def _whole(value: float) -> int:
+    if value.is_integer():
         return int(value)
-    raise PydanticCustomError("whole_number", "Input should be a whole number")
+    raise ValueError
 
 
-def _json_number(value: object) -> float:
-    if not _is_number(value) or not math.isfinite(value):
-        raise _number_error()
-    return float(value)
+def _whole_number(minimum: int | None) -> CoreSchema:
+    whole = _shape(
+        cs.union_schema(
+            [
+                cs.int_schema(strict=True),
+                cs.no_info_after_validator_function(
+                    _whole, cs.float_schema(strict=True, allow_inf_nan=False)
+                ),
+            ],
+        ),
+        "whole_number",
+        "Input should be a whole number",
+    )
+    if minimum is None:
+        return whole
+    return cs.chain_schema([whole, cs.int_schema(strict=False, ge=minimum)])
 
 
-def _as_decimal(value: int | float) -> Decimal:
-    # repr() is the shortest text that round-trips the parsed JSON number, so 2542.8 stays 2542.8.
-    return Decimal(value) if isinstance(value, int) else Decimal(repr(value))
-
-
-def _units(value: object) -> Decimal:
-    if not _is_number(value) or (isinstance(value, float) and not math.isfinite(value)):
-        raise _number_error()
-    return _as_decimal(value)
-
-
-def _money(value: object) -> Decimal:
-    if isinstance(value, str):
-        if _MONEY.fullmatch(value):
-            return Decimal(value)
-        raise PydanticCustomError(
-            "money_format",
-            "Money should be a string of digits with at most 2 decimals, like '412.00'",
-        )
-    if _is_number(value):
-        try:
-            amount = _as_decimal(value)
-        except (InvalidOperation, ValueError) as error:
-            raise _number_error() from error
-        exponent = amount.as_tuple().exponent
-        if amount.is_finite() and amount >= 0 and isinstance(exponent, int) and exponent >= -2:
-            return amount
-        raise PydanticCustomError(
-            "money_number",
-            "Money should be a number >= 0 with at most 2 decimals",
-        )
-    raise PydanticCustomError("money_type", "Money should be a string or a number")
-
-
-def _iso_date(value: object) -> date:
-    if isinstance(value, str) and _DATE.fullmatch(value):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    raise PydanticCustomError("iso_date", "Input should be a calendar date as YYYY-MM-DD")
+def _validated_by(schema: CoreSchema) -> GetPydanticSchema:
+    return GetPydanticSchema(lambda _source, _handler: schema)
 
 
 def _rfc3339(value: object) -> datetime:
@@ -116,9 +93,83 @@ def _rfc3339(value: object) -> datetime:
     )
 
 
-WholeNumber = Annotated[int, BeforeValidator(_whole_number)]
-JsonNumber = Annotated[float, BeforeValidator(_json_number)]
-Units = Annotated[Decimal, BeforeValidator(_units)]
-Money = Annotated[Decimal, BeforeValidator(_money)]
-IsoDate = Annotated[date, BeforeValidator(_iso_date)]
+WholeNumber = Annotated[
+    int, _validated_by(_whole_number(None)), WithJsonSchema({"type": "integer"})
+]
+"""An integer; 1.0 is accepted as 1, 1.5 is not."""
+
+_DECIMAL = cs.decimal_schema(strict=False)
+
+PositiveWholeNumber = Annotated[
+    int, _validated_by(_whole_number(1)), WithJsonSchema({"type": "integer", "minimum": 1})
+]
+
+JsonNumber = Annotated[
+    float,
+    _validated_by(
+        _shape(
+            cs.float_schema(strict=True, allow_inf_nan=False),
+            "number_type",
+            "Input should be a valid number",
+        ),
+    ),
+    WithJsonSchema({"type": "number"}),
+]
+
+Units = Annotated[
+    Decimal,
+    _validated_by(
+        _shape(
+            cs.chain_schema([_NUMBER, _DECIMAL]),
+            "number_type",
+            "Input should be a valid number",
+        ),
+    ),
+    WithJsonSchema({"type": "number"}),
+]
+"""A JSON number as a Decimal: 2542.8 stays 2542.8 (the shortest text of the parsed float)."""
+
+_MONEY_TEXT = cs.str_schema(strict=True, pattern=_MONEY_PATTERN)
+_MONEY_AMOUNT = cs.decimal_schema(strict=False, ge=Decimal(0), decimal_places=2)
+
+Money = Annotated[
+    Decimal,
+    _validated_by(
+        _shape(
+            cs.union_schema(
+                [
+                    cs.chain_schema([_MONEY_TEXT, _DECIMAL]),
+                    cs.chain_schema([_NUMBER, _MONEY_AMOUNT]),
+                ],
+            ),
+            "money",
+            "Money should be a string of digits like '412.00' or a number >= 0, "
+            "with at most 2 decimals",
+        ),
+    ),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": _MONEY_PATTERN},
+                {"type": "number", "minimum": 0},
+            ],
+        },
+    ),
+]
+
+_DATE_TEXT = cs.str_schema(strict=True, pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+IsoDate = Annotated[
+    date,
+    _validated_by(
+        _shape(
+            cs.chain_schema([_DATE_TEXT, cs.date_schema(strict=False)]),
+            "iso_date",
+            "Input should be a calendar date as YYYY-MM-DD",
+        ),
+    ),
+    WithJsonSchema({"type": "string", "format": "date"}),
+]
+
 Rfc3339Time = Annotated[datetime, BeforeValidator(_rfc3339)]
+"""Checked in Python: one per claim, and the offset is required (a naive time is refused)."""

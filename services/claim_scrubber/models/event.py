@@ -14,6 +14,7 @@ from claim_scrubber.models._types import (
     IsoDate,
     JsonNumber,
     Money,
+    PositiveWholeNumber,
     Rfc3339Time,
     Units,
     WholeNumber,
@@ -82,7 +83,7 @@ class RenderingProvider(BaseModel):
 class ClaimLine(BaseModel):
     model_config = CONTRACT_MODEL
 
-    line_number: Annotated[WholeNumber, Field(ge=1)]
+    line_number: PositiveWholeNumber
     procedure_code: str
     modifiers: list[str]
     units: Units
@@ -130,7 +131,7 @@ class Claim(BaseModel):
     model_config = CONTRACT_MODEL
 
     claim_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
-    claim_version: Annotated[WholeNumber, Field(ge=1)]
+    claim_version: PositiveWholeNumber
     claim_type: Literal["professional", "institutional"]
     payer: Payer
     patient: Patient | None = None
