@@ -1,5 +1,6 @@
 """The Kafka edge without a broker: routing, headers, and what happens when a transaction fails."""
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -7,7 +8,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
-from claim_scrubber.adapters.kafka.router import ClaimRouter
+from claim_scrubber.adapters.kafka.router import ClaimRouter, Seek
 from claim_scrubber.adapters.kafka.transactions import OutboundRecord, PartitionFencedError
 from claim_scrubber.adapters.logging import configure_logging, get_logger
 from claim_scrubber.adapters.ruleset_file import load_ruleset
@@ -65,6 +66,15 @@ def _no_seek(partition: TopicPartition, offset: int) -> None:
     del partition, offset
 
 
+async def _handled(
+    router: ClaimRouter, records: Sequence[Record], seek: Seek = _no_seek
+) -> ClaimRouter:
+    """Handle one batch and wait for its transactions, as the next batch or shutdown does."""
+    await router.handle(records, seek)
+    await router.drain()
+    return router
+
+
 GOOD = event_bytes(default_event())
 BAD_NPI = event_bytes(patched(default_event(), {"claim.billing_provider.npi": "1"}))
 
@@ -77,7 +87,7 @@ class TestRouting:
         seeks: list[tuple[TopicPartition, int]] = []
         records = [_record(0, 10, GOOD), _record(1, 4, BAD_NPI), _record(0, 11, b"[]", b"k")]
 
-        await _router(producers).handle(records, lambda tp, offset: seeks.append((tp, offset)))
+        await _handled(_router(producers), records, lambda tp, offset: seeks.append((tp, offset)))
 
         assert seeks == []
         outputs_0, next_0 = producers.committed[0]
@@ -90,7 +100,7 @@ class TestRouting:
 
     async def test_a_null_record_value_is_a_dead_letter_not_a_crash(self) -> None:
         producers = FakeProducers()
-        await _router(producers).handle([_record(2, 0, None)], _no_seek)  # type: ignore[list-item]
+        await _handled(_router(producers), [_record(2, 0, None)])  # type: ignore[list-item]
         (output,), _ = producers.committed[2]
         assert output.topic == "claims.dead-letter"
 
@@ -112,7 +122,7 @@ class TestFailedTransactions:
         seeks: list[tuple[TopicPartition, int]] = []
         records = [_record(1, 7, GOOD), _record(1, 8, GOOD), _record(0, 3, GOOD)]
 
-        await _router(producers).handle(records, lambda tp, offset: seeks.append((tp, offset)))
+        await _handled(_router(producers), records, lambda tp, offset: seeks.append((tp, offset)))
 
         assert seeks == [(TopicPartition("claims.submitted", 1), 7)]
         assert list(producers.committed) == [0]
@@ -129,13 +139,68 @@ class TestFailedTransactions:
 
         monkeypatch.setattr("claim_scrubber.adapters.kafka.router.asyncio.sleep", no_sleep)
         router = _router(FakeProducers(failing={0: KafkaConnectionError("down")}))
-        for _ in range(10):
-            await router.handle([_record(0, 0, GOOD)], _no_seek)
+        for _ in range(20):  # every other batch was fetched across a rewind: rewound again
+            await _handled(router, [_record(0, 0, GOOD)])
 
+        assert len(delays) == 10
         assert delays[0] <= 0.2
         assert delays[4] > delays[0]
         assert max(delays) <= 10
         assert delays[-1] >= 5
+
+
+class TestPipelining:
+    async def test_the_next_batch_is_decided_while_the_previous_one_commits(self) -> None:
+        gate = asyncio.Event()
+
+        class GatedProducers(FakeProducers):
+            async def commit(
+                self, partition: int, records: Sequence[OutboundRecord], next_offset: int
+            ) -> None:
+                await gate.wait()
+                await super().commit(partition, records, next_offset)
+
+        producers = GatedProducers()
+        router = _router(producers)
+
+        await router.handle([_record(0, 0, GOOD)], _no_seek)
+        second = asyncio.create_task(router.handle([_record(0, 1, GOOD)], _no_seek))
+        await asyncio.sleep(0.01)
+
+        assert producers.committed == {}
+        assert not second.done()  # decided, and waiting for the first batch's transaction
+        gate.set()
+        await second
+        await router.drain()
+        assert producers.committed[0][1] == 2
+
+    async def test_records_fetched_across_a_rewind_are_rewound_again_not_committed(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        async def no_sleep(delay: float) -> None:
+            del delay
+
+        pause = asyncio.sleep
+        monkeypatch.setattr("claim_scrubber.adapters.kafka.router.asyncio.sleep", no_sleep)
+        producers = FakeProducers(failing={1: KafkaConnectionError("down")})
+        router = _router(producers)
+        seeks: list[tuple[TopicPartition, int]] = []
+
+        def seek(partition: TopicPartition, offset: int) -> None:
+            seeks.append((partition, offset))
+
+        await router.handle([_record(1, 7, GOOD), _record(1, 8, GOOD)], seek)
+        await pause(0.01)  # its transaction fails and the partition is rewound
+        producers.failing.clear()
+        await router.handle([_record(1, 9, GOOD), _record(0, 3, GOOD)], seek)
+        await _handled(
+            router, [_record(1, 7, GOOD), _record(1, 8, GOOD), _record(1, 9, GOOD)], seek
+        )
+
+        assert seeks == [(TopicPartition("claims.submitted", 1), 7)] * 2
+        assert producers.committed[0][1] == 4
+        assert [o.topic for o in producers.committed[1][0]] == ["claims.clean"] * 3
+        assert producers.committed[1][1] == 10
 
 
 class TestRevokedPartitions:
@@ -146,7 +211,8 @@ class TestRevokedPartitions:
         producers.revoked.add(1)
         seeks: list[tuple[TopicPartition, int]] = []
 
-        await _router(producers).handle(
+        await _handled(
+            _router(producers),
             [_record(1, 5, GOOD), _record(0, 2, GOOD)],
             lambda tp, offset: seeks.append((tp, offset)),
         )
@@ -173,7 +239,7 @@ class TestUnexpectedFailures:
         seeks: list[tuple[TopicPartition, int]] = []
 
         records = [_record(0, 4, GOOD), _record(0, 5, GOOD), _record(3, 9, GOOD)]
-        await router.handle(records, lambda tp, offset: seeks.append((tp, offset)))
+        await _handled(router, records, lambda tp, offset: seeks.append((tp, offset)))
 
         assert producers.committed == {}
         assert sorted(seeks) == [

@@ -1,8 +1,9 @@
 """The edge between Kafka records and the scrubber: decide, publish in a transaction, audit.
 
 One batch from the consumer becomes one transaction per input partition, committed
-concurrently. A partition whose transaction fails is rewound to its first record of the
-batch, so the records are decided again and published exactly once.
+concurrently, and while they commit the next batch is decided. A partition whose
+transaction fails is rewound to its first record of the batch, so the records are decided
+again and published exactly once.
 """
 
 import asyncio
@@ -105,6 +106,8 @@ class ClaimRouter:
             DEAD_LETTER: settings.topic_dead_letter,
         }
         self._ruleset_version = scrubber.ruleset.version.encode()
+        self._in_flight: asyncio.Task[None] | None = None
+        self._rewound: dict[int, InputRecord] = {}
 
     def _route(self, record: InputRecord, decided_at: str) -> _Routed:
         payload = record.value or b""
@@ -140,7 +143,11 @@ class ClaimRouter:
         return _Routed(record, decision, output)
 
     async def handle(self, records: Sequence[InputRecord], seek: Seek) -> None:
-        """Decide every record, then commit one transaction per partition."""
+        """Decide every record, then start the batch's transactions, one per partition.
+
+        The transactions of a batch commit while the next batch is decided: this returns once
+        they have started, after the previous batch's have ended. `drain` waits for them.
+        """
         decided_at = timestamp_text(datetime.now(UTC))
         by_partition: dict[int, list[_Routed]] = {}
         try:
@@ -151,6 +158,7 @@ class ClaimRouter:
                     )
         except Exception as error:  # noqa: BLE001 - a bug here must not skip the batch
             self._log.error("batch.failed", records=len(records), exc_info=error)
+            await self.drain()
             firsts: dict[int, InputRecord] = {}
             for record in records:
                 firsts.setdefault(record.partition, record)
@@ -159,6 +167,28 @@ class ClaimRouter:
             await asyncio.sleep(self._backoff.next_delay())
             return
 
+        await self.drain()
+        for partition, first in self._rewound.items():
+            # The previous batch failed here and was rewound while this one was fetched: these
+            # records may come from before the rewind or after it. Rewinding once more makes
+            # the next batch start at the failed batch's first record either way.
+            if by_partition.pop(partition, None) is not None:
+                self._rewind(first, seek)
+        self._rewound.clear()
+        if by_partition:
+            self._in_flight = asyncio.create_task(self._commit(by_partition, seek))
+
+    async def drain(self) -> None:
+        """Wait until the last batch's transactions have ended and its claims are audited."""
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is None:
+            return
+        try:
+            await asyncio.shield(in_flight)
+        except Exception as error:  # noqa: BLE001 - its failed partitions were rewound already
+            self._log.error("batch.failed", exc_info=error)
+
+    async def _commit(self, by_partition: dict[int, list[_Routed]], seek: Seek) -> None:
         partitions = list(by_partition)
         outcomes = await asyncio.gather(
             *(
@@ -180,6 +210,7 @@ class ClaimRouter:
             elif isinstance(outcome, BaseException):
                 failures += 1
                 self._rewind(routed[0].record, seek)
+                self._rewound[partition] = routed[0].record
                 self._report_failure(partition, outcome)
             else:
                 for item in routed:
