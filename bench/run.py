@@ -17,11 +17,11 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -230,17 +230,19 @@ async def bench_latency(bootstrap: str, rate: float, seconds: float) -> dict[str
     await consumer.start()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await producer.start()
-    sent: dict[tuple[int, int], int] = {}
-    seen: dict[tuple[int, int], tuple[int, float]] = {}
+    sent: dict[bytes, int] = {}
+    seen: dict[bytes, tuple[int, float]] = {}
 
     async def read() -> None:
+        # Matched by the claim-id header: parsing every result here would take CPU from the
+        # worker on the same two cores.
         while True:
             batches = await consumer.getmany(timeout_ms=100)
             received = time.time() * 1000
             for records in batches.values():
                 for record in records:
-                    source = orjson.loads(record.value)["source"]
-                    seen[(source["partition"], source["offset"])] = (record.timestamp, received)
+                    claim_id = dict(record.headers)["claim-id"]
+                    seen[claim_id] = (record.timestamp, received)
 
     reader = asyncio.create_task(read())
     try:
@@ -252,10 +254,9 @@ async def bench_latency(bootstrap: str, rate: float, seconds: float) -> dict[str
             delay = started + index / rate - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            pending.append(await producer.send(topics.input, value))
-        for future in pending:
-            metadata = await future
-            sent[(metadata.partition, metadata.offset)] = metadata.timestamp
+            pending.append((f"lat-{index}".encode(), await producer.send(topics.input, value)))
+        for claim_id, future in pending:
+            sent[claim_id] = (await future).timestamp
         deadline = time.monotonic() + 60
         while len(seen) < len(sent) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
@@ -269,7 +270,7 @@ async def bench_latency(bootstrap: str, rate: float, seconds: float) -> dict[str
     to_output = sorted(seen[key][0] - sent[key] for key in sent if key in seen)
     visible = sorted(seen[key][1] - sent[key] for key in sent if key in seen)
 
-    def pct(values: list[float], q: float) -> float:
+    def pct(values: Sequence[float], q: float) -> float:
         return round(values[min(len(values) - 1, int(q * len(values)))], 1)
 
     return {
@@ -288,7 +289,8 @@ def _cpu_seconds(pid: int) -> float:
 
 
 async def _wait_for_quiet_broker(limit_s: float = 120.0) -> None:
-    """A broker that just started recovers its logs on the same 2 cores: let it finish first."""
+    """A broker that just started recovers its logs, and one that just deleted a phase's topics
+    cleans up, on the same 2 cores: let it finish before the next phase."""
     pid_file = ROOT / ".kafka" / "kafka.pid"
     if not pid_file.exists():
         return
@@ -341,6 +343,7 @@ async def main() -> None:
     values = _claim_values(arguments.claims, "e2e")
     print(f"baseline: pass-through draining {arguments.claims} records ...", flush=True)
     baseline = await bench_drain(bootstrap, PASSTHROUGH, "baseline", values)
+    await _wait_for_quiet_broker()
     print(f"worker: claim-scrubber worker draining {arguments.claims} claims ...", flush=True)
     worker = await bench_drain(bootstrap, WORKER, "worker", values)
     results |= {
@@ -350,6 +353,7 @@ async def main() -> None:
         "worker_rss_max_mb": round(worker["rss_max_mb"], 1),
         "baseline_rss_max_mb": round(baseline["rss_max_mb"], 1),
     }
+    await _wait_for_quiet_broker()
     print(f"latency: {arguments.latency_seconds:g} s at half the worker's rate ...", flush=True)
     results |= await bench_latency(bootstrap, worker["rate"] / 2, arguments.latency_seconds)
     await _wait_for_quiet_broker()

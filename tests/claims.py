@@ -43,7 +43,7 @@ def event_bytes(document: dict[str, Any]) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
-PHI_CANARIES = {
+PHI_CANARIES: dict[str, str | list[str]] = {
     "claim.patient.member_id": "PHICANARY-MEMBER-7731",
     "claim.patient.first_name": "PHICANARY-FIRST",
     "claim.patient.last_name": "PHICANARY-LAST",

@@ -100,7 +100,7 @@ class TestRouting:
 
     async def test_a_null_record_value_is_a_dead_letter_not_a_crash(self) -> None:
         producers = FakeProducers()
-        await _handled(_router(producers), [_record(2, 0, None)])  # type: ignore[list-item]
+        await _handled(_router(producers), [Record("claims.submitted", 2, 0, 0, None, None)])
         (output,), _ = producers.committed[2]
         assert output.topic == "claims.dead-letter"
 

@@ -21,7 +21,7 @@ CASES = Path(__file__).parent / "cases"
 
 
 def _load_cases() -> list[tuple[str, dict[str, Any]]]:
-    found = []
+    found: list[tuple[str, dict[str, Any]]] = []
     for path in sorted(CASES.glob("*.json")):
         document = json.loads(path.read_text("utf-8"))
         assert document["rule"] == path.stem, f"{path.name} names rule {document['rule']}"
