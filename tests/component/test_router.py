@@ -202,6 +202,36 @@ class TestPipelining:
         assert [o.topic for o in producers.committed[1][0]] == ["claims.clean"] * 3
         assert producers.committed[1][1] == 10
 
+    async def test_a_batch_that_fails_after_a_rewind_keeps_the_rewound_offset(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        async def no_sleep(delay: float) -> None:
+            del delay
+
+        def broken(record: object, decided_at: str) -> None:
+            del record, decided_at
+            raise RuntimeError("bug")
+
+        pause = asyncio.sleep
+        monkeypatch.setattr("claim_scrubber.adapters.kafka.router.asyncio.sleep", no_sleep)
+        producers = FakeProducers(failing={1: KafkaConnectionError("down")})
+        router = _router(producers)
+        seeks: list[tuple[TopicPartition, int]] = []
+
+        def seek(partition: TopicPartition, offset: int) -> None:
+            seeks.append((partition, offset))
+
+        await router.handle([_record(1, 7, GOOD), _record(1, 8, GOOD)], seek)
+        await pause(0.01)  # its transaction fails and the partition is rewound to 7
+        monkeypatch.setattr(router, "_route", broken)
+        await _handled(router, [_record(1, 9, GOOD), _record(0, 3, GOOD)], seek)
+
+        assert seeks == [
+            (TopicPartition("claims.submitted", 1), 7),
+            (TopicPartition("claims.submitted", 1), 7),
+            (TopicPartition("claims.submitted", 0), 3),
+        ]
+
 
 class TestRevokedPartitions:
     async def test_records_of_a_partition_revoked_since_the_fetch_are_left_to_its_new_owner(

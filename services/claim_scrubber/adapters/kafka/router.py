@@ -159,7 +159,8 @@ class ClaimRouter:
         except Exception as error:  # noqa: BLE001 - a bug here must not skip the batch
             self._log.error("batch.failed", records=len(records), exc_info=error)
             await self.drain()
-            firsts: dict[int, InputRecord] = {}
+            firsts = dict(self._rewound)  # a partition the previous batch rewound stays there
+            self._rewound.clear()
             for record in records:
                 firsts.setdefault(record.partition, record)
             for first in firsts.values():
