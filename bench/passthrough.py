@@ -76,7 +76,12 @@ async def main() -> None:
                 next_offsets[tp.partition] = records[-1].offset + 1
             await asyncio.gather(
                 *(
-                    producers.commit(partition, outputs, next_offsets[partition])
+                    producers.commit(
+                        partition,
+                        outputs,
+                        next_offsets[partition],
+                        generation=producers.generation(partition),
+                    )
                     for partition, outputs in by_partition.items()
                 )
             )

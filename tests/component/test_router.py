@@ -6,15 +6,21 @@ from dataclasses import dataclass
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import IllegalStateError, KafkaConnectionError
 
-from claim_scrubber.adapters.kafka.router import ClaimRouter, Seek
-from claim_scrubber.adapters.kafka.transactions import OutboundRecord, PartitionFencedError
+from claim_scrubber.adapters.kafka.router import ClaimRouter
+from claim_scrubber.adapters.kafka.transactions import (
+    OutboundRecord,
+    PartitionFencedError,
+    PartitionRevokedError,
+)
 from claim_scrubber.adapters.logging import configure_logging, get_logger
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.adapters.settings import Settings
 from claim_scrubber.scrubber import Scrubber
 from tests.claims import default_event, event_bytes, patched
+
+TOPIC = "claims.submitted"
 
 
 @dataclass(frozen=True)
@@ -34,16 +40,54 @@ class FakeProducers:
         self.failing = failing or {}
         self.committed: dict[int, tuple[list[OutboundRecord], int]] = {}
         self.revoked: set[int] = set()
+        self.generations: dict[int, int] = {}
 
     def owns(self, partition: int) -> bool:
         return partition not in self.revoked
 
+    def generation(self, partition: int) -> int:
+        return self.generations.get(partition, 1)
+
+    def assign_again(self, partition: int) -> None:
+        self.generations[partition] = self.generation(partition) + 1
+
     async def commit(
-        self, partition: int, records: Sequence[OutboundRecord], next_offset: int
+        self,
+        partition: int,
+        records: Sequence[OutboundRecord],
+        next_offset: int,
+        *,
+        generation: int,
     ) -> None:
+        if partition in self.revoked or generation != self.generation(partition):
+            raise PartitionRevokedError(str(partition))
         if partition in self.failing:
             raise self.failing[partition]
         self.committed[partition] = (list(records), next_offset)
+
+
+class FakeConsumer:
+    """Stands in for aiokafka's consumer: where each partition reads next, and every seek."""
+
+    def __init__(self) -> None:
+        self.positions: dict[int, int] = {}
+        self.seeks: list[tuple[int, int]] = []
+        self.revoked: set[int] = set()
+
+    def fetch(self, records: Sequence[Record]) -> Sequence[Record]:
+        """Deliver a batch: each partition's position moves past its records."""
+        for record in records:
+            self.positions[record.partition] = record.offset + 1
+        return records
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.seeks.append((partition.partition, offset))
+        self.positions[partition.partition] = offset
+
+    async def position(self, partition: TopicPartition) -> int:
+        if partition.partition in self.revoked:
+            raise IllegalStateError(f"{partition} is not assigned")
+        return self.positions[partition.partition]
 
 
 def _router(producers: FakeProducers) -> ClaimRouter:
@@ -58,21 +102,35 @@ def _router(producers: FakeProducers) -> ClaimRouter:
     )
 
 
-def _record(partition: int, offset: int, value: bytes, key: bytes | None = None) -> Record:
-    return Record("claims.submitted", partition, offset, 1_763_651_045_000, key, value)
-
-
-def _no_seek(partition: TopicPartition, offset: int) -> None:
-    del partition, offset
+def _record(partition: int, offset: int, value: bytes | None, key: bytes | None = None) -> Record:
+    return Record(TOPIC, partition, offset, 1_763_651_045_000, key, value)
 
 
 async def _handled(
-    router: ClaimRouter, records: Sequence[Record], seek: Seek = _no_seek
+    router: ClaimRouter, consumer: FakeConsumer, records: Sequence[Record]
 ) -> ClaimRouter:
-    """Handle one batch and wait for its transactions, as the next batch or shutdown does."""
-    await router.handle(records, seek)
+    """Fetch and handle one batch, then wait for its transactions as the next batch does."""
+    await router.handle(consumer.fetch(records), consumer)
     await router.drain()
     return router
+
+
+@pytest.fixture
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The retry delays the router asks for, without waiting them."""
+    delays: list[float] = []
+
+    async def no_sleep(delay: float) -> None:
+        delays.append(delay)
+
+    monkeypatch.setattr("claim_scrubber.adapters.kafka.router.asyncio.sleep", no_sleep)
+    return delays
+
+
+async def _let_transactions_run() -> None:
+    """Let the tasks started by `handle` run, even while the router's sleep is patched."""
+    for _ in range(10):
+        await asyncio.wait([asyncio.get_running_loop().create_future()], timeout=0)
 
 
 GOOD = event_bytes(default_event())
@@ -83,13 +141,12 @@ class TestRouting:
     async def test_one_transaction_per_partition_commits_the_offset_after_its_last_record(
         self,
     ) -> None:
-        producers = FakeProducers()
-        seeks: list[tuple[TopicPartition, int]] = []
+        producers, consumer = FakeProducers(), FakeConsumer()
         records = [_record(0, 10, GOOD), _record(1, 4, BAD_NPI), _record(0, 11, b"[]", b"k")]
 
-        await _handled(_router(producers), records, lambda tp, offset: seeks.append((tp, offset)))
+        await _handled(_router(producers), consumer, records)
 
-        assert seeks == []
+        assert consumer.seeks == []
         outputs_0, next_0 = producers.committed[0]
         outputs_1, next_1 = producers.committed[1]
         assert (next_0, next_1) == (12, 5)
@@ -100,7 +157,7 @@ class TestRouting:
 
     async def test_a_null_record_value_is_a_dead_letter_not_a_crash(self) -> None:
         producers = FakeProducers()
-        await _handled(_router(producers), [Record("claims.submitted", 2, 0, 0, None, None)])
+        await _handled(_router(producers), FakeConsumer(), [_record(2, 0, None)])
         (output,), _ = producers.committed[2]
         assert output.topic == "claims.dead-letter"
 
@@ -110,43 +167,31 @@ class TestFailedTransactions:
         "error", [KafkaConnectionError("down"), PartitionFencedError("claim-scrubber-x-1")]
     )
     async def test_a_failed_partition_is_rewound_to_its_first_record_and_others_commit(
-        self, error: BaseException, monkeypatch: pytest.MonkeyPatch
+        self, error: BaseException, no_backoff: list[float]
     ) -> None:
-        delays: list[float] = []
-
-        async def no_sleep(delay: float) -> None:
-            delays.append(delay)
-
-        monkeypatch.setattr("claim_scrubber.adapters.kafka.router.asyncio.sleep", no_sleep)
-        producers = FakeProducers(failing={1: error})
-        seeks: list[tuple[TopicPartition, int]] = []
+        producers, consumer = FakeProducers(failing={1: error}), FakeConsumer()
         records = [_record(1, 7, GOOD), _record(1, 8, GOOD), _record(0, 3, GOOD)]
 
-        await _handled(_router(producers), records, lambda tp, offset: seeks.append((tp, offset)))
+        await _handled(_router(producers), consumer, records)
 
-        assert seeks == [(TopicPartition("claims.submitted", 1), 7)]
+        assert consumer.seeks == [(1, 7)]
         assert list(producers.committed) == [0]
-        assert len(delays) == 1
-        assert 0 < delays[0] <= 10
+        assert len(no_backoff) == 1
+        assert 0 < no_backoff[0] <= 10
 
     async def test_repeated_failures_back_off_exponentially_up_to_a_cap(
-        self, monkeypatch: pytest.MonkeyPatch
+        self, no_backoff: list[float]
     ) -> None:
-        delays: list[float] = []
-
-        async def no_sleep(delay: float) -> None:
-            delays.append(delay)
-
-        monkeypatch.setattr("claim_scrubber.adapters.kafka.router.asyncio.sleep", no_sleep)
         router = _router(FakeProducers(failing={0: KafkaConnectionError("down")}))
-        for _ in range(20):  # every other batch was fetched across a rewind: rewound again
-            await _handled(router, [_record(0, 0, GOOD)])
+        consumer = FakeConsumer()
+        for _ in range(10):
+            await _handled(router, consumer, [_record(0, 0, GOOD)])
 
-        assert len(delays) == 10
-        assert delays[0] <= 0.2
-        assert delays[4] > delays[0]
-        assert max(delays) <= 10
-        assert delays[-1] >= 5
+        assert len(no_backoff) == 10
+        assert no_backoff[0] <= 0.2
+        assert no_backoff[4] > no_backoff[0]
+        assert max(no_backoff) <= 10
+        assert no_backoff[-1] >= 5
 
 
 class TestPipelining:
@@ -155,16 +200,21 @@ class TestPipelining:
 
         class GatedProducers(FakeProducers):
             async def commit(
-                self, partition: int, records: Sequence[OutboundRecord], next_offset: int
+                self,
+                partition: int,
+                records: Sequence[OutboundRecord],
+                next_offset: int,
+                *,
+                generation: int,
             ) -> None:
                 await gate.wait()
-                await super().commit(partition, records, next_offset)
+                await super().commit(partition, records, next_offset, generation=generation)
 
-        producers = GatedProducers()
+        producers, consumer = GatedProducers(), FakeConsumer()
         router = _router(producers)
 
-        await router.handle([_record(0, 0, GOOD)], _no_seek)
-        second = asyncio.create_task(router.handle([_record(0, 1, GOOD)], _no_seek))
+        await router.handle(consumer.fetch([_record(0, 0, GOOD)]), consumer)
+        second = asyncio.create_task(router.handle(consumer.fetch([_record(0, 1, GOOD)]), consumer))
         await asyncio.sleep(0.01)
 
         assert producers.committed == {}
@@ -174,105 +224,121 @@ class TestPipelining:
         await router.drain()
         assert producers.committed[0][1] == 2
 
-    async def test_records_fetched_across_a_rewind_are_rewound_again_not_committed(
-        self, monkeypatch: pytest.MonkeyPatch
+    async def test_records_fetched_before_a_rewind_are_not_published(
+        self, no_backoff: list[float]
     ) -> None:
-        async def no_sleep(delay: float) -> None:
-            del delay
-
-        pause = asyncio.sleep
-        monkeypatch.setattr("claim_scrubber.adapters.kafka.router.asyncio.sleep", no_sleep)
         producers = FakeProducers(failing={1: KafkaConnectionError("down")})
+        consumer = FakeConsumer()
         router = _router(producers)
-        seeks: list[tuple[TopicPartition, int]] = []
 
-        def seek(partition: TopicPartition, offset: int) -> None:
-            seeks.append((partition, offset))
-
-        await router.handle([_record(1, 7, GOOD), _record(1, 8, GOOD)], seek)
-        await pause(0.01)  # its transaction fails and the partition is rewound
+        await router.handle(consumer.fetch([_record(1, 7, GOOD), _record(1, 8, GOOD)]), consumer)
+        second = consumer.fetch([_record(1, 9, GOOD), _record(0, 3, GOOD)])
+        await _let_transactions_run()  # the first batch fails on partition 1: rewound to 7
         producers.failing.clear()
-        await router.handle([_record(1, 9, GOOD), _record(0, 3, GOOD)], seek)
-        await _handled(
-            router, [_record(1, 7, GOOD), _record(1, 8, GOOD), _record(1, 9, GOOD)], seek
-        )
+        await router.handle(second, consumer)
+        await _handled(router, consumer, [_record(1, 7, GOOD), _record(1, 8, GOOD)])
+        await _handled(router, consumer, [_record(1, 9, GOOD)])
 
-        assert seeks == [(TopicPartition("claims.submitted", 1), 7)] * 2
+        assert consumer.seeks == [(1, 7)]
         assert producers.committed[0][1] == 4
-        assert [o.topic for o in producers.committed[1][0]] == ["claims.clean"] * 3
         assert producers.committed[1][1] == 10
+        assert len(no_backoff) == 1
 
     async def test_a_batch_that_fails_after_a_rewind_keeps_the_rewound_offset(
-        self, monkeypatch: pytest.MonkeyPatch
+        self, no_backoff: list[float], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        async def no_sleep(delay: float) -> None:
-            del delay
-
         def broken(record: object, decided_at: str) -> None:
             del record, decided_at
             raise RuntimeError("bug")
 
-        pause = asyncio.sleep
-        monkeypatch.setattr("claim_scrubber.adapters.kafka.router.asyncio.sleep", no_sleep)
         producers = FakeProducers(failing={1: KafkaConnectionError("down")})
+        consumer = FakeConsumer()
         router = _router(producers)
-        seeks: list[tuple[TopicPartition, int]] = []
 
-        def seek(partition: TopicPartition, offset: int) -> None:
-            seeks.append((partition, offset))
-
-        await router.handle([_record(1, 7, GOOD), _record(1, 8, GOOD)], seek)
-        await pause(0.01)  # its transaction fails and the partition is rewound to 7
+        await router.handle(consumer.fetch([_record(1, 7, GOOD), _record(1, 8, GOOD)]), consumer)
+        second = consumer.fetch([_record(1, 9, GOOD), _record(0, 3, GOOD)])
+        await _let_transactions_run()  # the first batch fails on partition 1: rewound to 7
         monkeypatch.setattr(router, "_route", broken)
-        await _handled(router, [_record(1, 9, GOOD), _record(0, 3, GOOD)], seek)
+        await router.handle(second, consumer)
 
-        assert seeks == [
-            (TopicPartition("claims.submitted", 1), 7),
-            (TopicPartition("claims.submitted", 1), 7),
-            (TopicPartition("claims.submitted", 0), 3),
-        ]
+        assert consumer.seeks == [(1, 7), (0, 3)]
+        assert consumer.positions == {0: 3, 1: 7}
+        assert len(no_backoff) == 2
 
 
 class TestRevokedPartitions:
     async def test_records_of_a_partition_revoked_since_the_fetch_are_left_to_its_new_owner(
         self,
     ) -> None:
-        producers = FakeProducers()
+        producers, consumer = FakeProducers(), FakeConsumer()
         producers.revoked.add(1)
-        seeks: list[tuple[TopicPartition, int]] = []
 
-        await _handled(
-            _router(producers),
-            [_record(1, 5, GOOD), _record(0, 2, GOOD)],
-            lambda tp, offset: seeks.append((tp, offset)),
-        )
+        await _handled(_router(producers), consumer, [_record(1, 5, GOOD), _record(0, 2, GOOD)])
 
         assert list(producers.committed) == [0]
-        assert seeks == []
+        assert consumer.seeks == []
 
-
-class TestUnexpectedFailures:
-    async def test_a_batch_that_fails_before_publishing_is_rewound_not_skipped(
-        self, monkeypatch: pytest.MonkeyPatch
+    async def test_records_read_before_the_partition_was_assigned_back_are_read_again(
+        self,
     ) -> None:
-        async def no_sleep(delay: float) -> None:
-            del delay
+        producers, consumer = FakeProducers(), FakeConsumer()
+        router = _router(producers)
+        batch = consumer.fetch([_record(1, 5, GOOD), _record(1, 6, GOOD), _record(0, 2, GOOD)])
+        producers.assign_again(1)
+        consumer.positions[1] = 5  # a new assignment restarts at the committed offset
 
+        await router.handle(batch, consumer)
+        await router.drain()
+
+        assert list(producers.committed) == [0]
+        assert consumer.seeks == []
+
+    async def test_a_partition_assigned_again_while_its_transaction_waits_commits_nothing(
+        self,
+    ) -> None:
+        producers, consumer = FakeProducers(), FakeConsumer()
+        router = _router(producers)
+
+        await router.handle(consumer.fetch([_record(1, 5, GOOD), _record(0, 2, GOOD)]), consumer)
+        producers.assign_again(1)
+        await router.drain()
+
+        assert list(producers.committed) == [0]
+
+    async def test_a_revoked_partition_is_not_rewound_after_a_failed_batch(
+        self, no_backoff: list[float], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         def broken(record: object, decided_at: str) -> None:
             del record, decided_at
             raise RuntimeError("bug")
 
-        monkeypatch.setattr("claim_scrubber.adapters.kafka.router.asyncio.sleep", no_sleep)
-        producers = FakeProducers()
+        consumer = FakeConsumer()
+        router = _router(FakeProducers())
+        monkeypatch.setattr(router, "_route", broken)
+        batch = consumer.fetch([_record(1, 5, GOOD), _record(0, 2, GOOD)])
+        consumer.revoked.add(1)
+
+        await router.handle(batch, consumer)
+
+        assert consumer.seeks == [(0, 2)]
+        assert len(no_backoff) == 1
+
+
+class TestUnexpectedFailures:
+    async def test_a_batch_that_fails_before_publishing_is_rewound_not_skipped(
+        self, no_backoff: list[float], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        def broken(record: object, decided_at: str) -> None:
+            del record, decided_at
+            raise RuntimeError("bug")
+
+        producers, consumer = FakeProducers(), FakeConsumer()
         router = _router(producers)
         monkeypatch.setattr(router, "_route", broken)
-        seeks: list[tuple[TopicPartition, int]] = []
 
         records = [_record(0, 4, GOOD), _record(0, 5, GOOD), _record(3, 9, GOOD)]
-        await _handled(router, records, lambda tp, offset: seeks.append((tp, offset)))
+        await _handled(router, consumer, records)
 
         assert producers.committed == {}
-        assert sorted(seeks) == [
-            (TopicPartition("claims.submitted", 0), 4),
-            (TopicPartition("claims.submitted", 3), 9),
-        ]
+        assert sorted(consumer.seeks) == [(0, 4), (3, 9)]
+        assert len(no_backoff) == 1

@@ -203,7 +203,7 @@ def build_app(settings: Settings, scrubber: Scrubber, log: FilteringBoundLogger)
         consumer = subscriber.consumer
         if consumer is None:  # stopped between fetching and handling: nothing was consumed
             return
-        await router.handle(message.raw_message, consumer.seek)
+        await router.handle(message.raw_message, consumer)
 
     async def starting() -> None:
         await _wait_for_broker(settings, log)

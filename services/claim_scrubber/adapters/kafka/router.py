@@ -9,7 +9,7 @@ again and published exactly once.
 import asyncio
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -27,7 +27,7 @@ from claim_scrubber.adapters.kafka.transactions import (
 from claim_scrubber.adapters.settings import Settings
 from claim_scrubber.scrubber import DEAD_LETTER, Decision, Scrubber, timestamp_text
 
-__all__ = ["Backoff", "ClaimRouter", "InputRecord"]
+__all__ = ["Backoff", "ClaimRouter", "Cursor", "InputRecord"]
 
 _JSON = b"application/json"
 
@@ -49,7 +49,11 @@ class InputRecord(Protocol):
     def value(self) -> bytes | None: ...
 
 
-Seek = Callable[[TopicPartition, int], None]
+class Cursor(Protocol):
+    """The part of aiokafka's consumer the router moves: where each partition reads next."""
+
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
+    async def position(self, partition: TopicPartition) -> int: ...
 
 
 class Backoff:
@@ -75,6 +79,15 @@ class _Routed:
     record: InputRecord
     decision: Decision
     output: OutboundRecord
+
+
+@dataclass(frozen=True, slots=True)
+class _PartitionBatch:
+    """One partition's share of a batch, and the assignment of the partition it was read in."""
+
+    partition: int
+    generation: int
+    routed: list[_Routed]
 
 
 def _key_text(key: bytes | None) -> str | None:
@@ -107,7 +120,6 @@ class ClaimRouter:
         }
         self._ruleset_version = scrubber.ruleset.version.encode()
         self._in_flight: asyncio.Task[None] | None = None
-        self._rewound: dict[int, InputRecord] = {}
 
     def _route(self, record: InputRecord, decided_at: str) -> _Routed:
         payload = record.value or b""
@@ -142,7 +154,7 @@ class ClaimRouter:
         )
         return _Routed(record, decision, output)
 
-    async def handle(self, records: Sequence[InputRecord], seek: Seek) -> None:
+    async def handle(self, records: Sequence[InputRecord], consumer: Cursor) -> None:
         """Decide every record, then start the batch's transactions, one per partition.
 
         The transactions of a batch commit while the next batch is decided: this returns once
@@ -159,25 +171,38 @@ class ClaimRouter:
         except Exception as error:  # noqa: BLE001 - a bug here must not skip the batch
             self._log.error("batch.failed", records=len(records), exc_info=error)
             await self.drain()
-            firsts = dict(self._rewound)  # a partition the previous batch rewound stays there
-            self._rewound.clear()
+            firsts: dict[int, InputRecord] = {}
             for record in records:
                 firsts.setdefault(record.partition, record)
             for first in firsts.values():
-                self._rewind(first, seek)
+                if not await self._delivered_again(first, consumer):
+                    self._rewind(first, consumer)
             await asyncio.sleep(self._backoff.next_delay())
             return
 
         await self.drain()
-        for partition, first in self._rewound.items():
-            # The previous batch failed here and was rewound while this one was fetched: these
-            # records may come from before the rewind or after it. Rewinding once more makes
-            # the next batch start at the failed batch's first record either way.
-            if by_partition.pop(partition, None) is not None:
-                self._rewind(first, seek)
-        self._rewound.clear()
-        if by_partition:
-            self._in_flight = asyncio.create_task(self._commit(by_partition, seek))
+        batch: list[_PartitionBatch] = []
+        for partition, routed in by_partition.items():
+            generation = self._producers.generation(partition)
+            if not await self._delivered_again(routed[0].record, consumer):
+                batch.append(_PartitionBatch(partition, generation, routed))
+        if batch:
+            self._in_flight = asyncio.create_task(self._commit(batch, consumer))
+
+    async def _delivered_again(self, first: InputRecord, consumer: Cursor) -> bool:
+        """Whether the consumer will deliver a partition's records from `first` on again, or
+        no longer reads the partition at all: either way they are not this batch's to publish.
+
+        The consumer reads a partition again from before such a batch when the batch was
+        fetched before a rewind (the previous batch failed on it meanwhile) or before the
+        partition was revoked and assigned back (its position restarts at the committed
+        offset). Publishing that batch would duplicate it; rewinding to it could skip records.
+        """
+        try:
+            position = await consumer.position(TopicPartition(first.topic, first.partition))
+        except (IllegalStateError, AssertionError, KafkaError):
+            return True  # revoked: its new owner starts from the committed offset
+        return position <= first.offset
 
     async def drain(self) -> None:
         """Wait until the last batch's transactions have ended and its claims are audited."""
@@ -189,32 +214,30 @@ class ClaimRouter:
         except Exception as error:  # noqa: BLE001 - its failed partitions were rewound already
             self._log.error("batch.failed", exc_info=error)
 
-    async def _commit(self, by_partition: dict[int, list[_Routed]], seek: Seek) -> None:
-        partitions = list(by_partition)
+    async def _commit(self, batch: list[_PartitionBatch], consumer: Cursor) -> None:
         outcomes = await asyncio.gather(
             *(
                 self._producers.commit(
-                    partition,
-                    [routed.output for routed in by_partition[partition]],
-                    by_partition[partition][-1].record.offset + 1,
+                    part.partition,
+                    [routed.output for routed in part.routed],
+                    part.routed[-1].record.offset + 1,
+                    generation=part.generation,
                 )
-                for partition in partitions
+                for part in batch
             ),
             return_exceptions=True,
         )
         committed_ms = time.time() * 1000
         failures = 0
-        for partition, outcome in zip(partitions, outcomes, strict=True):
-            routed = by_partition[partition]
+        for part, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, PartitionRevokedError):
-                self._log.info("partition.revoked_before_commit", partition=partition)
+                self._log.info("partition.revoked_before_commit", partition=part.partition)
             elif isinstance(outcome, BaseException):
                 failures += 1
-                self._rewind(routed[0].record, seek)
-                self._rewound[partition] = routed[0].record
-                self._report_failure(partition, outcome)
+                self._rewind(part.routed[0].record, consumer)
+                self._report_failure(part.partition, outcome)
             else:
-                for item in routed:
+                for item in part.routed:
                     self._audit(item, committed_ms)
         if failures:
             delay = self._backoff.next_delay()
@@ -225,9 +248,9 @@ class ClaimRouter:
         else:
             self._backoff.reset()
 
-    def _rewind(self, first: InputRecord, seek: Seek) -> None:
+    def _rewind(self, first: InputRecord, consumer: Cursor) -> None:
         try:
-            seek(TopicPartition(first.topic, first.partition), first.offset)
+            consumer.seek(TopicPartition(first.topic, first.partition), first.offset)
         except (IllegalStateError, AssertionError, KafkaError):
             # The partition was revoked meanwhile: its new owner starts from the committed offset.
             self._log.info("partition.rewind_skipped", partition=first.partition)

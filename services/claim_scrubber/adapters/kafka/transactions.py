@@ -59,6 +59,7 @@ class PartitionProducers:
         self._producers: dict[int, AIOKafkaProducer] = {}
         self._locks: dict[int, asyncio.Lock] = {}
         self._owned: set[int] = set()
+        self._generations: dict[int, int] = {}
 
     def transactional_id(self, partition: int) -> str:
         return f"{self._group_id}-{self._input_topic}-{partition}"
@@ -94,11 +95,18 @@ class PartitionProducers:
     def owns(self, partition: int) -> bool:
         return partition in self._owned
 
+    def generation(self, partition: int) -> int:
+        """Counts the assignments of the partition to this worker: records read in one
+        assignment are never committed in a later one (the consumer reads them again)."""
+        return self._generations.get(partition, 0)
+
     async def open(self, partitions: Iterable[int]) -> None:
         """Take ownership of newly assigned partitions and start their producers, which fences
         every older owner (a producer that fails to start here is started at first commit)."""
         partitions = list(partitions)
         self._owned.update(partitions)
+        for partition in partitions:
+            self._generations[partition] = self.generation(partition) + 1
 
         async def open_one(partition: int) -> None:
             async with self._lock(partition):
@@ -129,17 +137,23 @@ class PartitionProducers:
         await self.close(list(self._producers))
 
     async def commit(
-        self, partition: int, records: Sequence[OutboundRecord], next_offset: int
+        self,
+        partition: int,
+        records: Sequence[OutboundRecord],
+        next_offset: int,
+        *,
+        generation: int,
     ) -> None:
         """Publish `records` and commit `next_offset` for the partition in one transaction.
 
-        Raises PartitionRevokedError when the partition is no longer this worker's (nothing was
-        sent), PartitionFencedError when another worker took it over meanwhile, or the Kafka
-        error that aborted the transaction. In every case nothing of it is visible to
-        read_committed consumers.
+        `generation` is the partition's assignment the records were read in. Raises
+        PartitionRevokedError when the partition is no longer this worker's or was assigned
+        again since (nothing was sent), PartitionFencedError when another worker took it over
+        meanwhile, or the Kafka error that aborted the transaction. In every case nothing of
+        it is visible to read_committed consumers.
         """
         async with self._lock(partition):
-            if partition not in self._owned:
+            if partition not in self._owned or generation != self.generation(partition):
                 raise PartitionRevokedError(self.transactional_id(partition))
             producer = self._producers.get(partition) or await self._start(partition)
             try:
