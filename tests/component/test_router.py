@@ -34,10 +34,16 @@ class Record:
 
 
 class FakeProducers:
-    """Stands in for PartitionProducers: records commits, or fails the partitions it is told to."""
+    """Stands in for PartitionProducers: records commits, or fails the partitions it is told to;
+    with a gate, every commit waits for it to open."""
 
-    def __init__(self, failing: dict[int, BaseException] | None = None) -> None:
+    def __init__(
+        self,
+        failing: dict[int, BaseException] | None = None,
+        gate: asyncio.Event | None = None,
+    ) -> None:
         self.failing = failing or {}
+        self.gate = gate
         self.committed: dict[int, tuple[list[OutboundRecord], int]] = {}
         self.revoked: set[int] = set()
         self.generations: dict[int, int] = {}
@@ -59,6 +65,8 @@ class FakeProducers:
         *,
         generation: int,
     ) -> None:
+        if self.gate is not None:
+            await self.gate.wait()
         if partition in self.revoked or generation != self.generation(partition):
             raise PartitionRevokedError(str(partition))
         if partition in self.failing:
@@ -133,6 +141,12 @@ async def _let_transactions_run() -> None:
         await asyncio.wait([asyncio.get_running_loop().create_future()], timeout=0)
 
 
+def _broken_route(record: object, decided_at: str) -> None:
+    """`_route` with a bug: the batch fails before anything of it is published."""
+    del record, decided_at
+    raise RuntimeError("bug")
+
+
 GOOD = event_bytes(default_event())
 BAD_NPI = event_bytes(patched(default_event(), {"claim.billing_provider.npi": "1"}))
 
@@ -194,23 +208,24 @@ class TestFailedTransactions:
         assert no_backoff[-1] >= 5
 
 
+async def _second_batch_fetched_before_a_rewind() -> tuple[
+    FakeProducers, FakeConsumer, ClaimRouter, Sequence[Record]
+]:
+    """Partition 1 fails in a first batch, and is rewound to 7, after a second batch with its
+    offset 9 and partition 0's offset 3 was fetched."""
+    producers = FakeProducers(failing={1: KafkaConnectionError("down")})
+    consumer = FakeConsumer()
+    router = _router(producers)
+    await router.handle(consumer.fetch([_record(1, 7, GOOD), _record(1, 8, GOOD)]), consumer)
+    second = consumer.fetch([_record(1, 9, GOOD), _record(0, 3, GOOD)])
+    await _let_transactions_run()
+    return producers, consumer, router, second
+
+
 class TestPipelining:
     async def test_the_next_batch_is_decided_while_the_previous_one_commits(self) -> None:
         gate = asyncio.Event()
-
-        class GatedProducers(FakeProducers):
-            async def commit(
-                self,
-                partition: int,
-                records: Sequence[OutboundRecord],
-                next_offset: int,
-                *,
-                generation: int,
-            ) -> None:
-                await gate.wait()
-                await super().commit(partition, records, next_offset, generation=generation)
-
-        producers, consumer = GatedProducers(), FakeConsumer()
+        producers, consumer = FakeProducers(gate=gate), FakeConsumer()
         router = _router(producers)
 
         await router.handle(consumer.fetch([_record(0, 0, GOOD)]), consumer)
@@ -227,13 +242,7 @@ class TestPipelining:
     async def test_records_fetched_before_a_rewind_are_not_published(
         self, no_backoff: list[float]
     ) -> None:
-        producers = FakeProducers(failing={1: KafkaConnectionError("down")})
-        consumer = FakeConsumer()
-        router = _router(producers)
-
-        await router.handle(consumer.fetch([_record(1, 7, GOOD), _record(1, 8, GOOD)]), consumer)
-        second = consumer.fetch([_record(1, 9, GOOD), _record(0, 3, GOOD)])
-        await _let_transactions_run()  # the first batch fails on partition 1: rewound to 7
+        producers, consumer, router, second = await _second_batch_fetched_before_a_rewind()
         producers.failing.clear()
         await router.handle(second, consumer)
         await _handled(router, consumer, [_record(1, 7, GOOD), _record(1, 8, GOOD)])
@@ -247,20 +256,11 @@ class TestPipelining:
     async def test_a_batch_that_fails_after_a_rewind_keeps_the_rewound_offset(
         self, no_backoff: list[float], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        def broken(record: object, decided_at: str) -> None:
-            del record, decided_at
-            raise RuntimeError("bug")
-
-        producers = FakeProducers(failing={1: KafkaConnectionError("down")})
-        consumer = FakeConsumer()
-        router = _router(producers)
-
-        await router.handle(consumer.fetch([_record(1, 7, GOOD), _record(1, 8, GOOD)]), consumer)
-        second = consumer.fetch([_record(1, 9, GOOD), _record(0, 3, GOOD)])
-        await _let_transactions_run()  # the first batch fails on partition 1: rewound to 7
-        monkeypatch.setattr(router, "_route", broken)
+        producers, consumer, router, second = await _second_batch_fetched_before_a_rewind()
+        monkeypatch.setattr(router, "_route", _broken_route)
         await router.handle(second, consumer)
 
+        assert producers.committed == {}
         assert consumer.seeks == [(1, 7), (0, 3)]
         assert consumer.positions == {0: 3, 1: 7}
         assert len(no_backoff) == 2
@@ -308,13 +308,9 @@ class TestRevokedPartitions:
     async def test_a_revoked_partition_is_not_rewound_after_a_failed_batch(
         self, no_backoff: list[float], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        def broken(record: object, decided_at: str) -> None:
-            del record, decided_at
-            raise RuntimeError("bug")
-
         consumer = FakeConsumer()
         router = _router(FakeProducers())
-        monkeypatch.setattr(router, "_route", broken)
+        monkeypatch.setattr(router, "_route", _broken_route)
         batch = consumer.fetch([_record(1, 5, GOOD), _record(0, 2, GOOD)])
         consumer.revoked.add(1)
 
@@ -328,13 +324,9 @@ class TestUnexpectedFailures:
     async def test_a_batch_that_fails_before_publishing_is_rewound_not_skipped(
         self, no_backoff: list[float], monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        def broken(record: object, decided_at: str) -> None:
-            del record, decided_at
-            raise RuntimeError("bug")
-
         producers, consumer = FakeProducers(), FakeConsumer()
         router = _router(producers)
-        monkeypatch.setattr(router, "_route", broken)
+        monkeypatch.setattr(router, "_route", _broken_route)
 
         records = [_record(0, 4, GOOD), _record(0, 5, GOOD), _record(3, 9, GOOD)]
         await _handled(router, consumer, records)
