@@ -14,13 +14,12 @@ import platform
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -31,6 +30,7 @@ from claim_scrubber.scrubber import Scrubber, timestamp_text
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = sorted((ROOT / "tests" / "golden" / "claims").glob("*.json"))
 RESULTS = ROOT / "bench" / "results.json"
+LOGS = ROOT / "build" / "bench"
 PARTITIONS = 6
 WORKER = [str(Path(sys.executable).with_name("claim-scrubber")), "worker"]
 PASSTHROUGH = [sys.executable, "-m", "bench.passthrough"]
@@ -156,14 +156,12 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _drain_output(process: subprocess.Popen[bytes], sink: list[int]) -> threading.Thread:
-    def pump() -> None:
-        assert process.stdout is not None
-        sink.extend(len(line) for line in process.stdout)
-
-    thread = threading.Thread(target=pump, daemon=True)
-    thread.start()
-    return thread
+def _log_file(phase: str) -> BinaryIO:
+    """Where a phase's process writes its log lines, kept for a look after the run. A file, not
+    a pipe: a pipe read by this process would take CPU from the measured process, and stall
+    its logging whenever the reader fell behind."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    return (LOGS / f"{phase}.log").open("wb")
 
 
 async def bench_drain(
@@ -174,11 +172,8 @@ async def bench_drain(
     await topics.create(bootstrap)
     await _preload(bootstrap, topics.input, values)
     env = topics.env(bootstrap)
-    process = subprocess.Popen(
-        command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
-    )
-    lines: list[int] = []
-    _drain_output(process, lines)
+    with _log_file(phase) as log:
+        process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     rss_max = 0.0
@@ -212,14 +207,10 @@ async def bench_latency(bootstrap: str, rate: float, seconds: float) -> dict[str
     """One worker under a steady offered load; latency input timestamp -> output timestamp."""
     topics = Topics("latency")
     await topics.create(bootstrap)
-    process = subprocess.Popen(
-        WORKER,
-        env=topics.env(bootstrap),
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    _drain_output(process, [])
+    with _log_file("latency") as log:
+        process = subprocess.Popen(
+            WORKER, env=topics.env(bootstrap), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+        )
     consumer = AIOKafkaConsumer(
         *topics.outputs,
         bootstrap_servers=bootstrap,
