@@ -203,8 +203,15 @@ async def bench_drain(
     return {"rate": rate, "rss_max_mb": rss_max, "drain_s": done_at - first_at}
 
 
-async def bench_latency(bootstrap: str, rate: float, seconds: float) -> dict[str, float]:
-    """One worker under a steady offered load; latency input timestamp -> output timestamp."""
+async def bench_latency(
+    bootstrap: str, rate: float, seconds: float, warmup_seconds: float
+) -> dict[str, float]:
+    """One worker under a steady offered load; latency input timestamp -> output timestamp.
+
+    The first `warmup_seconds` of the load are not measured: a broker started for the run
+    answers slower for its first minutes (its JIT compiles the transaction paths), which a
+    steady state does not show.
+    """
     topics = Topics("latency")
     await topics.create(bootstrap)
     with _log_file("latency") as log:
@@ -238,7 +245,8 @@ async def bench_latency(bootstrap: str, rate: float, seconds: float) -> dict[str
     reader = asyncio.create_task(read())
     try:
         await asyncio.sleep(8)  # the worker joins its group before the load starts
-        values = _claim_values(int(rate * seconds), "lat")
+        values = _claim_values(int(rate * (warmup_seconds + seconds)), "lat")
+        measured_from = int(rate * warmup_seconds)
         started = time.monotonic()
         pending = []
         for index, value in enumerate(values):
@@ -246,8 +254,10 @@ async def bench_latency(bootstrap: str, rate: float, seconds: float) -> dict[str
             if delay > 0:
                 await asyncio.sleep(delay)
             pending.append((f"lat-{index}".encode(), await producer.send(topics.input, value)))
-        for claim_id, future in pending:
-            sent[claim_id] = (await future).timestamp
+        for index, (claim_id, future) in enumerate(pending):
+            metadata = await future
+            if index >= measured_from:
+                sent[claim_id] = metadata.timestamp
         deadline = time.monotonic() + 60
         while len(seen) < len(sent) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
@@ -266,6 +276,7 @@ async def bench_latency(bootstrap: str, rate: float, seconds: float) -> dict[str
 
     return {
         "offered_per_s": round(rate),
+        "latency_warmup_s": warmup_seconds,
         "latency_samples": len(to_output),
         "p50_ms": pct(to_output, 0.50),
         "p99_ms": pct(to_output, 0.99),
@@ -286,6 +297,7 @@ async def _wait_for_quiet_broker(limit_s: float = 120.0) -> None:
     if not pid_file.exists():
         return
     pid = int(pid_file.read_text().strip())
+    os.sync()  # what the previous phase wrote goes to disk now, not during the next one
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
         try:
@@ -320,6 +332,7 @@ async def main() -> None:
     parser.add_argument("--claims", type=int, default=100_000)
     parser.add_argument("--core-seconds", type=float, default=10.0)
     parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--latency-warmup-seconds", type=float, default=30.0)
     arguments = parser.parse_args()
     bootstrap = os.environ.get("SCRUBBER_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 
@@ -346,7 +359,12 @@ async def main() -> None:
     }
     await _wait_for_quiet_broker()
     print(f"latency: {arguments.latency_seconds:g} s at half the worker's rate ...", flush=True)
-    results |= await bench_latency(bootstrap, worker["rate"] / 2, arguments.latency_seconds)
+    results |= await bench_latency(
+        bootstrap,
+        worker["rate"] / 2,
+        arguments.latency_seconds,
+        arguments.latency_warmup_seconds,
+    )
     await _wait_for_quiet_broker()
     print(f"core: {arguments.core_seconds:g} s of the scrubber core ...", flush=True)
     results |= bench_core(arguments.core_seconds)
