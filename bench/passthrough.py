@@ -13,9 +13,15 @@ import contextlib
 import signal
 from collections import defaultdict
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
-from claim_scrubber.adapters.kafka.transactions import OutboundRecord, PartitionProducers
+from claim_scrubber.adapters.kafka.group import (
+    ConsumerMember,
+    OwnershipListener,
+    transactional_producers,
+)
+from claim_scrubber.adapters.kafka.ownership import OutboundRecord, PartitionOwnership
+from claim_scrubber.adapters.logging import configure_logging, get_logger
 from claim_scrubber.adapters.settings import load_settings
 
 _HEADERS = [
@@ -27,26 +33,10 @@ _HEADERS = [
 ]
 
 
-class _Ownership(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, producers: PartitionProducers) -> None:
-        self._producers = producers
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._producers.close(tp.partition for tp in revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._producers.open(tp.partition for tp in assigned)
-
-
 async def main() -> None:
     settings = load_settings()
-    producers = PartitionProducers(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=settings.group_id,
-        input_topic=settings.topic_input,
-        client_id="passthrough",
-        transaction_timeout_ms=settings.transaction_timeout_ms,
-    )
+    configure_logging(level="warning")
+    log = get_logger(worker_id="passthrough")
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=settings.group_id,
@@ -55,7 +45,22 @@ async def main() -> None:
         isolation_level="read_committed",
         max_partition_fetch_bytes=4 * 1024 * 1024,
     )
-    consumer.subscribe([settings.topic_input], listener=_Ownership(producers))
+    ownership = PartitionOwnership(
+        group_id=settings.group_id,
+        input_topic=settings.topic_input,
+        producer_factory=transactional_producers(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id="passthrough",
+            transaction_timeout_ms=settings.transaction_timeout_ms,
+        ),
+        member=ConsumerMember(lambda: consumer, settings.topic_input),
+        log=log,
+        fence_quarantine_s=settings.transaction_timeout_ms / 1000,
+    )
+    consumer.subscribe(
+        [settings.topic_input],
+        listener=OwnershipListener(topic=settings.topic_input, ownership=ownership, log=log),
+    )
     await consumer.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -76,18 +81,19 @@ async def main() -> None:
                 next_offsets[tp.partition] = records[-1].offset + 1
             await asyncio.gather(
                 *(
-                    producers.commit(
+                    ownership.commit(
                         partition,
                         outputs,
                         next_offsets[partition],
-                        generation=producers.generation(partition),
+                        epoch=ownership.epoch(partition),
                     )
                     for partition, outputs in by_partition.items()
-                )
+                ),
+                return_exceptions=True,  # a failed partition recovers on its own
             )
     finally:
         with contextlib.suppress(Exception):
-            await producers.close_all()
+            await ownership.close()
         await consumer.stop()
 
 

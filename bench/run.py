@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from claim_scrubber.adapters.kafka.startup import OUTPUT_TOPIC_CONFIGS
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.scrubber import Scrubber, timestamp_text
 
@@ -109,7 +110,13 @@ class Topics:
         await admin.start()
         try:
             await admin.create_topics(
-                [NewTopic(t, PARTITIONS, 1) for t in (self.input, *self.outputs)]
+                [
+                    NewTopic(self.input, PARTITIONS, 1),
+                    *(
+                        NewTopic(t, PARTITIONS, 1, topic_configs=OUTPUT_TOPIC_CONFIGS)
+                        for t in self.outputs
+                    ),
+                ]
             )
         finally:
             await admin.close()

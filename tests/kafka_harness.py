@@ -20,6 +20,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from claim_scrubber.adapters.kafka.startup import OUTPUT_TOPIC_CONFIGS
+
 ROOT = Path(__file__).resolve().parents[1]
 _PR_SET_PDEATHSIG = 1
 WORKER = [str(Path(sys.executable).with_name("claim-scrubber")), "worker"]
@@ -67,15 +69,30 @@ class Topics:
         }
 
 
-async def create_topics(bootstrap: str, name: str, partitions: int = 6) -> Topics:
+async def create_topics(
+    bootstrap: str,
+    name: str,
+    partitions: int = 6,
+    *,
+    output_configs: dict[str, str] | None = None,
+) -> Topics:
+    """Fresh topics; the outputs sized as `make kafka-up` sizes them unless told otherwise."""
     topics = Topics(f"test.{name}.{uuid.uuid4().hex[:8]}", partitions)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         await admin.create_topics(
             [
-                NewTopic(t, num_partitions=partitions, replication_factor=1)
-                for t in (topics.input, *topics.outputs)
+                NewTopic(topics.input, num_partitions=partitions, replication_factor=1),
+                *(
+                    NewTopic(
+                        t,
+                        num_partitions=partitions,
+                        replication_factor=1,
+                        topic_configs=output_configs or OUTPUT_TOPIC_CONFIGS,
+                    )
+                    for t in topics.outputs
+                ),
             ]
         )
     finally:

@@ -86,12 +86,27 @@ wait_ready() {
   done
 }
 
+# The three output topics hold 2 MiB records: a dead letter carries the input record whole as
+# base64 (4/3 of its bytes), and the worker refuses to start unless the dead letter of the
+# largest record the input topic accepts (the broker default, 1 MiB) fits (contract section 4).
+output_max_message_bytes=2097152
+
 create_topics() {
-  local existing pids=() t
+  local existing pids=() t config
   existing=$(topic_cmd --list)
   for t in "${topics[@]}"; do
-    grep -qxF "$t" <<<"$existing" && continue
-    topic_cmd --create --if-not-exists --topic "$t" --partitions "$partitions" --replication-factor 1 >/dev/null &
+    if grep -qxF "$t" <<<"$existing"; then
+      # A topic created by an earlier version of this script: raise its limit in place.
+      [ "$t" != "${topics[0]}" ] && java_run kafka.admin.ConfigCommand --bootstrap-server "$bootstrap" \
+        --alter --entity-type topics --entity-name "$t" \
+        --add-config "max.message.bytes=$output_max_message_bytes" >/dev/null &
+      pids+=($!)
+      continue
+    fi
+    config=()
+    [ "$t" != "${topics[0]}" ] && config=(--config "max.message.bytes=$output_max_message_bytes")
+    topic_cmd --create --if-not-exists --topic "$t" --partitions "$partitions" --replication-factor 1 \
+      "${config[@]}" >/dev/null &
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p"; done

@@ -1,26 +1,37 @@
-"""The Kafka edge without a broker: routing, headers, and what happens when a transaction fails."""
+"""The commit loop without a broker: routing, pipelining, and partitions that fail alone.
+
+The router runs on the real PartitionOwnership over fake producers and a fake group member.
+"""
 
 import asyncio
+import base64
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import orjson
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaConnectionError
+from aiokafka.errors import IllegalStateError, KafkaConnectionError, MessageSizeTooLargeError
 
-from claim_scrubber.adapters.kafka.router import ClaimRouter
-from claim_scrubber.adapters.kafka.transactions import (
-    OutboundRecord,
-    PartitionFencedError,
-    PartitionRevokedError,
+from claim_scrubber.adapters.kafka.outbound import (
+    RECORD_OVERHEAD_BYTES,
+    InputRecord,
+    OutboundMapping,
+    OutputTopics,
+    Routed,
 )
+from claim_scrubber.adapters.kafka.ownership import PartitionOwnership, PartitionState
+from claim_scrubber.adapters.kafka.router import MAX_ATTEMPTS, ClaimRouter
 from claim_scrubber.adapters.logging import configure_logging, get_logger
 from claim_scrubber.adapters.ruleset_file import load_ruleset
-from claim_scrubber.adapters.settings import Settings
+from claim_scrubber.models import DeadLetter, ScrubResult
 from claim_scrubber.scrubber import Scrubber
 from tests.claims import default_event, event_bytes, patched
+from tests.component.fakes import FakeBroker, FakeMember, ManualSleep, producer_factory, settle
 
 TOPIC = "claims.submitted"
+DEAD_LETTER_TOPIC_BYTES = 1_048_588
 
 
 @dataclass(frozen=True)
@@ -33,118 +44,86 @@ class Record:
     value: bytes | None
 
 
-class FakeProducers:
-    """Stands in for PartitionProducers: records commits, or fails the partitions it is told to;
-    with a gate, every commit waits for it to open."""
-
-    def __init__(
-        self,
-        failing: dict[int, BaseException] | None = None,
-        gate: asyncio.Event | None = None,
-    ) -> None:
-        self.failing = failing or {}
-        self.gate = gate
-        self.committed: dict[int, tuple[list[OutboundRecord], int]] = {}
-        self.revoked: set[int] = set()
-        self.generations: dict[int, int] = {}
-
-    def owns(self, partition: int) -> bool:
-        return partition not in self.revoked
-
-    def generation(self, partition: int) -> int:
-        return self.generations.get(partition, 1)
-
-    def assign_again(self, partition: int) -> None:
-        self.generations[partition] = self.generation(partition) + 1
-
-    async def commit(
-        self,
-        partition: int,
-        records: Sequence[OutboundRecord],
-        next_offset: int,
-        *,
-        generation: int,
-    ) -> None:
-        if self.gate is not None:
-            await self.gate.wait()
-        if partition in self.revoked or generation != self.generation(partition):
-            raise PartitionRevokedError(str(partition))
-        if partition in self.failing:
-            raise self.failing[partition]
-        self.committed[partition] = (list(records), next_offset)
-
-
 class FakeConsumer:
-    """Stands in for aiokafka's consumer: where each partition reads next, and every seek."""
+    """Where each partition reads next: the member's positions, moved by every fetch."""
 
-    def __init__(self) -> None:
-        self.positions: dict[int, int] = {}
-        self.seeks: list[tuple[int, int]] = []
+    def __init__(self, member: FakeMember) -> None:
+        self.member = member
         self.revoked: set[int] = set()
 
     def fetch(self, records: Sequence[Record]) -> Sequence[Record]:
-        """Deliver a batch: each partition's position moves past its records."""
         for record in records:
-            self.positions[record.partition] = record.offset + 1
+            self.member.positions[record.partition] = record.offset + 1
         return records
-
-    def seek(self, partition: TopicPartition, offset: int) -> None:
-        self.seeks.append((partition.partition, offset))
-        self.positions[partition.partition] = offset
 
     async def position(self, partition: TopicPartition) -> int:
         if partition.partition in self.revoked:
             raise IllegalStateError(f"{partition} is not assigned")
-        return self.positions[partition.partition]
+        return self.member.positions[partition.partition]
 
 
-def _router(producers: FakeProducers) -> ClaimRouter:
-    configure_logging(level="warning")
-    settings = Settings.model_construct(worker_id="component")
-    scrubber = Scrubber(load_ruleset(), max_message_bytes=1024 * 1024)
-    return ClaimRouter(
-        settings=settings,
-        scrubber=scrubber,
-        producers=producers,  # type: ignore[arg-type]
-        log=get_logger(),
-    )
+class FlakyMapping(OutboundMapping):
+    """The real mapping, except that routing the records it is told of raises."""
+
+    failing: set[tuple[int, int]]
+
+    def route(self, record: InputRecord, decided_at: str, *, shrink: int = 0) -> Routed:
+        if (record.partition, record.offset) in self.failing:
+            raise RuntimeError("bug")
+        return super().route(record, decided_at, shrink=shrink)
+
+
+class _World:
+    def __init__(self) -> None:
+        configure_logging(level="error")
+        self.broker = FakeBroker()
+        self.member = FakeMember(self.broker)
+        self.sleep = ManualSleep()
+        self.ownership = PartitionOwnership(
+            group_id="g",
+            input_topic=TOPIC,
+            producer_factory=producer_factory(self.broker),
+            member=self.member,
+            log=get_logger(),
+            fence_quarantine_s=60,
+            sleep=self.sleep,
+        )
+        self.mapping = FlakyMapping(
+            scrubber=Scrubber(load_ruleset(), max_message_bytes=1024 * 1024),
+            topics=OutputTopics(
+                clean="claims.clean",
+                review="claims.needs-review",
+                dead_letter="claims.dead-letter",
+                max_bytes={
+                    "claims.clean": 2 * 1024 * 1024,
+                    "claims.needs-review": 2 * 1024 * 1024,
+                    "claims.dead-letter": DEAD_LETTER_TOPIC_BYTES,
+                },
+            ),
+            worker_id="component",
+        )
+        self.mapping.failing = set()
+        self.router = ClaimRouter(mapping=self.mapping, ownership=self.ownership, log=get_logger())
+        self.consumer = FakeConsumer(self.member)
+
+    async def handled(self, records: Sequence[Record]) -> None:
+        """Fetch and handle one batch, then wait for its transactions."""
+        await self.router.handle(self.consumer.fetch(records), self.consumer)
+        await self.router.drain()
+
+    def outputs(self, partition: int) -> list[dict[str, object]]:
+        return [orjson.loads(value) for value in self.broker.published.get(partition, [])]
+
+
+@pytest.fixture
+async def world() -> _World:
+    world = _World()
+    await world.ownership.assign(range(6))
+    return world
 
 
 def _record(partition: int, offset: int, value: bytes | None, key: bytes | None = None) -> Record:
     return Record(TOPIC, partition, offset, 1_763_651_045_000, key, value)
-
-
-async def _handled(
-    router: ClaimRouter, consumer: FakeConsumer, records: Sequence[Record]
-) -> ClaimRouter:
-    """Fetch and handle one batch, then wait for its transactions as the next batch does."""
-    await router.handle(consumer.fetch(records), consumer)
-    await router.drain()
-    return router
-
-
-@pytest.fixture
-def no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The retry delays the router asks for, without waiting them."""
-    delays: list[float] = []
-
-    async def no_sleep(delay: float) -> None:
-        delays.append(delay)
-
-    monkeypatch.setattr("claim_scrubber.adapters.kafka.router.asyncio.sleep", no_sleep)
-    return delays
-
-
-async def _let_transactions_run() -> None:
-    """Let the tasks started by `handle` run, even while the router's sleep is patched."""
-    for _ in range(10):
-        await asyncio.wait([asyncio.get_running_loop().create_future()], timeout=0)
-
-
-def _broken_route(record: object, decided_at: str) -> None:
-    """`_route` with a bug: the batch fails before anything of it is published."""
-    del record, decided_at
-    raise RuntimeError("bug")
 
 
 GOOD = event_bytes(default_event())
@@ -153,184 +132,208 @@ BAD_NPI = event_bytes(patched(default_event(), {"claim.billing_provider.npi": "1
 
 class TestRouting:
     async def test_one_transaction_per_partition_commits_the_offset_after_its_last_record(
-        self,
+        self, world: _World
     ) -> None:
-        producers, consumer = FakeProducers(), FakeConsumer()
         records = [_record(0, 10, GOOD), _record(1, 4, BAD_NPI), _record(0, 11, b"[]", b"k")]
 
-        await _handled(_router(producers), consumer, records)
+        await world.handled(records)
 
-        assert consumer.seeks == []
-        outputs_0, next_0 = producers.committed[0]
-        outputs_1, next_1 = producers.committed[1]
-        assert (next_0, next_1) == (12, 5)
-        assert [o.topic for o in outputs_0] == ["claims.clean", "claims.dead-letter"]
-        assert [o.topic for o in outputs_1] == ["claims.needs-review"]
-        assert outputs_0[1].key == b"k"
-        assert dict(outputs_1[0].headers)["outcome"] == b"needs_review"
+        assert world.broker.committed == {0: 12, 1: 5}
+        outcomes_0 = [o.get("outcome", "dead_letter") for o in world.outputs(0)]
+        assert outcomes_0 == ["clean", "dead_letter"]
+        assert [o["outcome"] for o in world.outputs(1)] == ["needs_review"]
 
-    async def test_a_null_record_value_is_a_dead_letter_not_a_crash(self) -> None:
-        producers = FakeProducers()
-        await _handled(_router(producers), FakeConsumer(), [_record(2, 0, None)])
-        (output,), _ = producers.committed[2]
-        assert output.topic == "claims.dead-letter"
+    async def test_every_output_validates_against_the_published_models(self, world: _World) -> None:
+        await world.handled([_record(0, 0, GOOD), _record(0, 1, b"{"), _record(0, 2, BAD_NPI)])
+
+        result, dead_letter, review = world.outputs(0)
+        ScrubResult.model_validate(result)
+        DeadLetter.model_validate(dead_letter)
+        ScrubResult.model_validate(review)
+
+    async def test_a_null_record_value_is_a_dead_letter_not_a_crash(self, world: _World) -> None:
+        await world.handled([_record(2, 0, None)])
+        (output,) = world.outputs(2)
+        assert output["error"]["kind"] == "invalid_json"  # type: ignore[index]
 
 
-class TestFailedTransactions:
-    @pytest.mark.parametrize(
-        "error", [KafkaConnectionError("down"), PartitionFencedError("claim-scrubber-x-1")]
-    )
-    async def test_a_failed_partition_is_rewound_to_its_first_record_and_others_commit(
-        self, error: BaseException, no_backoff: list[float]
+class TestBoundedDeadLetters:
+    async def test_a_dead_letter_too_large_for_its_topic_carries_the_payload_cut_to_fit(
+        self, world: _World
     ) -> None:
-        producers, consumer = FakeProducers(failing={1: error}), FakeConsumer()
-        records = [_record(1, 7, GOOD), _record(1, 8, GOOD), _record(0, 3, GOOD)]
+        poison = b"\x01" * 900_000
 
-        await _handled(_router(producers), consumer, records)
+        await world.handled([_record(0, 0, poison, b"k"), _record(0, 1, GOOD, b"k")])
 
-        assert consumer.seeks == [(1, 7)]
-        assert list(producers.committed) == [0]
-        assert len(no_backoff) == 1
-        assert 0 < no_backoff[0] <= 10
+        (dead_letter, result) = world.outputs(0)
+        value = world.broker.published[0][0]
+        assert len(value) <= DEAD_LETTER_TOPIC_BYTES - RECORD_OVERHEAD_BYTES - 1
+        DeadLetter.model_validate(dead_letter)
+        assert dead_letter["payload_truncated"] is True
+        assert dead_letter["payload_bytes"] == 900_000
+        assert dead_letter["payload_sha256"] == hashlib.sha256(poison).hexdigest()
+        kept = base64.b64decode(dead_letter["payload_base64"])  # type: ignore[arg-type]
+        assert poison.startswith(kept)
+        assert len(kept) > 700_000
+        assert result["outcome"] == "clean"
+        assert world.broker.committed == {0: 2}
 
-    async def test_repeated_failures_back_off_exponentially_up_to_a_cap(
-        self, no_backoff: list[float]
+    async def test_a_dead_letter_that_fits_keeps_the_whole_payload(self, world: _World) -> None:
+        await world.handled([_record(0, 0, b"\x01" * 600_000)])
+
+        (dead_letter,) = world.outputs(0)
+        assert "payload_truncated" not in dead_letter
+        assert base64.b64decode(dead_letter["payload_base64"]) == b"\x01" * 600_000  # type: ignore[arg-type]
+
+    async def test_a_record_the_broker_refuses_as_too_large_is_cut_smaller_on_its_retry(
+        self, world: _World
     ) -> None:
-        router = _router(FakeProducers(failing={0: KafkaConnectionError("down")}))
-        consumer = FakeConsumer()
-        for _ in range(10):
-            await _handled(router, consumer, [_record(0, 0, GOOD)])
+        world.broker.fail_delivery[(0, 0)] = MessageSizeTooLargeError()
+        poison = b"\x02" * 500_000
 
-        assert len(no_backoff) == 10
-        assert no_backoff[0] <= 0.2
-        assert no_backoff[4] > no_backoff[0]
-        assert max(no_backoff) <= 10
-        assert no_backoff[-1] >= 5
+        await world.handled([_record(0, 0, poison)])
+        await world.sleep.release()
+        await world.handled([_record(0, 0, poison)])
 
-
-async def _second_batch_fetched_before_a_rewind() -> tuple[
-    FakeProducers, FakeConsumer, ClaimRouter, Sequence[Record]
-]:
-    """Partition 1 fails in a first batch, and is rewound to 7, after a second batch with its
-    offset 9 and partition 0's offset 3 was fetched."""
-    producers = FakeProducers(failing={1: KafkaConnectionError("down")})
-    consumer = FakeConsumer()
-    router = _router(producers)
-    await router.handle(consumer.fetch([_record(1, 7, GOOD), _record(1, 8, GOOD)]), consumer)
-    second = consumer.fetch([_record(1, 9, GOOD), _record(0, 3, GOOD)])
-    await _let_transactions_run()
-    return producers, consumer, router, second
+        (dead_letter,) = world.outputs(0)
+        assert dead_letter["payload_truncated"] is True
+        assert len(world.broker.published[0][0]) < DEAD_LETTER_TOPIC_BYTES // 2
+        assert world.broker.committed == {0: 1}
 
 
 class TestPipelining:
-    async def test_the_next_batch_is_decided_while_the_previous_one_commits(self) -> None:
-        gate = asyncio.Event()
-        producers, consumer = FakeProducers(gate=gate), FakeConsumer()
-        router = _router(producers)
+    async def test_the_next_batch_is_decided_while_the_previous_one_commits(
+        self, world: _World
+    ) -> None:
+        world.broker.commit_gate = asyncio.Event()
+        await world.router.handle(world.consumer.fetch([_record(0, 0, GOOD)]), world.consumer)
+        second = asyncio.create_task(
+            world.router.handle(world.consumer.fetch([_record(0, 1, GOOD)]), world.consumer)
+        )
+        await settle()
 
-        await router.handle(consumer.fetch([_record(0, 0, GOOD)]), consumer)
-        second = asyncio.create_task(router.handle(consumer.fetch([_record(0, 1, GOOD)]), consumer))
-        await asyncio.sleep(0.01)
-
-        assert producers.committed == {}
+        assert world.broker.committed == {}
         assert not second.done()  # decided, and waiting for the first batch's transaction
-        gate.set()
+        world.broker.commit_gate.set()
         await second
-        await router.drain()
-        assert producers.committed[0][1] == 2
+        await world.router.drain()
+        assert world.broker.committed == {0: 2}
 
-    async def test_records_fetched_before_a_rewind_are_not_published(
-        self, no_backoff: list[float]
+    async def test_records_fetched_before_a_partition_was_reread_are_not_published(
+        self, world: _World
     ) -> None:
-        producers, consumer, router, second = await _second_batch_fetched_before_a_rewind()
-        producers.failing.clear()
-        await router.handle(second, consumer)
-        await _handled(router, consumer, [_record(1, 7, GOOD), _record(1, 8, GOOD)])
-        await _handled(router, consumer, [_record(1, 9, GOOD)])
+        world.broker.fail_commit[1] = KafkaConnectionError("down")
+        await world.router.handle(
+            world.consumer.fetch([_record(1, 0, GOOD), _record(1, 1, GOOD)]), world.consumer
+        )
+        stale = world.consumer.fetch([_record(1, 2, GOOD), _record(0, 3, GOOD)])
+        await world.router.drain()
+        await world.sleep.release()  # partition 1 recovers: re-read from its committed offset
 
-        assert consumer.seeks == [(1, 7)]
-        assert producers.committed[0][1] == 4
-        assert producers.committed[1][1] == 10
-        assert len(no_backoff) == 1
+        await world.router.handle(stale, world.consumer)  # handled after the re-read
+        await world.router.drain()
+        await world.handled([_record(1, 0, GOOD), _record(1, 1, GOOD), _record(1, 2, GOOD)])
 
-    async def test_a_batch_that_fails_after_a_rewind_keeps_the_rewound_offset(
-        self, no_backoff: list[float], monkeypatch: pytest.MonkeyPatch
+        assert world.broker.committed == {0: 4, 1: 3}
+        assert len(world.outputs(1)) == 3
+
+
+class TestFailingPartitions:
+    async def test_a_failed_transaction_pauses_only_its_partition_and_blocks_no_batch(
+        self, world: _World
     ) -> None:
-        producers, consumer, router, second = await _second_batch_fetched_before_a_rewind()
-        monkeypatch.setattr(router, "_route", _broken_route)
-        await router.handle(second, consumer)
+        world.broker.fail_commit[1] = KafkaConnectionError("down")
 
-        assert producers.committed == {}
-        assert consumer.seeks == [(1, 7), (0, 3)]
-        assert consumer.positions == {0: 3, 1: 7}
-        assert len(no_backoff) == 2
+        await world.handled([_record(1, 7, GOOD), _record(0, 3, GOOD)])
+        await world.handled([_record(0, 4, GOOD)])
+
+        assert world.broker.committed == {0: 5}
+        assert world.member.paused == {1}
+        assert world.ownership.state(1) is PartitionState.ASSIGNED
+        await world.sleep.release()
+        assert world.member.paused == set()
+
+    async def test_a_record_that_cannot_be_decided_holds_back_only_its_partition(
+        self, world: _World
+    ) -> None:
+        world.mapping.failing = {(1, 8)}
+
+        await world.handled([_record(1, 7, GOOD), _record(1, 8, GOOD), _record(0, 3, GOOD)])
+
+        assert world.broker.committed == {0: 4}
+        assert world.member.paused == {1}
+
+    async def test_a_record_that_fails_every_time_becomes_a_processing_error_dead_letter(
+        self, world: _World
+    ) -> None:
+        world.mapping.failing = {(1, 8)}
+        batch = [_record(1, 7, GOOD), _record(1, 8, GOOD, b"CLM-1"), _record(1, 9, GOOD)]
+
+        for _ in range(MAX_ATTEMPTS + 1):
+            await world.handled(batch)
+            await world.sleep.release()
+
+        assert world.broker.committed == {1: 10}
+        clean, dead_letter, clean_after = world.outputs(1)
+        assert (clean["outcome"], clean_after["outcome"]) == ("clean", "clean")
+        DeadLetter.model_validate(dead_letter)
+        assert dead_letter["error"]["kind"] == "processing_error"  # type: ignore[index]
+        assert f"{MAX_ATTEMPTS} times (RuntimeError)" in dead_letter["error"]["message"]  # type: ignore[index]
+        assert base64.b64decode(dead_letter["payload_base64"]) == GOOD  # type: ignore[arg-type]
+
+    async def test_a_broker_outage_never_turns_a_good_record_into_a_dead_letter(
+        self, world: _World
+    ) -> None:
+        for _ in range(MAX_ATTEMPTS + 1):
+            world.broker.fail_delivery[(0, 0)] = KafkaConnectionError("down")
+            await world.handled([_record(0, 0, GOOD)])
+            await world.sleep.release()
+        await world.handled([_record(0, 0, GOOD)])
+
+        (result,) = world.outputs(0)
+        assert result["outcome"] == "clean"
 
 
 class TestRevokedPartitions:
     async def test_records_of_a_partition_revoked_since_the_fetch_are_left_to_its_new_owner(
-        self,
+        self, world: _World
     ) -> None:
-        producers, consumer = FakeProducers(), FakeConsumer()
-        producers.revoked.add(1)
+        batch = world.consumer.fetch([_record(1, 5, GOOD), _record(0, 2, GOOD)])
+        await world.ownership.revoke([1])
 
-        await _handled(_router(producers), consumer, [_record(1, 5, GOOD), _record(0, 2, GOOD)])
+        await world.router.handle(batch, world.consumer)
+        await world.router.drain()
 
-        assert list(producers.committed) == [0]
-        assert consumer.seeks == []
-
-    async def test_records_read_before_the_partition_was_assigned_back_are_read_again(
-        self,
-    ) -> None:
-        producers, consumer = FakeProducers(), FakeConsumer()
-        router = _router(producers)
-        batch = consumer.fetch([_record(1, 5, GOOD), _record(1, 6, GOOD), _record(0, 2, GOOD)])
-        producers.assign_again(1)
-        consumer.positions[1] = 5  # a new assignment restarts at the committed offset
-
-        await router.handle(batch, consumer)
-        await router.drain()
-
-        assert list(producers.committed) == [0]
-        assert consumer.seeks == []
+        assert world.broker.committed == {0: 3}
 
     async def test_a_partition_assigned_again_while_its_transaction_waits_commits_nothing(
-        self,
+        self, world: _World
     ) -> None:
-        producers, consumer = FakeProducers(), FakeConsumer()
-        router = _router(producers)
+        world.broker.commit_gate = asyncio.Event()
+        await world.router.handle(
+            world.consumer.fetch([_record(1, 5, GOOD), _record(0, 2, GOOD)]), world.consumer
+        )
+        await world.ownership.revoke([1])
+        reassign = asyncio.create_task(world.ownership.assign([1]))
+        world.broker.commit_gate.set()
+        await reassign
+        await world.router.drain()
 
-        await router.handle(consumer.fetch([_record(1, 5, GOOD), _record(0, 2, GOOD)]), consumer)
-        producers.assign_again(1)
-        await router.drain()
+        assert world.broker.committed == {0: 3}
 
-        assert list(producers.committed) == [0]
 
-    async def test_a_revoked_partition_is_not_rewound_after_a_failed_batch(
-        self, no_backoff: list[float], monkeypatch: pytest.MonkeyPatch
+class TestStopping:
+    async def test_closing_ends_the_transaction_in_flight_and_publishes_no_later_batch(
+        self, world: _World
     ) -> None:
-        consumer = FakeConsumer()
-        router = _router(FakeProducers())
-        monkeypatch.setattr(router, "_route", _broken_route)
-        batch = consumer.fetch([_record(1, 5, GOOD), _record(0, 2, GOOD)])
-        consumer.revoked.add(1)
+        world.broker.commit_gate = asyncio.Event()
+        await world.router.handle(world.consumer.fetch([_record(0, 0, GOOD)]), world.consumer)
+        closing = asyncio.create_task(world.router.close())
+        await settle()
+        assert not closing.done()
 
-        await router.handle(batch, consumer)
+        world.broker.commit_gate.set()
+        await closing
+        await world.handled([_record(0, 1, GOOD)])
 
-        assert consumer.seeks == [(0, 2)]
-        assert len(no_backoff) == 1
-
-
-class TestUnexpectedFailures:
-    async def test_a_batch_that_fails_before_publishing_is_rewound_not_skipped(
-        self, no_backoff: list[float], monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        producers, consumer = FakeProducers(), FakeConsumer()
-        router = _router(producers)
-        monkeypatch.setattr(router, "_route", _broken_route)
-
-        records = [_record(0, 4, GOOD), _record(0, 5, GOOD), _record(3, 9, GOOD)]
-        await _handled(router, consumer, records)
-
-        assert producers.committed == {}
-        assert sorted(consumer.seeks) == [(0, 4), (3, 9)]
-        assert len(no_backoff) == 1
+        assert world.broker.committed == {0: 1}

@@ -35,12 +35,31 @@ class TestBadStart:
             ({"SCRUBBER_LOG_FORMAT": "xml"}, "invalid setting SCRUBBER_LOG_FORMAT"),
             ({"SCRUBBER_TOPIC_INPTU": "claims"}, "unknown setting SCRUBBER_TOPIC_INPTU"),
             ({"SCRUBBER_RULESET": "/nonexistent/ruleset.toml"}, "cannot read it"),
+            (
+                {"SCRUBBER_TOPIC_CLEAN": "claims.submitted"},
+                "SCRUBBER_TOPIC_CLEAN names the same topic as SCRUBBER_TOPIC_INPUT",
+            ),
+            (
+                {"SCRUBBER_TOPIC_DEAD_LETTER": "claims.needs-review"},
+                "SCRUBBER_TOPIC_DEAD_LETTER names the same topic as SCRUBBER_TOPIC_REVIEW",
+            ),
+            (
+                {"SCRUBBER_SESSION_TIMEOUT_MS": "5999"},
+                "invalid setting SCRUBBER_SESSION_TIMEOUT_MS",
+            ),
+            ({"SCRUBBER_BATCH_MAX_RECORDS": "0"}, "invalid setting SCRUBBER_BATCH_MAX_RECORDS"),
         ],
     )
     def test_a_bad_setting_stops_the_worker_with_one_line_naming_it(
         self, tmp_path: Path, env: dict[str, str], expected: str
     ) -> None:
-        result = _run_worker(tmp_path, **env)
+        # A reachable-looking broker that is not there: a setting that passed would retry it.
+        result = _run_worker(
+            tmp_path,
+            SCRUBBER_KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1",
+            SCRUBBER_STARTUP_TIMEOUT_S="2",
+            **env,
+        )
 
         assert result.returncode == 2
         lines = _error_lines(result)

@@ -5,7 +5,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
@@ -44,13 +44,37 @@ class Settings(BaseSettings):
     max_message_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
     batch_max_records: Annotated[int, Field(ge=1, le=10_000)] = 500
     batch_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = 100
-    session_timeout_ms: Annotated[int, Field(ge=1_000, le=300_000)] = 10_000
+    session_timeout_ms: Annotated[int, Field(ge=6_000, le=300_000)] = Field(
+        default=10_000,
+        description="at least 6 s: the broker's group.min.session.timeout.ms default, and "
+        "room for a batch's transactions between heartbeats",
+    )
     transaction_timeout_ms: Annotated[int, Field(ge=1_000, le=900_000)] = 60_000
     shutdown_timeout_s: Annotated[float, Field(gt=0, le=300)] = 30.0
     startup_timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
     worker_id: Annotated[str, Field(min_length=1, max_length=200)] = Field(
         default_factory=_default_worker_id
     )
+
+    @model_validator(mode="after")
+    def _topics_are_distinct(self) -> "Settings":
+        """An output equal to the input would feed the worker its own results forever; two
+        equal outputs would mix results nobody could tell apart."""
+        named = {
+            "SCRUBBER_TOPIC_INPUT": self.topic_input,
+            "SCRUBBER_TOPIC_CLEAN": self.topic_clean,
+            "SCRUBBER_TOPIC_REVIEW": self.topic_review,
+            "SCRUBBER_TOPIC_DEAD_LETTER": self.topic_dead_letter,
+        }
+        seen: dict[str, str] = {}
+        for setting, topic in named.items():
+            if topic in seen:
+                message = (
+                    f"{setting} names the same topic as {seen[topic]}; the four topics must differ"
+                )
+                raise ValueError(message)
+            seen[topic] = setting
+        return self
 
 
 def load_settings() -> Settings:
@@ -67,5 +91,8 @@ def load_settings() -> Settings:
         return Settings()
     except ValidationError as error:
         problem = error.errors(include_url=False, include_input=False)[0]
-        name = f"{ENV_PREFIX}{str(problem['loc'][0]).upper()}" if problem["loc"] else ENV_PREFIX
+        if not problem["loc"]:  # a check across settings names them itself
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            raise SettingsError(f"invalid settings: {message}") from None
+        name = f"{ENV_PREFIX}{str(problem['loc'][0]).upper()}"
         raise SettingsError(f"invalid setting {name}: {problem['msg']}") from None

@@ -44,6 +44,7 @@ class DeadLetterKind(StrEnum):
     NOT_AN_OBJECT = "not_an_object"
     UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
     SCHEMA_VIOLATION = "schema_violation"
+    PROCESSING_ERROR = "processing_error"
 
 
 # A plain dataclass rather than a model: the engine makes one per hit on the hot path.
@@ -130,5 +131,20 @@ class DeadLetter(BaseModel):
     schema_version: Literal["1"] = "1"
     error: DeadLetterError
     source: DeadLetterKafkaSource | FileSource
-    payload_base64: str
+    payload_base64: str = Field(
+        description="the original record value, whole unless payload_truncated is true"
+    )
     received_at: datetime
+    payload_truncated: bool | None = Field(
+        default=None,
+        description="true when payload_base64 holds only the first bytes of the record value, "
+        "cut so that the dead letter fits its topic",
+    )
+    payload_bytes: int | None = Field(
+        default=None, description="length of the whole record value (set when truncated)"
+    )
+    payload_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="hex SHA-256 of the whole record value (set when truncated)",
+    )

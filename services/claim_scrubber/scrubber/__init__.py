@@ -1,12 +1,22 @@
 """The scrubbing core: bytes in, a routed decision and its document out. No I/O, no clock."""
 
-from claim_scrubber.scrubber.core import DEAD_LETTER, Decision, Scrubber, Verdict, timestamp_text
+from claim_scrubber.scrubber.core import (
+    DEAD_LETTER,
+    UNBOUNDED,
+    Decision,
+    DocumentLimits,
+    Scrubber,
+    Verdict,
+    timestamp_text,
+)
 from claim_scrubber.scrubber.intake import Accepted, Rejected, read_claim_event
 
 __all__ = [
     "DEAD_LETTER",
+    "UNBOUNDED",
     "Accepted",
     "Decision",
+    "DocumentLimits",
     "Rejected",
     "Scrubber",
     "Verdict",

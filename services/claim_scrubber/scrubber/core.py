@@ -4,6 +4,7 @@ Pure: the clock's reading and the record's origin are passed in by the adapter.
 """
 
 import base64
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +16,15 @@ from claim_scrubber.models import DeadLetterKind, Finding, Outcome, Ruleset, Sev
 from claim_scrubber.rules import CHECKED_RULES, ClaimFacts, Rule, run_rules
 from claim_scrubber.scrubber.intake import Accepted, read_claim_event
 
-__all__ = ["DEAD_LETTER", "Decision", "Scrubber", "Verdict", "timestamp_text"]
+__all__ = [
+    "DEAD_LETTER",
+    "UNBOUNDED",
+    "Decision",
+    "DocumentLimits",
+    "Scrubber",
+    "Verdict",
+    "timestamp_text",
+]
 
 DEAD_LETTER: Final = "dead_letter"
 """The outcome header value of a dead letter (results use Outcome)."""
@@ -26,6 +35,50 @@ _REPORTED_SEVERITIES: Final = frozenset({Severity.ERROR, Severity.WARNING})
 def timestamp_text(moment: datetime) -> str:
     """UTC ISO 8601 with milliseconds and a Z, as in the contract's examples."""
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentLimits:
+    """The largest document, in bytes, that each output can carry (None: no limit)."""
+
+    result: int | None = None
+    dead_letter: int | None = None
+
+
+UNBOUNDED: Final = DocumentLimits()
+
+
+def _dead_letter_document(
+    payload: bytes,
+    error: dict[str, object],
+    source: dict[str, Any],
+    received_at: str,
+    limit: int | None,
+) -> bytes:
+    """The DeadLetter JSON, with the whole payload when it fits `limit`, else cut to fit and
+    marked `payload_truncated` with the whole payload's length and SHA-256."""
+    document: dict[str, object] = {
+        "schema_version": "1",
+        "error": error,
+        "source": source,
+        "payload_base64": base64.b64encode(payload).decode("ascii"),
+        "received_at": received_at,
+    }
+    whole = orjson.dumps(document)
+    if limit is None or len(whole) <= limit:
+        return whole
+    document["payload_base64"] = ""
+    document["payload_truncated"] = True
+    document["payload_bytes"] = len(payload)
+    document["payload_sha256"] = hashlib.sha256(payload).hexdigest()
+    envelope = len(orjson.dumps(document))
+    if envelope > limit and source.get("key") is not None:
+        # The record's own key still carries the input key; the copy in source is dropped.
+        document["source"] = source | {"key": None}
+        envelope = len(orjson.dumps(document))
+    kept = max(0, limit - envelope) // 4 * 3
+    document["payload_base64"] = base64.b64encode(payload[:kept]).decode("ascii")
+    return orjson.dumps(document)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,27 +137,26 @@ class Scrubber:
         result_source: dict[str, Any],
         dead_letter_source: dict[str, Any],
         decided_at: str,
+        limits: DocumentLimits = UNBOUNDED,
     ) -> Decision:
         """Read, scrub and render one record; never raises for bad input.
 
         `decided_at` is the time to stamp, already as `timestamp_text` (a batch shares one).
+        A result larger than `limits.result` becomes a `processing_error` dead letter; a dead
+        letter larger than `limits.dead_letter` carries its payload cut to fit.
         """
         read = read_claim_event(payload, max_bytes=self.max_message_bytes)
         if not isinstance(read, Accepted):
-            rejection: dict[str, object] = {
-                "schema_version": "1",
-                "error": {
-                    "kind": read.kind.value,
-                    "message": read.message,
-                    "details": [{"loc": loc, "msg": msg} for loc, msg in read.details],
-                },
-                "source": dead_letter_source,
-                "payload_base64": base64.b64encode(payload).decode("ascii"),
-                "received_at": decided_at,
+            error: dict[str, object] = {
+                "kind": read.kind.value,
+                "message": read.message,
+                "details": [{"loc": loc, "msg": msg} for loc, msg in read.details],
             }
             return Decision(
                 DEAD_LETTER,
-                orjson.dumps(rejection),
+                _dead_letter_document(
+                    payload, error, dead_letter_source, decided_at, limits.dead_letter
+                ),
                 event_id=read.event_id,
                 claim_id=read.claim_id,
                 dead_letter_kind=read.kind,
@@ -124,11 +176,65 @@ class Scrubber:
             "source": result_source,
             "claim": read.claim_document,
         }
+        rendered = orjson.dumps(document)
+        if limits.result is not None and len(rendered) > limits.result:
+            return self._processing_error(
+                payload,
+                f"the scrub result is {len(rendered)} bytes, more than the result topic "
+                f"accepts ({limits.result} bytes)",
+                dead_letter_source,
+                decided_at,
+                limits,
+                event_id=event.event_id,
+                claim_id=event.claim.claim_id,
+            )
         return Decision(
             verdict.outcome.value,
-            orjson.dumps(document),
+            rendered,
             event_id=event.event_id,
             claim_id=event.claim.claim_id,
             claim_version=event.claim.claim_version,
             rule_ids=verdict.rule_ids,
+        )
+
+    def processing_error(
+        self,
+        payload: bytes,
+        *,
+        attempts: int,
+        error_type: str,
+        dead_letter_source: dict[str, Any],
+        decided_at: str,
+        limits: DocumentLimits = UNBOUNDED,
+    ) -> Decision:
+        """The dead letter of a record the worker failed on `attempts` times for a reason that
+        is not a rule's (`error_type` names the exception class, never its text)."""
+        return self._processing_error(
+            payload,
+            f"the worker failed on this record {attempts} times ({error_type}); "
+            "it is not retried again",
+            dead_letter_source,
+            decided_at,
+            limits,
+        )
+
+    def _processing_error(
+        self,
+        payload: bytes,
+        message: str,
+        source: dict[str, Any],
+        decided_at: str,
+        limits: DocumentLimits,
+        *,
+        event_id: str | None = None,
+        claim_id: str | None = None,
+    ) -> Decision:
+        kind = DeadLetterKind.PROCESSING_ERROR
+        error: dict[str, object] = {"kind": kind.value, "message": message, "details": []}
+        return Decision(
+            DEAD_LETTER,
+            _dead_letter_document(payload, error, source, decided_at, limits.dead_letter),
+            event_id=event_id,
+            claim_id=claim_id,
+            dead_letter_kind=kind,
         )

@@ -2,152 +2,47 @@
 
 FastStream owns the consumer (group membership, batches, rebalance callbacks, signals and
 graceful shutdown) and describes the topics in AsyncAPI. Output goes through
-PartitionProducers instead of FastStream publishers: FastStream has no Kafka transactions
-(faststream#2512), and exactly-once needs the output and the consumed offsets in one.
-The publishers declared here document the output topics and are never called.
+PartitionOwnership's transactional producers instead of FastStream publishers: FastStream
+has no Kafka transactions (faststream#2512), and exactly-once needs the output and the
+consumed offsets in one. The publishers declared here document the output topics and are
+never called.
+
+Shutdown order (SIGTERM): stop starting batches, let the transactions in flight end (commit
+or abort), stop the producers, and only then let FastStream stop the consumer, which leaves
+the group: a partition's next owner never starts while this worker's transaction is open.
 """
 
 import asyncio
 import gc
 import logging
-import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
 from faststream import AckPolicy, FastStream
-from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka import KafkaBroker, KafkaMessage, Topic
 from faststream.message import StreamMessage
 from faststream.specification import AsyncAPI
 from structlog.typing import FilteringBoundLogger
 
 from claim_scrubber import __version__
-from claim_scrubber.adapters.kafka.router import Backoff, ClaimRouter
-from claim_scrubber.adapters.kafka.transactions import PartitionProducers
+from claim_scrubber.adapters.kafka.group import (
+    ConsumerMember,
+    OwnershipListener,
+    transactional_producers,
+)
+from claim_scrubber.adapters.kafka.outbound import InputRecord, OutboundMapping, OutputTopics
+from claim_scrubber.adapters.kafka.ownership import PartitionOwnership, ProducerFactory
+from claim_scrubber.adapters.kafka.router import ClaimRouter, Cursor
+from claim_scrubber.adapters.kafka.startup import (
+    StartupError,
+    check_topic_sizes,
+    wait_for_broker,
+    watch_broker,
+)
 from claim_scrubber.adapters.settings import Settings
 from claim_scrubber.models import DeadLetter, ScrubResult
 from claim_scrubber.scrubber import Scrubber
 
 __all__ = ["StartupError", "build_app"]
-
-
-_HEALTH_PROBE_INTERVAL_S = 5.0
-
-
-class StartupError(Exception):
-    """The worker cannot start; the message is one line for the operator."""
-
-
-class _PartitionOwnership(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Logs assignments and moves each partition's transactional producer with it."""
-
-    def __init__(
-        self, *, topic: str, producers: PartitionProducers, log: FilteringBoundLogger
-    ) -> None:
-        self._topic = topic
-        self._producers = producers
-        self._log = log
-
-    def _ours(self, partitions: set[TopicPartition]) -> list[int]:
-        return sorted(tp.partition for tp in partitions if tp.topic == self._topic)
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        partitions = self._ours(revoked)
-        if partitions:  # the first join of a group revokes nothing
-            self._log.info("partitions.revoked", topic=self._topic, partitions=partitions)
-            await self._producers.close(partitions)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        partitions = self._ours(assigned)
-        self._log.info("partitions.assigned", topic=self._topic, partitions=partitions)
-        try:
-            await self._producers.open(partitions)
-        except KafkaError as error:
-            # Each producer is started again before its partition's next transaction.
-            self._log.warning(
-                "broker.unreachable", error_type=type(error).__name__, error=str(error)
-            )
-
-
-@dataclass(frozen=True, slots=True)
-class _BrokerProblem:
-    problem: str
-    detail: dict[str, object]
-
-
-async def _probe(settings: Settings) -> _BrokerProblem | None:
-    """Ask the brokers for their topics: None when they answer and all four topics exist."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=5_000
-    )
-    try:
-        await admin.start()
-        topics = set(await admin.list_topics())
-    except (KafkaError, OSError) as error:
-        return _BrokerProblem(
-            f"cannot reach Kafka at {settings.kafka_bootstrap_servers}",
-            {"error_type": type(error).__name__, "error": str(error)},
-        )
-    finally:
-        await admin.close()
-    wanted = {
-        settings.topic_input,
-        settings.topic_clean,
-        settings.topic_review,
-        settings.topic_dead_letter,
-    }
-    missing = sorted(wanted - topics)
-    if missing:
-        return _BrokerProblem(
-            f"topics {', '.join(missing)} do not exist on {settings.kafka_bootstrap_servers}",
-            {"missing_topics": missing},
-        )
-    return None
-
-
-def _log_outage(log: FilteringBoundLogger, found: _BrokerProblem, backoff: Backoff) -> float:
-    """Log `broker.unreachable` with the next retry delay, and return that delay."""
-    delay = backoff.next_delay()
-    log.warning(
-        "broker.unreachable",
-        problem=found.problem,
-        attempt=backoff.attempt,
-        retry_in_s=round(delay, 2),
-        **found.detail,
-    )
-    return delay
-
-
-async def _wait_for_broker(settings: Settings, log: FilteringBoundLogger) -> None:
-    """Retry the brokers with backoff until they answer and the topics exist, or give up."""
-    backoff = Backoff(first_s=0.5, cap_s=10.0)
-    deadline = time.monotonic() + settings.startup_timeout_s
-    while (found := await _probe(settings)) is not None:
-        if time.monotonic() >= deadline:
-            raise StartupError(f"{found.problem} (gave up after {settings.startup_timeout_s:g} s)")
-        await asyncio.sleep(_log_outage(log, found, backoff))
-
-
-async def _watch_broker(settings: Settings, log: FilteringBoundLogger) -> None:
-    """While the worker runs, probe the brokers; log an outage with backoff, and its end.
-
-    The consumer and the producers reconnect by themselves; this makes the outage visible to
-    operators even when no record is in flight.
-    """
-    backoff = Backoff(first_s=1.0, cap_s=30.0)
-    down_since: float | None = None
-    while True:
-        found = await _probe(settings)
-        if found is None:
-            if down_since is not None:
-                log.info("broker.reachable", downtime_s=round(time.monotonic() - down_since, 1))
-                down_since = None
-                backoff.reset()
-            await asyncio.sleep(_HEALTH_PROBE_INTERVAL_S)
-            continue
-        down_since = down_since if down_since is not None else time.monotonic()
-        await asyncio.sleep(_log_outage(log, found, backoff))
 
 
 async def _undecoded(message: StreamMessage[object]) -> None:
@@ -156,8 +51,51 @@ async def _undecoded(message: StreamMessage[object]) -> None:
     del message
 
 
-def build_app(settings: Settings, scrubber: Scrubber, log: FilteringBoundLogger) -> FastStream:
-    """The worker application: consume, scrub, publish and commit exactly once."""
+class _Worker:
+    """The router, built at start once the topics' sizes are known."""
+
+    def __init__(
+        self, settings: Settings, scrubber: Scrubber, ownership: PartitionOwnership
+    ) -> None:
+        self._settings = settings
+        self._scrubber = scrubber
+        self._ownership = ownership
+        self.router: ClaimRouter | None = None
+
+    def start(self, max_bytes: dict[str, int], log: FilteringBoundLogger) -> None:
+        settings = self._settings
+        topics = OutputTopics(
+            clean=settings.topic_clean,
+            review=settings.topic_review,
+            dead_letter=settings.topic_dead_letter,
+            max_bytes=dict(max_bytes),
+        )
+        mapping = OutboundMapping(
+            scrubber=self._scrubber, topics=topics, worker_id=settings.worker_id
+        )
+        self.router = ClaimRouter(mapping=mapping, ownership=self._ownership, log=log)
+
+    async def handle(self, records: Sequence[InputRecord], consumer: Cursor) -> None:
+        if self.router is not None:
+            await self.router.handle(records, consumer)
+
+    async def stop(self) -> None:
+        if self.router is not None:
+            await self.router.close()
+        await self._ownership.close()
+
+
+def build_app(
+    settings: Settings,
+    scrubber: Scrubber,
+    log: FilteringBoundLogger,
+    *,
+    producer_factory: ProducerFactory | None = None,
+) -> FastStream:
+    """The worker application: consume, scrub, publish and commit exactly once.
+
+    `producer_factory` replaces aiokafka's transactional producers (tests).
+    """
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         client_id=f"claim-scrubber-{settings.worker_id}",
@@ -165,16 +103,23 @@ def build_app(settings: Settings, scrubber: Scrubber, log: FilteringBoundLogger)
         log_level=logging.DEBUG,
         graceful_timeout=settings.shutdown_timeout_s,
     )
-    producers = PartitionProducers(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+    ownership = PartitionOwnership(
         group_id=settings.group_id,
         input_topic=settings.topic_input,
-        client_id=f"claim-scrubber-{settings.worker_id}",
-        transaction_timeout_ms=settings.transaction_timeout_ms,
+        producer_factory=producer_factory
+        or transactional_producers(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id=f"claim-scrubber-{settings.worker_id}",
+            transaction_timeout_ms=settings.transaction_timeout_ms,
+        ),
+        member=ConsumerMember(lambda: subscriber.consumer, settings.topic_input),
+        log=log,
+        fence_quarantine_s=settings.transaction_timeout_ms / 1000,
     )
-    router = ClaimRouter(settings=settings, scrubber=scrubber, producers=producers, log=log)
+    worker = _Worker(settings, scrubber, ownership)
     subscriber = broker.subscriber(
-        settings.topic_input,
+        # The worker never creates a topic: a missing one is a start-up error.
+        Topic(settings.topic_input, declare=False),
         group_id=settings.group_id,
         batch=True,
         max_records=settings.batch_max_records,
@@ -185,7 +130,7 @@ def build_app(settings: Settings, scrubber: Scrubber, log: FilteringBoundLogger)
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 4),
         max_partition_fetch_bytes=max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
-        listener=_PartitionOwnership(topic=settings.topic_input, producers=producers, log=log),
+        listener=OwnershipListener(topic=settings.topic_input, ownership=ownership, log=log),
         decoder=_undecoded,
         title=f"{settings.topic_input}:scrub",
         description="ClaimEvent JSON, schema_version 1 (schemas/claim-event.schema.json)",
@@ -203,10 +148,12 @@ def build_app(settings: Settings, scrubber: Scrubber, log: FilteringBoundLogger)
         consumer = subscriber.consumer
         if consumer is None:  # stopped between fetching and handling: nothing was consumed
             return
-        await router.handle(message.raw_message, consumer)
+        await worker.handle(message.raw_message, consumer)
 
     async def starting() -> None:
-        await _wait_for_broker(settings, log)
+        await wait_for_broker(settings, log)
+        sizes = await check_topic_sizes(settings)
+        worker.start(sizes.by_topic, log)
 
     watch: list[asyncio.Task[None]] = []
 
@@ -215,7 +162,7 @@ def build_app(settings: Settings, scrubber: Scrubber, log: FilteringBoundLogger)
         # collection, whose full passes over it stalled the event loop 20-50 ms each.
         gc.collect()
         gc.freeze()
-        watch.append(asyncio.create_task(_watch_broker(settings, log), name="broker-watch"))
+        watch.append(asyncio.create_task(watch_broker(settings, log), name="broker-watch"))
         log.info(
             "worker.started",
             version=__version__,
@@ -229,10 +176,9 @@ def build_app(settings: Settings, scrubber: Scrubber, log: FilteringBoundLogger)
         log.info("worker.stopping")
         for task in watch:
             task.cancel()
+        await worker.stop()
 
     async def stopped() -> None:
-        await router.drain()
-        await producers.close_all()
         log.info("worker.stopped")
 
     return FastStream(

@@ -1,0 +1,423 @@
+"""Who may publish for an input partition: one state machine, one transactional producer each.
+
+aiokafka commits consumer offsets with TxnOffsetCommit v0, which carries no consumer-group
+generation (the pre-KIP-447 model): a worker that stalled and lost its partitions can only be
+fenced through its transactional id. So each input partition has its own producer,
+`<group>-<topic>-<partition>`, and the InitProducerId that starts it fences every older
+holder of that id and waits until the holder's last transaction has ended.
+
+Every partition goes through these states, and only these transitions:
+
+    ASSIGNED ──fence──▶ FENCING ──producer up, offset re-read──▶ OWNED
+       ▲                   │ fails: backoff                        │ transaction fails
+       └───────────────────┴───────────────────────────────────────┤ (abort, backoff)
+       ▲                                                           │ ProducerFenced
+       └──── quarantine over, still ours in the group ◀── FENCED ◀─┘
+    any state ──revoked by the group──▶ REVOKED (the producer stops after its transaction)
+
+- A producer is created only by the fence step, never lazily by a commit: a worker that was
+  fenced or failed does not take its transactional id back on its own.
+- A partition is paused in the consumer from assignment (and from any failure) until it is
+  OWNED again, and its position is re-read from the committed offset after the producer is
+  up: InitProducerId returns only once the previous holder's transaction has completed, so
+  the offset read then is final (the one aiokafka fetched on assignment may not be).
+- Before fencing again after a failure, the worker confirms with the group coordinator that
+  it is still a current member; a stale member waits for the group to revoke the partition.
+- After ProducerFenced the partition stays FENCED for a quarantine (the transaction timeout):
+  whoever fenced it may finish its transaction. A rightful new owner makes the group revoke
+  the partition long before; if the group still names this worker after the quarantine, it
+  fences again.
+- The epoch counts every change of ownership. Records decided in one epoch are never
+  published in another: the consumer delivers them again.
+
+A failure affects only its own partition: each has its own backoff and recovery task.
+"""
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from aiokafka import TopicPartition
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaConnectionError,
+    ProducerFenced,
+)
+from structlog.typing import FilteringBoundLogger
+
+from claim_scrubber.adapters.backoff import Backoff
+
+__all__ = [
+    "GroupMember",
+    "OutboundRecord",
+    "PartitionFencedError",
+    "PartitionOwnership",
+    "PartitionRevokedError",
+    "PartitionState",
+    "ProducerFactory",
+    "TransactionFailedError",
+    "TransactionalProducer",
+]
+
+
+class PartitionState(StrEnum):
+    ASSIGNED = "assigned"
+    FENCING = "fencing"
+    OWNED = "owned"
+    FENCED = "fenced"
+    REVOKED = "revoked"
+
+
+class PartitionFencedError(Exception):
+    """Another producer took this partition's transactional id; nothing of the transaction
+    is visible."""
+
+
+class PartitionRevokedError(Exception):
+    """The partition is not OWNED in the epoch the records were read in: nothing was sent,
+    and the consumer (this worker's later or another worker's) reads them again."""
+
+
+class TransactionFailedError(Exception):
+    """The transaction was aborted; `record_index` names the record whose delivery failed,
+    when one did."""
+
+    def __init__(self, cause: BaseException, record_index: int | None) -> None:
+        super().__init__(type(cause).__name__)
+        self.cause = cause
+        self.record_index = record_index
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class TransactionalProducer(Protocol):
+    """The part of aiokafka's AIOKafkaProducer (with a transactional_id) used here."""
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def begin_transaction(self) -> None: ...
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> Awaitable[Any]: ...
+    async def send_offsets_to_transaction(self, offsets: dict[Any, int], group_id: str) -> None: ...
+    async def commit_transaction(self) -> None: ...
+    async def abort_transaction(self) -> None: ...
+
+
+ProducerFactory = Callable[[str, int], TransactionalProducer]
+"""(transactional id, partition) -> a producer not yet started."""
+
+
+class GroupMember(Protocol):
+    """What ownership needs from the group consumer, by input partition number."""
+
+    def pause(self, partition: int) -> None: ...
+    def resume(self, partition: int) -> None: ...
+    async def seek_to_committed(self, partition: int) -> None: ...
+    async def confirm_membership(self) -> bool: ...
+
+
+_FENCED_ERRORS = (ProducerFenced, InvalidProducerEpoch)
+_STOP_TIMEOUT_S = 10.0
+
+
+@dataclass(slots=True)
+class _Partition:
+    number: int
+    state: PartitionState = PartitionState.ASSIGNED
+    epoch: int = 0
+    producer: TransactionalProducer | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    backoff: Backoff = field(default_factory=Backoff)
+    recovery: asyncio.Task[None] | None = None
+
+
+class PartitionOwnership:
+    """The state of every input partition this worker was assigned, and its producer."""
+
+    def __init__(
+        self,
+        *,
+        group_id: str,
+        input_topic: str,
+        producer_factory: ProducerFactory,
+        member: GroupMember,
+        log: FilteringBoundLogger,
+        fence_quarantine_s: float,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._group_id = group_id
+        self._input_topic = input_topic
+        self._factory = producer_factory
+        self._member = member
+        self._log = log
+        self._fence_quarantine_s = fence_quarantine_s
+        self._sleep = sleep
+        self._partitions: dict[int, _Partition] = {}
+
+    def transactional_id(self, partition: int) -> str:
+        return f"{self._group_id}-{self._input_topic}-{partition}"
+
+    def state(self, partition: int) -> PartitionState:
+        """A partition keeps its entry (and its epoch) once assigned, REVOKED when not ours."""
+        found = self._partitions.get(partition)
+        return PartitionState.REVOKED if found is None else found.state
+
+    def epoch(self, partition: int) -> int:
+        found = self._partitions.get(partition)
+        return 0 if found is None else found.epoch
+
+    def owns(self, partition: int) -> bool:
+        return self.state(partition) is PartitionState.OWNED
+
+    def owned(self) -> list[int]:
+        return sorted(
+            p.number for p in self._partitions.values() if p.state is PartitionState.OWNED
+        )
+
+    @property
+    def all_owned(self) -> bool:
+        """Whether every assigned partition has its producer up (false with none assigned)."""
+        states = [
+            p.state for p in self._partitions.values() if p.state is not PartitionState.REVOKED
+        ]
+        return bool(states) and all(state is PartitionState.OWNED for state in states)
+
+    # Transitions driven by the group ------------------------------------------------------
+
+    async def assign(self, partitions: Iterable[int]) -> None:
+        """The group assigned these partitions: pause them, fence, re-read, resume.
+
+        Fencing right here needs no membership check: the group has just named this worker.
+        A partition whose fence fails stays paused and is retried with backoff.
+        """
+        entries = []
+        for number in partitions:
+            entry = self._partitions.setdefault(number, _Partition(number))
+            self._cancel_recovery(entry)
+            entry.state = PartitionState.ASSIGNED
+            entry.epoch += 1
+            entry.backoff.reset()
+            self._member.pause(number)
+            entries.append(entry)
+        results = await asyncio.gather(*(self._fence(entry) for entry in entries))
+        for entry, fenced in zip(entries, results, strict=True):
+            if not fenced:
+                self._schedule_recovery(entry, entry.backoff.next_delay())
+
+    async def revoke(self, partitions: Iterable[int]) -> None:
+        """The group took these partitions: no transaction starts for them any more, the one
+        in progress ends (commit or abort) before the producer stops."""
+
+        async def revoke_one(entry: _Partition) -> None:
+            self._cancel_recovery(entry)
+            entry.state = PartitionState.REVOKED
+            entry.epoch += 1
+            async with entry.lock:
+                await self._stop_producer(entry)
+
+        await asyncio.gather(
+            *(revoke_one(self._partitions[p]) for p in partitions if p in self._partitions)
+        )
+
+    async def close(self) -> None:
+        """Shutdown: every transaction has ended (the router drained); stop every producer."""
+        await self.revoke(
+            [p.number for p in self._partitions.values() if p.state is not PartitionState.REVOKED]
+        )
+
+    # Publishing ---------------------------------------------------------------------------
+
+    async def commit(
+        self,
+        partition: int,
+        records: Sequence[OutboundRecord],
+        next_offset: int,
+        *,
+        epoch: int,
+    ) -> None:
+        """Publish `records` and commit `next_offset` for the partition in one transaction.
+
+        `epoch` is the partition's epoch when the records were read. Raises
+        PartitionRevokedError when the partition is not OWNED in that epoch (nothing was
+        sent), PartitionFencedError when another producer took its transactional id, or
+        TransactionFailedError when the transaction was aborted. In every failure nothing of
+        it is visible to read_committed consumers, and the partition recovers by itself.
+        """
+        entry = self._partitions.get(partition)
+        if entry is None:
+            raise PartitionRevokedError(self.transactional_id(partition))
+        async with entry.lock:
+            if entry.state is not PartitionState.OWNED or entry.epoch != epoch:
+                raise PartitionRevokedError(self.transactional_id(partition))
+            producer = entry.producer
+            assert producer is not None
+            failed_index: int | None = None
+            try:
+                await producer.begin_transaction()
+                deliveries = []
+                for index, record in enumerate(records):
+                    failed_index = index
+                    deliveries.append(
+                        await producer.send(
+                            record.topic, record.value, key=record.key, headers=record.headers
+                        )
+                    )
+                failed_index = None
+                await producer.send_offsets_to_transaction(
+                    {TopicPartition(self._input_topic, partition): next_offset}, self._group_id
+                )
+                # Every record must be written before the offsets commit: aiokafka can let
+                # commit_transaction() succeed after a batch failed (seen with
+                # OutOfOrderSequenceNumber after a broker restart), which would lose it.
+                for index, delivery in enumerate(deliveries):
+                    failed_index = index
+                    await delivery
+                failed_index = None
+                await producer.commit_transaction()
+            except _FENCED_ERRORS as error:
+                await self._fenced(entry)
+                raise PartitionFencedError(self.transactional_id(partition)) from error
+            except Exception as error:
+                await self._failed(entry, error)
+                raise TransactionFailedError(error, failed_index) from error
+            entry.backoff.reset()
+
+    def fail(self, partition: int, reason: str) -> None:
+        """A record of this partition could not be decided: read it again after backoff,
+        from the committed offset, with a fresh producer."""
+        entry = self._partitions.get(partition)
+        if entry is None or entry.state is not PartitionState.OWNED:
+            return
+        self._leave_owned(entry, PartitionState.ASSIGNED)
+        delay = entry.backoff.next_delay()
+        self._log.warning(
+            "partition.retrying",
+            partition=partition,
+            reason=reason,
+            attempt=entry.backoff.attempt,
+            retry_in_s=round(delay, 2),
+        )
+        self._schedule_recovery(entry, delay)
+
+    # Internals ----------------------------------------------------------------------------
+
+    def _leave_owned(self, entry: _Partition, state: PartitionState) -> None:
+        entry.state = state
+        entry.epoch += 1
+        self._member.pause(entry.number)
+
+    async def _fenced(self, entry: _Partition) -> None:
+        """Another producer holds the id: drop ours, and do not take the id back before the
+        quarantine is over and the group still names this worker."""
+        self._leave_owned(entry, PartitionState.FENCED)
+        await self._stop_producer(entry)
+        self._log.warning(
+            "transaction.fenced",
+            partition=entry.number,
+            transactional_id=self.transactional_id(entry.number),
+            quarantine_s=self._fence_quarantine_s,
+        )
+        self._schedule_recovery(entry, self._fence_quarantine_s)
+
+    async def _failed(self, entry: _Partition, error: BaseException) -> None:
+        self._leave_owned(entry, PartitionState.ASSIGNED)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._abort(entry), timeout=_STOP_TIMEOUT_S)
+        await self._stop_producer(entry)
+        delay = entry.backoff.next_delay()
+        event = "broker.unreachable" if _is_outage(error) else "transaction.aborted"
+        self._log.warning(
+            event,
+            partition=entry.number,
+            error_type=type(error).__name__,
+            error=str(error),
+            attempt=entry.backoff.attempt,
+            retry_in_s=round(delay, 2),
+        )
+        self._schedule_recovery(entry, delay)
+
+    async def _abort(self, entry: _Partition) -> None:
+        if entry.producer is not None:
+            await entry.producer.abort_transaction()
+
+    async def _stop_producer(self, entry: _Partition) -> None:
+        producer, entry.producer = entry.producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):  # a broken producer may not stop cleanly
+                await asyncio.wait_for(producer.stop(), timeout=_STOP_TIMEOUT_S)
+
+    async def _fence(self, entry: _Partition) -> bool:
+        """ASSIGNED -> FENCING -> OWNED: start the producer (InitProducerId fences every other
+        holder of the id and waits for its transaction to end), then re-read the committed
+        offset and resume. False, back in ASSIGNED, when any step fails."""
+        async with entry.lock:
+            if entry.state is not PartitionState.ASSIGNED:
+                return entry.state is PartitionState.OWNED
+            entry.state = PartitionState.FENCING
+            await self._stop_producer(entry)  # the one a failed decision left idle
+            producer = self._factory(self.transactional_id(entry.number), entry.number)
+            try:
+                await producer.start()
+                entry.producer = producer
+                await self._member.seek_to_committed(entry.number)
+            except Exception as error:  # noqa: BLE001 - any failure: stay paused, retry later
+                entry.producer = None
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.stop(), timeout=_STOP_TIMEOUT_S)
+                if entry.state is PartitionState.FENCING:
+                    entry.state = PartitionState.ASSIGNED
+                self._log.warning(
+                    "partition.fence_failed",
+                    partition=entry.number,
+                    error_type=type(error).__name__,
+                    error=str(error),
+                )
+                return False
+            if entry.state is not PartitionState.FENCING:  # revoked while fencing
+                await self._stop_producer(entry)
+                return False
+            entry.state = PartitionState.OWNED
+            entry.epoch += 1
+            self._member.resume(entry.number)
+            return True
+
+    def _schedule_recovery(self, entry: _Partition, delay: float) -> None:
+        if entry.recovery is None or entry.recovery.done():
+            entry.recovery = asyncio.create_task(
+                self._recover(entry, delay), name=f"recover-partition-{entry.number}"
+            )
+
+    def _cancel_recovery(self, entry: _Partition) -> None:
+        if entry.recovery is not None and not entry.recovery.done():
+            entry.recovery.cancel()
+        entry.recovery = None
+
+    async def _recover(self, entry: _Partition, delay: float) -> None:
+        await self._sleep(delay)
+        while entry.state in {PartitionState.ASSIGNED, PartitionState.FENCED}:
+            if entry.state is PartitionState.FENCED:
+                entry.state = PartitionState.ASSIGNED
+            if await self._still_member() and await self._fence(entry):
+                self._log.info("partition.recovered", partition=entry.number, epoch=entry.epoch)
+                return
+            await self._sleep(entry.backoff.next_delay())
+
+    async def _still_member(self) -> bool:
+        try:
+            return await self._member.confirm_membership()
+        except Exception:  # noqa: BLE001 - unknown means not confirmed
+            return False
+
+
+def _is_outage(error: BaseException) -> bool:
+    return isinstance(error, KafkaConnectionError | asyncio.TimeoutError | OSError)

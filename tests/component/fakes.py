@@ -1,0 +1,158 @@
+"""Stand-ins for the broker side of PartitionOwnership: producers and the group member.
+
+They keep one shared journal of what happened, in order, so tests can state the order of
+pauses, InitProducerIds, seeks and commits.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from claim_scrubber.adapters.kafka.ownership import TransactionalProducer
+
+
+@dataclass
+class FakeBroker:
+    """Committed offsets and transactions as the tests script them."""
+
+    journal: list[tuple[Any, ...]] = field(default_factory=list)
+    committed: dict[int, int] = field(default_factory=dict)
+    published: dict[int, list[bytes]] = field(default_factory=dict)
+    fail_starts: dict[int, list[BaseException]] = field(default_factory=dict)
+    fail_commit: dict[int, BaseException] = field(default_factory=dict)
+    fail_delivery: dict[tuple[int, int], BaseException] = field(default_factory=dict)
+    """(partition, index of the record in its transaction) -> the error its delivery gets."""
+    during_start: dict[int, Callable[[], None]] = field(default_factory=dict)
+    """partition -> what happens while its producer's InitProducerId waits."""
+    commit_gate: asyncio.Event | None = None
+    producers: list["FakeProducer"] = field(default_factory=list)
+
+    def starts(self, partition: int) -> int:
+        return sum(1 for entry in self.journal if entry[:2] == ("start", partition))
+
+
+class FakeProducer:
+    def __init__(self, broker: FakeBroker, transactional_id: str, partition: int) -> None:
+        self.broker = broker
+        self.transactional_id = transactional_id
+        self.partition = partition
+        self.stopped = False
+        self._pending: list[bytes] = []
+        self._offset: int | None = None
+
+    async def start(self) -> None:
+        self.broker.journal.append(("start", self.partition))
+        if (happening := self.broker.during_start.get(self.partition)) is not None:
+            happening()
+        failures = self.broker.fail_starts.get(self.partition)
+        if failures:
+            raise failures.pop(0)
+
+    async def stop(self) -> None:
+        self.stopped = True
+        self.broker.journal.append(("stop", self.partition))
+
+    async def begin_transaction(self) -> None:
+        self._pending, self._offset = [], None
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> Awaitable[Any]:
+        del topic, key, headers
+        delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        error = self.broker.fail_delivery.pop((self.partition, len(self._pending)), None)
+        if error is None:
+            delivery.set_result(None)
+        else:
+            delivery.set_exception(error)
+        self._pending.append(value)
+        return delivery
+
+    async def send_offsets_to_transaction(self, offsets: dict[Any, int], group_id: str) -> None:
+        del group_id
+        ((_, offset),) = offsets.items()
+        self._offset = offset
+
+    async def commit_transaction(self) -> None:
+        if self.broker.commit_gate is not None:
+            await self.broker.commit_gate.wait()
+        error = self.broker.fail_commit.pop(self.partition, None)
+        if error is not None:
+            raise error
+        assert self._offset is not None
+        self.broker.published.setdefault(self.partition, []).extend(self._pending)
+        self.broker.committed[self.partition] = self._offset
+        self.broker.journal.append(("commit", self.partition, self._offset))
+
+    async def abort_transaction(self) -> None:
+        self.broker.journal.append(("abort", self.partition))
+
+
+def producer_factory(broker: FakeBroker) -> Any:
+    def build(transactional_id: str, partition: int) -> TransactionalProducer:
+        producer = FakeProducer(broker, transactional_id, partition)
+        broker.producers.append(producer)
+        return producer
+
+    return build
+
+
+@dataclass
+class FakeMember:
+    """The group consumer: paused partitions, positions, and whether the group still agrees."""
+
+    broker: FakeBroker
+    paused: set[int] = field(default_factory=set)
+    positions: dict[int, int] = field(default_factory=dict)
+    current_member: bool = True
+
+    def pause(self, partition: int) -> None:
+        self.paused.add(partition)
+        self.broker.journal.append(("pause", partition))
+
+    def resume(self, partition: int) -> None:
+        self.paused.discard(partition)
+        self.broker.journal.append(("resume", partition))
+
+    async def seek_to_committed(self, partition: int) -> None:
+        offset = self.broker.committed.get(partition, 0)
+        self.positions[partition] = offset
+        self.broker.journal.append(("seek", partition, offset))
+
+    async def confirm_membership(self) -> bool:
+        self.broker.journal.append(("confirm", self.current_member))
+        return self.current_member
+
+
+class ManualSleep:
+    """asyncio.sleep under the test's control: every delay asked for waits for `release`."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+        self._waiting: list[asyncio.Future[None]] = []
+
+    async def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+        waiting: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiting)
+        await waiting
+
+    @property
+    def pending(self) -> int:
+        """Sleeps in progress (call `settle` first for tasks that were just started)."""
+        return sum(1 for waiting in self._waiting if not waiting.done())
+
+    async def release(self) -> None:
+        """End every sleep in progress, then let the woken tasks run."""
+        await settle()
+        for waiting in self._waiting:
+            if not waiting.done():
+                waiting.set_result(None)
+        await settle()
+
+
+async def settle() -> None:
+    """Let every ready task run until none is left (sleeps under ManualSleep stay asleep)."""
+    for _ in range(50):
+        await asyncio.sleep(0)

@@ -1,0 +1,287 @@
+"""PartitionOwnership's transitions, each without a broker (real-broker proof: integration)."""
+
+import asyncio
+
+import pytest
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaConnectionError,
+    MessageSizeTooLargeError,
+    ProducerFenced,
+)
+
+from claim_scrubber.adapters.kafka.ownership import (
+    OutboundRecord,
+    PartitionFencedError,
+    PartitionOwnership,
+    PartitionRevokedError,
+    PartitionState,
+    TransactionFailedError,
+)
+from claim_scrubber.adapters.logging import configure_logging, get_logger
+from tests.component.fakes import FakeBroker, FakeMember, ManualSleep, producer_factory, settle
+
+QUARANTINE_S = 60.0
+
+
+def _record(value: bytes = b"{}") -> OutboundRecord:
+    return OutboundRecord("claims.clean", b"k", value, [])
+
+
+class _Setup:
+    def __init__(self) -> None:
+        configure_logging(level="error")
+        self.broker = FakeBroker()
+        self.member = FakeMember(self.broker)
+        self.sleep = ManualSleep()
+        self.ownership = PartitionOwnership(
+            group_id="g",
+            input_topic="claims.submitted",
+            producer_factory=producer_factory(self.broker),
+            member=self.member,
+            log=get_logger(),
+            fence_quarantine_s=QUARANTINE_S,
+            sleep=self.sleep,
+        )
+
+    async def commit(self, partition: int, next_offset: int, records: int = 1) -> None:
+        await self.ownership.commit(
+            partition,
+            [_record() for _ in range(records)],
+            next_offset,
+            epoch=self.ownership.epoch(partition),
+        )
+
+
+@pytest.fixture
+async def setup() -> _Setup:
+    return _Setup()
+
+
+class TestAssignment:
+    async def test_an_assigned_partition_is_paused_fenced_reread_and_resumed_in_that_order(
+        self, setup: _Setup
+    ) -> None:
+        setup.broker.committed[0] = 42
+
+        await setup.ownership.assign([0])
+
+        assert setup.broker.journal == [
+            ("pause", 0),
+            ("start", 0),
+            ("seek", 0, 42),
+            ("resume", 0),
+        ]
+        assert setup.ownership.state(0) is PartitionState.OWNED
+        assert setup.broker.producers[0].transactional_id == "g-claims.submitted-0"
+
+    async def test_the_offset_is_read_after_the_previous_holders_transaction_ended(
+        self, setup: _Setup
+    ) -> None:
+        """InitProducerId returns once the previous holder's transaction has completed: an
+        offset it committed meanwhile is the one the new owner starts from."""
+        setup.broker.committed[0] = 10
+        setup.broker.during_start[0] = lambda: setup.broker.committed.__setitem__(0, 25)
+
+        await setup.ownership.assign([0])
+
+        assert setup.member.positions[0] == 25
+
+    async def test_a_failed_fence_keeps_the_partition_paused_and_retries_after_backoff(
+        self, setup: _Setup
+    ) -> None:
+        setup.broker.fail_starts[0] = [KafkaConnectionError("down")]
+
+        await setup.ownership.assign([0])
+
+        await settle()
+        assert setup.ownership.state(0) is PartitionState.ASSIGNED
+        assert 0 in setup.member.paused
+        assert setup.sleep.pending == 1
+        await setup.sleep.release()
+        assert setup.ownership.state(0) is PartitionState.OWNED
+        assert 0 not in setup.member.paused
+        assert setup.broker.starts(0) == 2
+
+    async def test_no_transaction_runs_for_a_partition_before_its_producer_is_up(
+        self, setup: _Setup
+    ) -> None:
+        setup.broker.fail_starts[0] = [KafkaConnectionError("down")]
+        await setup.ownership.assign([0])
+
+        with pytest.raises(PartitionRevokedError):
+            await setup.commit(0, 5)
+        assert setup.broker.starts(0) == 1, "a commit never starts a producer"
+
+
+class TestCommits:
+    async def test_records_read_in_an_earlier_epoch_are_refused_without_sending(
+        self, setup: _Setup
+    ) -> None:
+        await setup.ownership.assign([0])
+        epoch = setup.ownership.epoch(0)
+        await setup.ownership.revoke([0])
+        await setup.ownership.assign([0])
+
+        with pytest.raises(PartitionRevokedError):
+            await setup.ownership.commit(0, [_record()], 5, epoch=epoch)
+        assert setup.broker.committed.get(0) is None
+
+    async def test_a_revoked_partition_ends_its_transaction_before_the_producer_stops(
+        self, setup: _Setup
+    ) -> None:
+        await setup.ownership.assign([0])
+        setup.broker.commit_gate = asyncio.Event()
+        committing = asyncio.create_task(setup.commit(0, 7))
+        await settle()
+
+        revoking = asyncio.create_task(setup.ownership.revoke([0]))
+        await settle()
+        assert not revoking.done()
+        setup.broker.commit_gate.set()
+        await committing
+        await revoking
+
+        assert setup.broker.journal[-2:] == [("commit", 0, 7), ("stop", 0)]
+        assert setup.ownership.state(0) is PartitionState.REVOKED
+
+
+class TestFencing:
+    @pytest.mark.parametrize("error", [ProducerFenced(), InvalidProducerEpoch()])
+    async def test_a_fenced_partition_does_not_take_its_transactional_id_back(
+        self, setup: _Setup, error: BaseException
+    ) -> None:
+        await setup.ownership.assign([0])
+        setup.broker.fail_commit[0] = error
+
+        with pytest.raises(PartitionFencedError):
+            await setup.commit(0, 3)
+        with pytest.raises(PartitionRevokedError):
+            await setup.commit(0, 4)
+        await settle()
+
+        assert setup.ownership.state(0) is PartitionState.FENCED
+        assert 0 in setup.member.paused
+        assert setup.broker.starts(0) == 1
+        assert setup.broker.producers[0].stopped
+        assert setup.sleep.delays == [QUARANTINE_S]
+
+    async def test_after_the_quarantine_a_partition_the_group_still_assigns_is_fenced_again(
+        self, setup: _Setup
+    ) -> None:
+        await setup.ownership.assign([0])
+        setup.broker.fail_commit[0] = ProducerFenced()
+        with pytest.raises(PartitionFencedError):
+            await setup.commit(0, 3)
+
+        await setup.sleep.release()
+
+        assert setup.ownership.state(0) is PartitionState.OWNED
+        assert setup.broker.starts(0) == 2
+        assert ("confirm", True) in setup.broker.journal
+
+    async def test_a_fenced_partition_that_the_group_revokes_is_never_fenced_again(
+        self, setup: _Setup
+    ) -> None:
+        await setup.ownership.assign([0])
+        setup.broker.fail_commit[0] = ProducerFenced()
+        with pytest.raises(PartitionFencedError):
+            await setup.commit(0, 3)
+
+        await setup.ownership.revoke([0])
+        await setup.sleep.release()
+
+        assert setup.broker.starts(0) == 1
+        assert setup.ownership.state(0) is PartitionState.REVOKED
+
+
+class TestFailedTransactions:
+    async def test_a_failed_transaction_is_aborted_and_only_its_partition_pauses(
+        self, setup: _Setup
+    ) -> None:
+        await setup.ownership.assign([0, 1])
+        setup.broker.fail_commit[1] = KafkaConnectionError("down")
+
+        with pytest.raises(TransactionFailedError):
+            await setup.commit(1, 9)
+        await setup.commit(0, 4)
+
+        assert ("abort", 1) in setup.broker.journal
+        assert setup.member.paused == {1}
+        assert setup.ownership.state(0) is PartitionState.OWNED
+        assert setup.broker.committed == {0: 4}
+
+    async def test_a_failed_partition_recovers_from_its_committed_offset_with_a_new_producer(
+        self, setup: _Setup
+    ) -> None:
+        await setup.ownership.assign([1])
+        await setup.commit(1, 5)
+        setup.broker.fail_commit[1] = KafkaConnectionError("down")
+        with pytest.raises(TransactionFailedError):
+            await setup.commit(1, 9)
+
+        await setup.sleep.release()
+
+        assert setup.ownership.state(1) is PartitionState.OWNED
+        assert setup.broker.starts(1) == 2
+        assert setup.member.positions[1] == 5
+        assert setup.broker.journal[-3:] == [("start", 1), ("seek", 1, 5), ("resume", 1)]
+
+    async def test_a_worker_the_group_no_longer_confirms_never_starts_a_producer_again(
+        self, setup: _Setup
+    ) -> None:
+        await setup.ownership.assign([1])
+        setup.broker.fail_commit[1] = KafkaConnectionError("down")
+        with pytest.raises(TransactionFailedError):
+            await setup.commit(1, 9)
+        setup.member.current_member = False
+
+        for _ in range(3):
+            await setup.sleep.release()
+
+        assert setup.broker.starts(1) == 1
+        assert setup.ownership.state(1) is PartitionState.ASSIGNED
+        assert 1 in setup.member.paused
+
+    async def test_the_failed_delivery_names_its_record(self, setup: _Setup) -> None:
+        await setup.ownership.assign([2])
+        setup.broker.fail_delivery[(2, 1)] = MessageSizeTooLargeError()
+
+        with pytest.raises(TransactionFailedError) as failed:
+            await setup.commit(2, 3, records=3)
+
+        assert failed.value.record_index == 1
+        assert isinstance(failed.value.cause, MessageSizeTooLargeError)
+        assert setup.broker.committed == {}
+
+    async def test_each_partition_backs_off_on_its_own(self, setup: _Setup) -> None:
+        await setup.ownership.assign([0, 1])
+        for _ in range(3):
+            setup.broker.fail_commit[0] = KafkaConnectionError("down")
+            with pytest.raises(TransactionFailedError):
+                await setup.commit(0, 9)
+            await setup.sleep.release()
+        setup.broker.fail_commit[1] = KafkaConnectionError("down")
+        with pytest.raises(TransactionFailedError):
+            await setup.commit(1, 9)
+        await settle()
+
+        first_delays_of_0, first_delay_of_1 = setup.sleep.delays[:3], setup.sleep.delays[3]
+        assert first_delays_of_0[2] > first_delay_of_1, "partition 1 starts its own backoff"
+
+
+class TestUndecidableRecords:
+    async def test_a_partition_whose_record_failed_is_reread_from_its_committed_offset(
+        self, setup: _Setup
+    ) -> None:
+        await setup.ownership.assign([3])
+        await setup.commit(3, 12)
+
+        setup.ownership.fail(3, reason="record.failed")
+        assert setup.ownership.state(3) is PartitionState.ASSIGNED
+        assert 3 in setup.member.paused
+        await setup.sleep.release()
+
+        assert setup.ownership.state(3) is PartitionState.OWNED
+        assert setup.member.positions[3] == 12
+        assert setup.broker.producers[0].stopped, "the idle producer was replaced"
