@@ -89,7 +89,9 @@ async def create_topics(
                         t,
                         num_partitions=partitions,
                         replication_factor=1,
-                        topic_configs=output_configs or OUTPUT_TOPIC_CONFIGS,
+                        topic_configs=(
+                            OUTPUT_TOPIC_CONFIGS if output_configs is None else output_configs
+                        ),
                     )
                     for t in topics.outputs
                 ),

@@ -95,16 +95,20 @@ create_topics() {
   local existing pids=() t config
   existing=$(topic_cmd --list)
   for t in "${topics[@]}"; do
+    config=()
+    if [ "$t" != "${topics[0]}" ]; then
+      config=(--config "max.message.bytes=$output_max_message_bytes")
+    fi
     if grep -qxF "$t" <<<"$existing"; then
-      # A topic created by an earlier version of this script: raise its limit in place.
-      [ "$t" != "${topics[0]}" ] && java_run kafka.admin.ConfigCommand --bootstrap-server "$bootstrap" \
-        --alter --entity-type topics --entity-name "$t" \
-        --add-config "max.message.bytes=$output_max_message_bytes" >/dev/null &
-      pids+=($!)
+      if [ ${#config[@]} -gt 0 ]; then
+        # An output topic created by an earlier version of this script: raise its limit.
+        java_run kafka.admin.ConfigCommand --bootstrap-server "$bootstrap" --alter \
+          --entity-type topics --entity-name "$t" \
+          --add-config "max.message.bytes=$output_max_message_bytes" >/dev/null &
+        pids+=($!)
+      fi
       continue
     fi
-    config=()
-    [ "$t" != "${topics[0]}" ] && config=(--config "max.message.bytes=$output_max_message_bytes")
     topic_cmd --create --if-not-exists --topic "$t" --partitions "$partitions" --replication-factor 1 \
       "${config[@]}" >/dev/null &
     pids+=($!)
