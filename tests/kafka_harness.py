@@ -1,9 +1,11 @@
 """Real-broker test harness: isolated topics, worker processes, exactly-once accounting."""
 
 import asyncio
+import base64
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -116,6 +118,16 @@ async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes | No
     return sent
 
 
+_INPUT_ID = re.compile(rb"event_id\W{1,4}([A-Za-z0-9._-]+)")
+
+
+def input_id(payload: bytes) -> str | None:
+    """The unique id a test input carries in its bytes: a claim's event_id, or the same marker
+    (`event_id: ID`) inside input that is not a claim."""
+    found = _INPUT_ID.search(payload)
+    return found.group(1).decode("ascii") if found else None
+
+
 @dataclass
 class Output:
     topic: str
@@ -126,6 +138,15 @@ class Output:
     @property
     def source(self) -> tuple[int, int]:
         return (self.body["source"]["partition"], self.body["source"]["offset"])
+
+    @property
+    def input_id(self) -> str | None:
+        """The id of the input this output answers, read from what it carries of the input
+        (a result's event_id, a dead letter's payload), never from its `source`."""
+        if "payload_base64" in self.body:
+            return input_id(base64.b64decode(self.body["payload_base64"]))
+        event_id = self.body.get("event_id")
+        return event_id if isinstance(event_id, str) else None
 
 
 @dataclass
@@ -140,6 +161,15 @@ class Tally:
     def duplicates(self) -> int:
         counts = Counter(output.source for output in self.outputs)
         return sum(count - 1 for count in counts.values() if count > 1)
+
+    def by_input_id(self, inputs: Counter[str]) -> tuple[int, int]:
+        """(duplicated, lost) counted by the unique id each input carries: an input answered
+        n times adds n-1 duplicates, an input never answered adds one loss."""
+        answered = Counter(output.input_id for output in self.outputs)
+        duplicated = sum(max(0, answered[i] - count) for i, count in inputs.items())
+        duplicated += sum(count for i, count in answered.items() if i not in inputs)
+        lost = sum(max(0, count - answered[i]) for i, count in inputs.items())
+        return duplicated, lost
 
     def missing(self, input_end_offsets: dict[int, int]) -> int:
         """Input records (partition, offset) with no output at all."""
@@ -158,6 +188,31 @@ async def input_end_offsets(bootstrap: str, topics: Topics) -> dict[int, int]:
         return {tp.partition: offset for tp, offset in ends.items()}
     finally:
         await consumer.stop()
+
+
+async def input_ids(bootstrap: str, topics: Topics) -> Counter[str]:
+    """Every input record's id, read back from the input topic (a record a producer retried
+    may be there twice, and then needs two answers)."""
+    ends = await input_end_offsets(bootstrap, topics)
+    consumer = AIOKafkaConsumer(
+        topics.input, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    ids: Counter[str] = Counter()
+    try:
+        read = dict.fromkeys(ends, 0)
+        deadline = time.monotonic() + 60
+        while any(read[p] < end for p, end in ends.items()) and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for tp, records in batches.items():
+                for record in records:
+                    ids[
+                        input_id(record.value or b"") or f"unmarked-{tp.partition}-{record.offset}"
+                    ] += 1
+                    read[tp.partition] = record.offset + 1
+    finally:
+        await consumer.stop()
+    return ids
 
 
 async def collect(

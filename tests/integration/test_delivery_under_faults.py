@@ -1,9 +1,10 @@
 """Exactly once under the faults production sees, against the real broker.
 
-Each scenario counts inputs, outputs per topic, duplicates and losses (by input partition and
-offset, as a read_committed consumer sees them) and the time from the fault to the next
-committed output. The table is printed at the end of the run and written to
-build/delivery-report.md.
+Each scenario counts inputs, outputs per topic, duplicates and losses (by the unique id every
+input carries in its bytes, read back from the input topic and from what each output carries
+of its input, never from the `source` an output claims; as a read_committed consumer sees
+them) and the time from the fault to the next committed output ("-" when none came). The
+table is printed at the end of the run and written to build/delivery-report.md.
 """
 
 import asyncio
@@ -31,6 +32,7 @@ from tests.kafka_harness import (
     Tally,
     Topics,
     input_end_offsets,
+    input_ids,
     produce,
     produce_steadily,
 )
@@ -90,14 +92,14 @@ class _Measurement:
         recovery = None
         if fault_at is not None:
             after = self.watcher.first_arrival_after(fault_at + in_flight_s)
-            recovery = (after or fault_at) - fault_at
-        ends = await input_end_offsets(self.kafka_bootstrap, self.topics)
+            recovery = None if after is None else after - fault_at
+        inputs = await input_ids(self.kafka_bootstrap, self.topics)
         by_topic = tally.by_topic()
-        measured = _Measured(tally, tally.duplicates(), tally.missing(ends))
+        measured = _Measured(tally, *tally.by_input_id(inputs))
         self.report.append(
             {
                 "scenario": scenario,
-                "inputs": sum(ends.values()),
+                "inputs": sum(inputs.values()),
                 "clean": by_topic.get(self.topics.clean, 0),
                 "needs_review": by_topic.get(self.topics.review, 0),
                 "dead_letter": by_topic.get(self.topics.dead_letter, 0),
@@ -334,21 +336,41 @@ async def test_poison_input_interleaved_with_good_input_lands_where_the_contract
         max_message_bytes=settings.max_message_bytes,
         rules=(*CHECKED_RULES, _raises_on_marked_claims),
     )
-    poison = {
-        "too_large": event_bytes(patched(default_event(), {"claim.lines[0].note": "x" * 5000})),
-        "invalid_encoding": b'{"schema_version": "1", "event_id": "\xff"}',
-        "invalid_json": b'{"schema_version": "1"',
-        "not_an_object": b'"a string"',
-        "unsupported_schema_version": b'{"schema_version": "0"}',
-        "schema_violation": event_bytes(patched(default_event(), {"claim.lines": "none"})),
-        "rule_raises": event_bytes(patched(default_event(), {"claim.claim_id": "RAISE-1"})),
-    }
+
+    def poison(round_number: int) -> dict[str, bytes]:
+        """One of each kind of bad input, each carrying its own `event_id` marker."""
+        marker = f"poison-{round_number}"
+        return {
+            "too_large": event_bytes(
+                patched(
+                    default_event(),
+                    {"event_id": f"{marker}-large", "claim.lines[0].note": "x" * 5000},
+                )
+            ),
+            "invalid_encoding": (
+                f'{{"schema_version": "1", "event_id": "{marker}-utf8", "x": "'.encode() + b'\xff"}'
+            ),
+            "invalid_json": f'{{"schema_version": "1", "event_id": "{marker}-json"'.encode(),
+            "not_an_object": f'"a string with event_id: {marker}-string"'.encode(),
+            "unsupported_schema_version": (
+                f'{{"schema_version": "0", "event_id": "{marker}-version"}}'.encode()
+            ),
+            "schema_violation": event_bytes(
+                patched(default_event(), {"event_id": f"{marker}-schema", "claim.lines": "none"})
+            ),
+            "rule_raises": event_bytes(
+                patched(
+                    default_event(), {"event_id": f"{marker}-raise", "claim.claim_id": "RAISE-1"}
+                )
+            ),
+        }
+
     good = _claims(300, "P")
     records: list[tuple[bytes | None, bytes]] = []
     for index, value in enumerate(good):
         records.append((None, value))
         if index % 40 == 0:
-            records.extend((kind.encode(), payload) for kind, payload in poison.items())
+            records.extend((kind.encode(), payload) for kind, payload in poison(index).items())
 
     started = time.monotonic()
     app = build_app(settings, scrubber, get_logger(worker_id="poison"))
@@ -368,7 +390,7 @@ async def test_poison_input_interleaved_with_good_input_lands_where_the_contract
     rounds = sum(1 for index in range(len(good)) if index % 40 == 0)
     dead = [o for o in tally.outputs if o.topic == topics.dead_letter]
     kinds = sorted(o.body["error"]["kind"] for o in dead)
-    assert kinds == sorted([kind for kind in poison if kind != "rule_raises"] * rounds)
+    assert kinds == sorted([kind for kind in poison(0) if kind != "rule_raises"] * rounds)
     raised = [o for o in tally.outputs if o.key == b"RAISE-1"]
     assert len(raised) == rounds
     assert all(o.topic == topics.review for o in raised)
