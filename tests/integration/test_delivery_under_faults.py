@@ -191,6 +191,38 @@ async def test_rebalancing_under_load_as_workers_join_and_leave_keeps_exactly_on
     assert third.events("claim.scrubbed"), "the added worker took a share"
 
 
+async def test_rolling_restarts_under_load_keep_exactly_once(
+    kafka_bootstrap: str,
+    topics: Topics,
+    start_worker: WorkerStarter,
+    measure: _Measurement,
+) -> None:
+    total, restarts = 9000, 6
+    started = time.monotonic()
+    pool = [start_worker(f"rolling-{n}") for n in range(3)]
+    sending = asyncio.create_task(
+        produce_steadily(kafka_bootstrap, topics.input, _claims(total), duration_s=30)
+    )
+    for restart in range(restarts):
+        await asyncio.sleep(2)
+        slot = restart % len(pool)
+        pool[slot].signal(signal.SIGTERM)
+        assert await pool[slot].wait() == 0
+        pool[slot] = start_worker(f"rolling-{restart + len(pool)}")
+        await pool[slot].wait_for_event("partitions.assigned")
+    restarted_at = time.monotonic()
+    await sending
+
+    measured = await measure(
+        f"rolling restarts ({restarts} SIGTERM + replace, 3 workers, under load)",
+        expected=total,
+        started=started,
+        fault_at=restarted_at,
+    )
+
+    assert (measured.duplicates, measured.lost) == (0, 0)
+
+
 async def test_a_frozen_worker_is_fenced_and_its_late_transaction_duplicates_nothing(
     kafka_bootstrap: str,
     topics: Topics,
