@@ -285,3 +285,35 @@ class TestUndecidableRecords:
         assert setup.ownership.state(3) is PartitionState.OWNED
         assert setup.member.positions[3] == 12
         assert setup.broker.producers[0].stopped, "the idle producer was replaced"
+
+
+class TestClosing:
+    async def test_after_close_no_partition_is_fenced_again(self, setup: _Setup) -> None:
+        await setup.ownership.assign([0])
+        await setup.ownership.close()
+
+        await setup.ownership.assign([0, 1])
+
+        assert setup.broker.starts(0) == 1
+        assert setup.broker.starts(1) == 0
+        assert setup.broker.producers[0].stopped
+
+    async def test_a_fence_cancelled_midway_leaves_no_producer_running(self, setup: _Setup) -> None:
+        setup.broker.fail_starts[0] = [KafkaConnectionError("down")]
+        await setup.ownership.assign([0])
+        await settle()  # the recovery sleeps its backoff
+        hanging = asyncio.Event()
+        original = setup.member.seek_to_committed
+
+        async def hang(partition: int) -> None:
+            await hanging.wait()
+            await original(partition)
+
+        setup.member.seek_to_committed = hang  # type: ignore[method-assign]
+        await setup.sleep.release()  # recovery: the producer starts, then the seek hangs
+        await setup.ownership.revoke([0])
+        await settle()
+
+        assert len(setup.broker.producers) == 2
+        assert setup.broker.producers[1].stopped, "the producer started by the cancelled fence"
+        assert setup.ownership.state(0) is PartitionState.REVOKED

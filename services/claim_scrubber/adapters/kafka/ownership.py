@@ -163,6 +163,7 @@ class PartitionOwnership:
         self._fence_quarantine_s = fence_quarantine_s
         self._sleep = sleep
         self._partitions: dict[int, _Partition] = {}
+        self._closed = False
 
     def transactional_id(self, partition: int) -> str:
         return f"{self._group_id}-{self._input_topic}-{partition}"
@@ -200,6 +201,8 @@ class PartitionOwnership:
         Fencing right here needs no membership check: the group has just named this worker.
         A partition whose fence fails stays paused and is retried with backoff.
         """
+        if self._closed:  # stopping: the partitions stay paused until the consumer leaves
+            return
         entries = []
         for number in partitions:
             entry = self._partitions.setdefault(number, _Partition(number))
@@ -230,7 +233,9 @@ class PartitionOwnership:
         )
 
     async def close(self) -> None:
-        """Shutdown: every transaction has ended (the router drained); stop every producer."""
+        """Shutdown: every transaction has ended (the router drained); stop every producer,
+        and fence nothing any more."""
+        self._closed = True
         await self.revoke(
             [p.number for p in self._partitions.values() if p.state is not PartitionState.REVOKED]
         )
@@ -370,12 +375,14 @@ class PartitionOwnership:
                 await producer.start()
                 entry.producer = producer
                 await self._member.seek_to_committed(entry.number)
-            except Exception as error:  # noqa: BLE001 - any failure: stay paused, retry later
+            except BaseException as error:  # any failure, or cancellation: no producer left up
                 entry.producer = None
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(producer.stop(), timeout=_STOP_TIMEOUT_S)
                 if entry.state is PartitionState.FENCING:
                     entry.state = PartitionState.ASSIGNED
+                if not isinstance(error, Exception):
+                    raise
                 self._log.warning(
                     "partition.fence_failed",
                     partition=entry.number,
