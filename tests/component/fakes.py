@@ -26,6 +26,8 @@ class FakeBroker:
     during_start: dict[int, Callable[[], None]] = field(default_factory=dict)
     """partition -> what happens while its producer's InitProducerId waits."""
     commit_gate: asyncio.Event | None = None
+    start_gate: asyncio.Event | None = None
+    """When set, every InitProducerId waits for it."""
     producers: list["FakeProducer"] = field(default_factory=list)
 
     def starts(self, partition: int) -> int:
@@ -45,6 +47,8 @@ class FakeProducer:
         self.broker.journal.append(("start", self.partition))
         if (happening := self.broker.during_start.get(self.partition)) is not None:
             happening()
+        if self.broker.start_gate is not None:
+            await self.broker.start_gate.wait()
         failures = self.broker.fail_starts.get(self.partition)
         if failures:
             raise failures.pop(0)

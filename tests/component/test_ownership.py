@@ -302,15 +302,8 @@ class TestClosing:
         setup.broker.fail_starts[0] = [KafkaConnectionError("down")]
         await setup.ownership.assign([0])
         await settle()  # the recovery sleeps its backoff
-        hanging = asyncio.Event()
-        original = setup.member.seek_to_committed
-
-        async def hang(partition: int) -> None:
-            await hanging.wait()
-            await original(partition)
-
-        setup.member.seek_to_committed = hang  # type: ignore[method-assign]
-        await setup.sleep.release()  # recovery: the producer starts, then the seek hangs
+        setup.broker.start_gate = asyncio.Event()
+        await setup.sleep.release()  # recovery: its InitProducerId hangs
         await setup.ownership.revoke([0])
         await settle()
 
