@@ -21,6 +21,7 @@ from claim_scrubber.adapters.kafka.group import (
     transactional_producers,
 )
 from claim_scrubber.adapters.kafka.ownership import OutboundRecord, PartitionOwnership
+from claim_scrubber.adapters.kafka.security import connection
 from claim_scrubber.adapters.logging import configure_logging, get_logger
 from claim_scrubber.adapters.settings import load_settings
 
@@ -37,8 +38,10 @@ async def main() -> None:
     settings = load_settings()
     configure_logging(level="warning")
     log = get_logger(worker_id="passthrough")
+    fatal: list[str] = []
+    kafka = connection(settings)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **kafka.client_args(),
         group_id=settings.group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -49,13 +52,14 @@ async def main() -> None:
         group_id=settings.group_id,
         input_topic=settings.topic_input,
         producer_factory=transactional_producers(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            connection=kafka,
             client_id="passthrough",
             transaction_timeout_ms=settings.transaction_timeout_ms,
         ),
         member=ConsumerMember(lambda: consumer, settings.topic_input),
         log=log,
         fence_quarantine_s=settings.transaction_timeout_ms / 1000,
+        on_fatal=fatal.append,
     )
     consumer.subscribe(
         [settings.topic_input],
@@ -67,7 +71,7 @@ async def main() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        while not stop.is_set():
+        while not stop.is_set() and not fatal:
             batch = await consumer.getmany(
                 timeout_ms=settings.batch_timeout_ms, max_records=settings.batch_max_records
             )

@@ -24,8 +24,10 @@ from typing import Any, BinaryIO
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from claim_scrubber.adapters.kafka.security import KafkaConnection, connection
 from claim_scrubber.adapters.kafka.startup import OUTPUT_TOPIC_CONFIGS
 from claim_scrubber.adapters.ruleset_file import load_ruleset
+from claim_scrubber.adapters.settings import load_settings
 from claim_scrubber.scrubber import Scrubber, timestamp_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,11 +94,16 @@ class Topics:
         ]
         self.group = f"{self.prefix}.group"
 
-    def env(self, bootstrap: str) -> dict[str, str]:
+    def env(self, kafka: KafkaConnection) -> dict[str, str]:
         clean, review, dead = self.outputs
-        base = {k: v for k, v in os.environ.items() if not k.startswith("SCRUBBER_")}
+        # The measured processes connect as the bench does (SCRUBBER_KAFKA_* security too).
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("SCRUBBER_") or k.startswith("SCRUBBER_KAFKA_")
+        }
         return base | {
-            "SCRUBBER_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "SCRUBBER_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "SCRUBBER_GROUP_ID": self.group,
             "SCRUBBER_TOPIC_INPUT": self.input,
             "SCRUBBER_TOPIC_CLEAN": clean,
@@ -105,8 +112,8 @@ class Topics:
             "SCRUBBER_WORKER_ID": self.prefix,
         }
 
-    async def create(self, bootstrap: str) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    async def create(self, kafka: KafkaConnection) -> None:
+        admin = AIOKafkaAdminClient(**kafka.client_args())
         await admin.start()
         try:
             await admin.create_topics(
@@ -122,9 +129,9 @@ class Topics:
             await admin.close()
         await asyncio.sleep(1)  # leaders elected
 
-    async def delete(self, bootstrap: str) -> None:
+    async def delete(self, kafka: KafkaConnection) -> None:
         """Drop the phase's topics: a run writes about 600 MB that nobody reads again."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = AIOKafkaAdminClient(**kafka.client_args())
         await admin.start()
         try:
             await admin.delete_topics([self.input, *self.outputs])
@@ -132,9 +139,9 @@ class Topics:
             await admin.close()
 
 
-async def _preload(bootstrap: str, topic: str, values: list[bytes]) -> None:
+async def _preload(kafka: KafkaConnection, topic: str, values: list[bytes]) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks="all"
+        **kafka.client_args(), linger_ms=20, max_batch_size=512 * 1024, acks="all"
     )
     await producer.start()
     try:
@@ -172,16 +179,16 @@ def _log_file(phase: str) -> BinaryIO:
 
 
 async def bench_drain(
-    bootstrap: str, command: list[str], phase: str, values: list[bytes]
+    kafka: KafkaConnection, command: list[str], phase: str, values: list[bytes]
 ) -> dict[str, float]:
     """Preload `values`, start `command`, and time it from its first commit to its last."""
     topics = Topics(phase)
-    await topics.create(bootstrap)
-    await _preload(bootstrap, topics.input, values)
-    env = topics.env(bootstrap)
+    await topics.create(kafka)
+    await _preload(kafka, topics.input, values)
+    env = topics.env(kafka)
     with _log_file(phase) as log:
         process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka.client_args())
     await admin.start()
     rss_max = 0.0
     first_at = first_count = None
@@ -203,7 +210,7 @@ async def bench_drain(
         await admin.close()
         process.terminate()
         process.wait(timeout=60)
-        await topics.delete(bootstrap)
+        await topics.delete(kafka)
     assert first_at is not None
     assert first_count is not None
     rate = (len(values) - first_count) / max(done_at - first_at, 1e-9)
@@ -211,7 +218,7 @@ async def bench_drain(
 
 
 async def bench_latency(
-    bootstrap: str, rate: float, seconds: float, warmup_seconds: float
+    kafka: KafkaConnection, rate: float, seconds: float, warmup_seconds: float
 ) -> dict[str, float]:
     """One worker under a steady offered load; latency input timestamp -> output timestamp.
 
@@ -220,20 +227,20 @@ async def bench_latency(
     steady state does not show.
     """
     topics = Topics("latency")
-    await topics.create(bootstrap)
+    await topics.create(kafka)
     with _log_file("latency") as log:
         process = subprocess.Popen(
-            WORKER, env=topics.env(bootstrap), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
+            WORKER, env=topics.env(kafka), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT
         )
     consumer = AIOKafkaConsumer(
         *topics.outputs,
-        bootstrap_servers=bootstrap,
+        **kafka.client_args(),
         isolation_level="read_committed",
         auto_offset_reset="earliest",
         group_id=None,
     )
     await consumer.start()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+    producer = AIOKafkaProducer(**kafka.client_args(), linger_ms=0)
     await producer.start()
     sent: dict[bytes, int] = {}
     seen: dict[bytes, tuple[int, float]] = {}
@@ -274,7 +281,7 @@ async def bench_latency(
         await consumer.stop()
         process.terminate()
         process.wait(timeout=60)
-        await topics.delete(bootstrap)
+        await topics.delete(kafka)
     to_output = sorted(seen[key][0] - sent[key] for key in sent if key in seen)
     visible = sorted(seen[key][1] - sent[key] for key in sent if key in seen)
 
@@ -341,7 +348,7 @@ async def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=20.0)
     parser.add_argument("--latency-warmup-seconds", type=float, default=30.0)
     arguments = parser.parse_args()
-    bootstrap = os.environ.get("SCRUBBER_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    kafka = connection(load_settings())
 
     results: dict[str, Any] = {
         "cpu_count": os.cpu_count(),
@@ -353,10 +360,10 @@ async def main() -> None:
     await _wait_for_quiet_broker()
     values = _claim_values(arguments.claims, "e2e")
     print(f"baseline: pass-through draining {arguments.claims} records ...", flush=True)
-    baseline = await bench_drain(bootstrap, PASSTHROUGH, "baseline", values)
+    baseline = await bench_drain(kafka, PASSTHROUGH, "baseline", values)
     await _wait_for_quiet_broker()
     print(f"worker: claim-scrubber worker draining {arguments.claims} claims ...", flush=True)
-    worker = await bench_drain(bootstrap, WORKER, "worker", values)
+    worker = await bench_drain(kafka, WORKER, "worker", values)
     results |= {
         "baseline_msgs_per_s": round(baseline["rate"]),
         "e2e_claims_per_s": round(worker["rate"]),
@@ -367,7 +374,7 @@ async def main() -> None:
     await _wait_for_quiet_broker()
     print(f"latency: {arguments.latency_seconds:g} s at half the worker's rate ...", flush=True)
     results |= await bench_latency(
-        bootstrap,
+        kafka,
         worker["rate"] / 2,
         arguments.latency_seconds,
         arguments.latency_warmup_seconds,

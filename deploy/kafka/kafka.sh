@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Local single-node Apache Kafka (KRaft, broker+controller) on 127.0.0.1:9092/9093.
+# Local single-node Apache Kafka (KRaft, broker+controller) on 127.0.0.1:9092/9093, with the
+# worker's secured listeners: 9094 SASL_SSL (SCRAM), 9095 mutual TLS, 9096 OAUTHBEARER.
 #   kafka.sh up     start it (fetching the jars on first use), wait until a client can list
-#                   topics, create the four claim topics; a running broker is left as it is
+#                   topics, create the four claim topics, the users and the least-privilege
+#                   ACLs of user `scrubber`, and write .kafka/secure.env (the settings a worker
+#                   needs to connect on 9094 as `scrubber`); a running broker is left as it is
 #   kafka.sh down   SIGTERM the broker and wait for it to exit; the data is kept
 #   kafka.sh clean  down, then delete the data
 # Everything lives under .kafka/ at the repository root. All three are safe to repeat.
@@ -15,7 +18,10 @@ data="$state/data"
 logs="$state/logs"
 pidfile="$state/kafka.pid"
 props="$state/server.properties"
+tls="$state/tls"
+secrets="$state/secrets"
 bootstrap="127.0.0.1:9092"
+group="${SCRUBBER_GROUP_ID:-claim-scrubber}"
 partitions="${SCRUBBER_TOPIC_PARTITIONS:-6}"
 topics=(
   "${SCRUBBER_TOPIC_INPUT:-claims.submitted}"
@@ -56,16 +62,115 @@ java_run() {
 }
 
 write_props() {
-  sed -e "s#@DATA@#$data#" "$here/server.properties" >"$props"
+  sed -e "s#@DATA@#$data#" -e "s#@STATE@#$state#" "$here/server.properties" >"$props"
+}
+
+# A CA, the broker's certificate for localhost/127.0.0.1 (a PEM keystore: key + certificate)
+# and a client certificate for CN=scrubber (mutual TLS), made once with openssl.
+tls_material() {
+  [ -f "$tls/broker.pem" ] && [ -f "$tls/scrubber.crt" ] && return 0
+  say "making TLS material in $tls"
+  rm -rf "$tls"
+  mkdir -p "$tls"
+  (
+    cd "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=claim-scrubber-local-ca" \
+      -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+      -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout broker.key -out broker.csr 2>/dev/null
+    openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 \
+      -copy_extensions copy -out broker.crt 2>/dev/null
+    cat broker.key broker.crt >broker.pem
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=scrubber" -keyout scrubber.key \
+      -out scrubber.csr 2>/dev/null
+    openssl x509 -req -in scrubber.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 825 \
+      -out scrubber.crt 2>/dev/null
+    chmod 600 ca.key broker.key broker.pem scrubber.key
+    rm -f broker.csr scrubber.csr
+  )
+}
+
+# Random passwords for the SCRAM users, made once, readable by the owner only.
+password_of() {
+  local file="$secrets/$1.password"
+  if ! [ -s "$file" ]; then
+    mkdir -p "$secrets"
+    chmod 700 "$secrets"
+    (umask 077 && openssl rand -hex 24 >"$file")
+  fi
+  cat "$file"
+}
+
+scram_users() {
+  local user password
+  for user in admin scrubber; do
+    password=$(password_of "$user")
+    printf -- "--add-scram\nSCRAM-SHA-256=[name=%s,password=%s]\n--add-scram\nSCRAM-SHA-512=[name=%s,password=%s]\n" \
+      "$user" "$password" "$user" "$password"
+  done
 }
 
 format_storage() {
   [ -f "$data/meta.properties" ] && return 0
   say "formatting a new single-node cluster in $data"
   mkdir -p "$data"
-  local cluster_id
+  local cluster_id scram=()
   cluster_id=$(java_run kafka.tools.StorageTool random-uuid)
-  java_run kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$props" >/dev/null
+  mapfile -t scram < <(scram_users)
+  java_run kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$props" \
+    "${scram[@]}" >/dev/null
+  touch "$data/.scram-users"
+}
+
+acl() { java_run org.apache.kafka.tools.AclCommand --bootstrap-server "$bootstrap" --add "$@" >/dev/null; }
+
+# What `scrubber` may do, and nothing else: read the input topic and its group, write the three
+# outputs, use the transactional ids with the group's prefix, read the four topics' configs.
+secure_users() {
+  local marker="$data/.secure-v1" user password mechanism pids=()
+  if [ -f "$marker" ]; then return 0; fi
+  if ! [ -f "$data/.scram-users" ]; then  # a cluster formatted before the users existed
+    for user in admin scrubber; do
+      password=$(password_of "$user")
+      for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do  # one credential per request
+        java_run kafka.admin.ConfigCommand --bootstrap-server "$bootstrap" --alter \
+          --entity-type users --entity-name "$user" \
+          --add-config "$mechanism=[password=$password]" >/dev/null &
+        pids+=($!)
+      done
+    done
+    for p in "${pids[@]}"; do wait "$p"; done
+    pids=()
+    touch "$data/.scram-users"
+  fi
+  say "granting user scrubber its ACLs"
+  acl --allow-principal User:scrubber --operation Read --operation Describe \
+    --operation DescribeConfigs --topic "${topics[0]}" &
+  pids+=($!)
+  acl --allow-principal User:scrubber --operation Write --operation Describe \
+    --operation DescribeConfigs --topic "${topics[1]}" --topic "${topics[2]}" --topic "${topics[3]}" &
+  pids+=($!)
+  acl --allow-principal User:scrubber --operation Read --group "$group" &
+  pids+=($!)
+  acl --allow-principal User:scrubber --operation Write --operation Describe \
+    --transactional-id "$group-${topics[0]}-" --resource-pattern-type prefixed &
+  pids+=($!)
+  for p in "${pids[@]}"; do wait "$p"; done
+  touch "$marker"
+}
+
+write_secure_env() {
+  password_of scrubber >/dev/null
+  cat >"$state/secure.env" <<ENV
+# A worker on the local broker's SASL_SSL listener as the least-privileged user scrubber:
+#   source .kafka/secure.env && make run
+export SCRUBBER_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9094
+export SCRUBBER_KAFKA_SECURITY_PROTOCOL=SASL_SSL
+export SCRUBBER_KAFKA_SASL_MECHANISM=SCRAM-SHA-512
+export SCRUBBER_KAFKA_SASL_USERNAME=scrubber
+export SCRUBBER_KAFKA_SASL_PASSWORD_FILE=$secrets/scrubber.password
+export SCRUBBER_KAFKA_SSL_CA_FILE=$tls/ca.pem
+ENV
 }
 
 topic_cmd() { java_run org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" "$@"; }
@@ -122,6 +227,7 @@ up() {
   if pid=$(running_pid); then
     say "broker already running (pid $pid)"
   else
+    tls_material
     write_props
     format_storage
     say "starting broker on $bootstrap"
@@ -133,7 +239,10 @@ up() {
   fi
   wait_ready
   create_topics
-  say "ready on $bootstrap; topics: ${topics[*]} ($partitions partitions)"
+  secure_users
+  write_secure_env
+  say "ready on $bootstrap (secured: 9094 SASL_SSL, 9095 mutual TLS, 9096 OAUTHBEARER;" \
+    "settings in .kafka/secure.env); topics: ${topics[*]} ($partitions partitions)"
 }
 
 down() {
@@ -159,7 +268,7 @@ down() {
 
 clean() {
   down
-  rm -rf "$data" "$logs" "$props"
+  rm -rf "$data" "$logs" "$props" "$state/secure.env"
   say "data deleted"
 }
 

@@ -34,12 +34,14 @@ class _Setup:
         self.broker = FakeBroker()
         self.member = FakeMember(self.broker)
         self.sleep = ManualSleep()
+        self.fatal: list[str] = []
         self.ownership = PartitionOwnership(
             group_id="g",
             input_topic="claims.submitted",
             producer_factory=producer_factory(self.broker),
             member=self.member,
             log=get_logger(),
+            on_fatal=self.fatal.append,
             fence_quarantine_s=QUARANTINE_S,
             sleep=self.sleep,
         )

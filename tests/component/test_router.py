@@ -79,12 +79,14 @@ class _World:
         self.broker = FakeBroker()
         self.member = FakeMember(self.broker)
         self.sleep = ManualSleep()
+        self.fatal: list[str] = []
         self.ownership = PartitionOwnership(
             group_id="g",
             input_topic=TOPIC,
             producer_factory=producer_factory(self.broker),
             member=self.member,
             log=get_logger(),
+            on_fatal=self.fatal.append,
             fence_quarantine_s=60,
             sleep=self.sleep,
         )

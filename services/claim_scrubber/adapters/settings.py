@@ -5,7 +5,7 @@ import socket
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
@@ -55,6 +55,77 @@ class Settings(BaseSettings):
     worker_id: Annotated[str, Field(min_length=1, max_length=200)] = Field(
         default_factory=_default_worker_id
     )
+
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: (
+        Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None
+    ) = None
+    kafka_sasl_username: Annotated[str, Field(min_length=1)] | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password_file: Path | None = None
+    kafka_ssl_ca_file: Path | None = None
+    kafka_ssl_cert_file: Path | None = None
+    kafka_ssl_key_file: Path | None = None
+    kafka_ssl_check_hostname: bool = True
+    kafka_oauth_token_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    kafka_oauth_client_id: Annotated[str, Field(min_length=1)] | None = None
+    kafka_oauth_client_secret: SecretStr | None = None
+    kafka_oauth_client_secret_file: Path | None = None
+    kafka_oauth_scope: str | None = None
+
+    @model_validator(mode="after")
+    def _security_is_consistent(self) -> "Settings":
+        """Settings that cannot work together stop the worker at start, named."""
+        protocol, mechanism = self.kafka_security_protocol, self.kafka_sasl_mechanism
+        sasl = protocol.startswith("SASL_")
+        tls = protocol in {"SSL", "SASL_SSL"}
+        problem = None
+        if mechanism is not None and not sasl:
+            problem = (
+                "SCRUBBER_KAFKA_SASL_MECHANISM needs SCRUBBER_KAFKA_SECURITY_PROTOCOL "
+                "SASL_PLAINTEXT or SASL_SSL"
+            )
+        elif sasl and mechanism is None:
+            problem = (
+                f"SCRUBBER_KAFKA_SECURITY_PROTOCOL {protocol} needs SCRUBBER_KAFKA_SASL_MECHANISM"
+            )
+        elif mechanism in {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}:
+            if self.kafka_sasl_username is None:
+                problem = f"SASL {mechanism} needs SCRUBBER_KAFKA_SASL_USERNAME"
+            elif (self.kafka_sasl_password is None) == (self.kafka_sasl_password_file is None):
+                problem = (
+                    f"SASL {mechanism} needs exactly one of SCRUBBER_KAFKA_SASL_PASSWORD and "
+                    "SCRUBBER_KAFKA_SASL_PASSWORD_FILE"
+                )
+        elif mechanism == "OAUTHBEARER":
+            if self.kafka_oauth_token_url is None or self.kafka_oauth_client_id is None:
+                problem = (
+                    "SASL OAUTHBEARER needs SCRUBBER_KAFKA_OAUTH_TOKEN_URL and "
+                    "SCRUBBER_KAFKA_OAUTH_CLIENT_ID"
+                )
+            elif (self.kafka_oauth_client_secret is None) == (
+                self.kafka_oauth_client_secret_file is None
+            ):
+                problem = (
+                    "SASL OAUTHBEARER needs exactly one of SCRUBBER_KAFKA_OAUTH_CLIENT_SECRET "
+                    "and SCRUBBER_KAFKA_OAUTH_CLIENT_SECRET_FILE"
+                )
+        if problem is None and (self.kafka_ssl_cert_file is None) != (
+            self.kafka_ssl_key_file is None
+        ):
+            problem = (
+                "SCRUBBER_KAFKA_SSL_CERT_FILE and SCRUBBER_KAFKA_SSL_KEY_FILE go together "
+                "(mutual TLS needs the certificate and its key)"
+            )
+        tls_files = (self.kafka_ssl_ca_file, self.kafka_ssl_cert_file, self.kafka_ssl_key_file)
+        if problem is None and not tls and any(f is not None for f in tls_files):
+            problem = (
+                f"TLS files are set but SCRUBBER_KAFKA_SECURITY_PROTOCOL is {protocol}; "
+                "use SSL or SASL_SSL"
+            )
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
     @model_validator(mode="after")
     def _topics_are_distinct(self) -> "Settings":

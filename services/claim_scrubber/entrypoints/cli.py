@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 import orjson
 
-from claim_scrubber.adapters.kafka import StartupError, build_app
+from claim_scrubber.adapters.kafka import StartupError, WorkerFailure, build_app, connection
 from claim_scrubber.adapters.logging import configure_logging, get_logger
 from claim_scrubber.adapters.published_docs import catalog_entries, generated_documents
 from claim_scrubber.adapters.ruleset_file import RulesetError, load_ruleset
@@ -52,12 +52,20 @@ def _prepare(*, log_stream_is_stderr: bool) -> tuple[Settings, Scrubber]:
 def _worker() -> int:
     settings, scrubber = _prepare(log_stream_is_stderr=False)
     log = get_logger(worker_id=settings.worker_id)
-    app = build_app(settings, scrubber, log)
+    try:
+        kafka = connection(settings)
+    except SettingsError as error:
+        raise _StartError(str(error)) from None
+    failure = WorkerFailure()
+    app = build_app(settings, scrubber, log, kafka=kafka, failure=failure)
     try:
         asyncio.run(app.run())
     except StartupError as error:
         log.error("worker.start_failed", problem=str(error))  # noqa: TRY400 - no traceback
         print(f"{_PROGRAM}: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    if failure.problem is not None:
+        print(f"{_PROGRAM}: error: {failure.problem}", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
 

@@ -1,6 +1,7 @@
 """Kafka transport: the FastStream worker and its exactly-once transactional output."""
 
-from claim_scrubber.adapters.kafka.app import build_app
+from claim_scrubber.adapters.kafka.app import WorkerFailure, build_app
+from claim_scrubber.adapters.kafka.security import KafkaConnection, connection
 from claim_scrubber.adapters.kafka.startup import StartupError
 
-__all__ = ["StartupError", "build_app"]
+__all__ = ["KafkaConnection", "StartupError", "WorkerFailure", "build_app", "connection"]

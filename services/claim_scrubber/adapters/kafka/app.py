@@ -16,6 +16,7 @@ import asyncio
 import gc
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage, Topic
@@ -32,6 +33,7 @@ from claim_scrubber.adapters.kafka.group import (
 from claim_scrubber.adapters.kafka.outbound import InputRecord, OutboundMapping, OutputTopics
 from claim_scrubber.adapters.kafka.ownership import PartitionOwnership, ProducerFactory
 from claim_scrubber.adapters.kafka.router import ClaimRouter, Cursor
+from claim_scrubber.adapters.kafka.security import KafkaConnection, connection
 from claim_scrubber.adapters.kafka.startup import (
     StartupError,
     check_topic_sizes,
@@ -42,7 +44,14 @@ from claim_scrubber.adapters.settings import Settings
 from claim_scrubber.models import DeadLetter, ScrubResult
 from claim_scrubber.scrubber import Scrubber
 
-__all__ = ["StartupError", "build_app"]
+__all__ = ["StartupError", "WorkerFailure", "build_app"]
+
+
+@dataclass
+class WorkerFailure:
+    """Why the running worker stopped itself, in one line (None: it was asked to stop)."""
+
+    problem: str | None = None
 
 
 async def _undecoded(message: StreamMessage[object]) -> None:
@@ -90,14 +99,32 @@ def build_app(
     scrubber: Scrubber,
     log: FilteringBoundLogger,
     *,
+    kafka: KafkaConnection | None = None,
     producer_factory: ProducerFactory | None = None,
+    failure: WorkerFailure | None = None,
 ) -> FastStream:
     """The worker application: consume, scrub, publish and commit exactly once.
 
-    `producer_factory` replaces aiokafka's transactional producers (tests).
+    `kafka` is how every client connects (default: built from `settings`, which raises
+    SettingsError for an unusable secret or certificate file); `producer_factory` replaces
+    aiokafka's transactional producers (tests); `failure` receives the reason when the worker
+    stops itself (a permission the broker refuses), after a graceful stop.
     """
+    kafka = kafka or connection(settings)
+    failure = failure if failure is not None else WorkerFailure()
+    running: list[FastStream] = []
+
+    def stop_for_good(problem: str) -> None:
+        if failure.problem is None:
+            failure.problem = problem
+            log.error("worker.failed", problem=problem)
+            for app in running:
+                app.exit()
+
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
+        security=kafka.faststream_security(),
+        sasl_oauth_token_provider=kafka.token_provider,
         client_id=f"claim-scrubber-{settings.worker_id}",
         logger=logging.getLogger("faststream.claim_scrubber"),
         log_level=logging.DEBUG,
@@ -108,13 +135,14 @@ def build_app(
         input_topic=settings.topic_input,
         producer_factory=producer_factory
         or transactional_producers(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            connection=kafka,
             client_id=f"claim-scrubber-{settings.worker_id}",
             transaction_timeout_ms=settings.transaction_timeout_ms,
         ),
         member=ConsumerMember(lambda: subscriber.consumer, settings.topic_input),
         log=log,
         fence_quarantine_s=settings.transaction_timeout_ms / 1000,
+        on_fatal=stop_for_good,
     )
     worker = _Worker(settings, scrubber, ownership)
     subscriber = broker.subscriber(
@@ -151,8 +179,8 @@ def build_app(
         await worker.handle(message.raw_message, consumer)
 
     async def starting() -> None:
-        await wait_for_broker(settings, log)
-        sizes = await check_topic_sizes(settings)
+        await wait_for_broker(settings, kafka, log)
+        sizes = await check_topic_sizes(settings, kafka)
         worker.start(sizes.by_topic, log)
 
     watch: list[asyncio.Task[None]] = []
@@ -162,7 +190,7 @@ def build_app(
         # collection, whose full passes over it stalled the event loop 20-50 ms each.
         gc.collect()
         gc.freeze()
-        watch.append(asyncio.create_task(watch_broker(settings, log), name="broker-watch"))
+        watch.append(asyncio.create_task(watch_broker(settings, kafka, log), name="broker-watch"))
         log.info(
             "worker.started",
             version=__version__,
@@ -181,7 +209,7 @@ def build_app(
     async def stopped() -> None:
         log.info("worker.stopped")
 
-    return FastStream(
+    application = FastStream(
         broker,
         logger=logging.getLogger("faststream.claim_scrubber"),
         on_startup=[starting],
@@ -194,3 +222,5 @@ def build_app(
             description="Scrubs claim events for HCPCS Q4390 and claim integrity, exactly once.",
         ),
     )
+    running.append(application)
+    return application

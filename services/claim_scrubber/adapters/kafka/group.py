@@ -12,6 +12,7 @@ from claim_scrubber.adapters.kafka.ownership import (
     ProducerFactory,
     TransactionalProducer,
 )
+from claim_scrubber.adapters.kafka.security import KafkaConnection
 
 __all__ = ["ConsumerMember", "OwnershipListener", "transactional_producers"]
 
@@ -101,13 +102,13 @@ class OwnershipListener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 def transactional_producers(
-    *, bootstrap_servers: str, client_id: str, transaction_timeout_ms: int
+    *, connection: KafkaConnection, client_id: str, transaction_timeout_ms: int
 ) -> ProducerFactory:
     """Builds the aiokafka transactional producer of one input partition."""
 
     def build(transactional_id: str, partition: int) -> TransactionalProducer:
         producer: TransactionalProducer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+            **connection.client_args(),
             client_id=f"{client_id}-p{partition}",
             transactional_id=transactional_id,
             transaction_timeout_ms=transaction_timeout_ms,

@@ -38,13 +38,19 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from aiokafka import TopicPartition
 from aiokafka.errors import (
+    AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
     InvalidProducerEpoch,
     KafkaConnectionError,
     ProducerFenced,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
 )
 from structlog.typing import FilteringBoundLogger
 
@@ -60,6 +66,7 @@ __all__ = [
     "ProducerFactory",
     "TransactionFailedError",
     "TransactionalProducer",
+    "denied",
 ]
 
 
@@ -127,6 +134,25 @@ class GroupMember(Protocol):
 
 
 _FENCED_ERRORS = (ProducerFenced, InvalidProducerEpoch)
+_DENIED: Final = {
+    TopicAuthorizationFailedError: "write to an output topic (Write on the topic)",
+    TransactionalIdAuthorizationFailed: "use its transactional id (Write on TransactionalId)",
+    GroupAuthorizationFailedError: "commit offsets for its group (Read on the group)",
+    ClusterAuthorizationFailedError: "use transactions (a cluster permission)",
+    SaslAuthenticationFailed: "authenticate (the broker refused the credentials)",
+    AuthenticationFailedError: "authenticate (the broker refused the credentials)",
+}
+
+
+def denied(error: BaseException) -> str | None:
+    """What the broker refused, when `error` is an authentication or authorization failure:
+    those are not retried like an outage."""
+    for error_type, what in _DENIED.items():
+        if isinstance(error, error_type):
+            return what
+    return None
+
+
 _STOP_TIMEOUT_S = 10.0
 
 
@@ -153,14 +179,18 @@ class PartitionOwnership:
         member: GroupMember,
         log: FilteringBoundLogger,
         fence_quarantine_s: float,
+        on_fatal: Callable[[str], None],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
+        """`on_fatal` is told, in one line, of a failure that retrying cannot mend (the broker
+        refused a permission); the partition stays paused and nothing of it is committed."""
         self._group_id = group_id
         self._input_topic = input_topic
         self._factory = producer_factory
         self._member = member
         self._log = log
         self._fence_quarantine_s = fence_quarantine_s
+        self._on_fatal = on_fatal
         self._sleep = sleep
         self._partitions: dict[int, _Partition] = {}
         self._closed = False
@@ -214,7 +244,7 @@ class PartitionOwnership:
             entries.append(entry)
         results = await asyncio.gather(*(self._fence(entry) for entry in entries))
         for entry, fenced in zip(entries, results, strict=True):
-            if not fenced:
+            if not fenced and entry.state is PartitionState.ASSIGNED:
                 self._schedule_recovery(entry, entry.backoff.next_delay())
 
     async def revoke(self, partitions: Iterable[int]) -> None:
@@ -334,11 +364,20 @@ class PartitionOwnership:
         )
         self._schedule_recovery(entry, self._fence_quarantine_s)
 
+    def _refused(self, entry: _Partition, what: str) -> None:
+        self._on_fatal(
+            f"Kafka refused to let this worker {what}: transactional id "
+            f"{self.transactional_id(entry.number)}, input partition {entry.number}"
+        )
+
     async def _failed(self, entry: _Partition, error: BaseException) -> None:
         self._leave_owned(entry, PartitionState.ASSIGNED)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._abort(entry), timeout=_STOP_TIMEOUT_S)
         await self._stop_producer(entry)
+        if (what := denied(error)) is not None:
+            self._refused(entry, what)
+            return
         delay = entry.backoff.next_delay()
         event = "broker.unreachable" if _is_outage(error) else "transaction.aborted"
         self._log.warning(
@@ -383,6 +422,10 @@ class PartitionOwnership:
                     entry.state = PartitionState.ASSIGNED
                 if not isinstance(error, Exception):
                     raise
+                if (what := denied(error)) is not None:
+                    entry.state = PartitionState.REVOKED  # never retried: the worker stops
+                    self._refused(entry, what)
+                    return False
                 self._log.warning(
                     "partition.fence_failed",
                     partition=entry.number,

@@ -19,6 +19,7 @@ from structlog.typing import FilteringBoundLogger
 
 from claim_scrubber.adapters.backoff import Backoff
 from claim_scrubber.adapters.kafka.outbound import dead_letter_bytes_needed, result_bytes_needed
+from claim_scrubber.adapters.kafka.security import KafkaConnection
 from claim_scrubber.adapters.settings import Settings
 
 __all__ = [
@@ -48,10 +49,8 @@ class _BrokerProblem:
     detail: dict[str, object]
 
 
-def _admin(settings: Settings) -> AIOKafkaAdminClient:
-    return AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=5_000
-    )
+def _admin(kafka: KafkaConnection) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**kafka.client_args(), request_timeout_ms=5_000)
 
 
 def _topics(settings: Settings) -> list[str]:
@@ -63,9 +62,9 @@ def _topics(settings: Settings) -> list[str]:
     ]
 
 
-async def _probe(settings: Settings) -> _BrokerProblem | None:
+async def _probe(settings: Settings, kafka: KafkaConnection) -> _BrokerProblem | None:
     """Ask the brokers for their topics: None when they answer and all four topics exist."""
-    admin = _admin(settings)
+    admin = _admin(kafka)
     try:
         await admin.start()
         topics = set(await admin.list_topics())
@@ -98,17 +97,21 @@ def _log_outage(log: FilteringBoundLogger, found: _BrokerProblem, backoff: Backo
     return delay
 
 
-async def wait_for_broker(settings: Settings, log: FilteringBoundLogger) -> None:
+async def wait_for_broker(
+    settings: Settings, kafka: KafkaConnection, log: FilteringBoundLogger
+) -> None:
     """Retry the brokers with backoff until they answer and the topics exist, or give up."""
     backoff = Backoff(first_s=0.5, cap_s=10.0)
     deadline = time.monotonic() + settings.startup_timeout_s
-    while (found := await _probe(settings)) is not None:
+    while (found := await _probe(settings, kafka)) is not None:
         if time.monotonic() >= deadline:
             raise StartupError(f"{found.problem} (gave up after {settings.startup_timeout_s:g} s)")
         await asyncio.sleep(_log_outage(log, found, backoff))
 
 
-async def watch_broker(settings: Settings, log: FilteringBoundLogger) -> None:
+async def watch_broker(
+    settings: Settings, kafka: KafkaConnection, log: FilteringBoundLogger
+) -> None:
     """While the worker runs, probe the brokers; log an outage with backoff, and its end.
 
     The consumer and the producers reconnect by themselves; this makes the outage visible to
@@ -117,7 +120,7 @@ async def watch_broker(settings: Settings, log: FilteringBoundLogger) -> None:
     backoff = Backoff(first_s=1.0, cap_s=30.0)
     down_since: float | None = None
     while True:
-        found = await _probe(settings)
+        found = await _probe(settings, kafka)
         if found is None:
             if down_since is not None:
                 log.info("broker.reachable", downtime_s=round(time.monotonic() - down_since, 1))
@@ -136,8 +139,8 @@ class TopicSizes:
     by_topic: dict[str, int]
 
 
-async def _read_topic_sizes(settings: Settings) -> TopicSizes:
-    admin = _admin(settings)
+async def _read_topic_sizes(settings: Settings, kafka: KafkaConnection) -> TopicSizes:
+    admin = _admin(kafka)
     try:
         await admin.start()
         responses = await admin.describe_configs(
@@ -167,9 +170,9 @@ async def _read_topic_sizes(settings: Settings) -> TopicSizes:
     return TopicSizes(sizes)
 
 
-async def check_topic_sizes(settings: Settings) -> TopicSizes:
+async def check_topic_sizes(settings: Settings, kafka: KafkaConnection) -> TopicSizes:
     """Read the topics' sizes and refuse to start unless every output fits its topic."""
-    sizes = await _read_topic_sizes(settings)
+    sizes = await _read_topic_sizes(settings, kafka)
     largest_input = sizes.by_topic[settings.topic_input]
     needs = {
         settings.topic_dead_letter: (

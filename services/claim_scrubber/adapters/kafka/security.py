@@ -1,0 +1,250 @@
+"""How every Kafka client of the project connects: one place builds it, once, from Settings.
+
+The TLS context, the SASL arguments and the OAUTHBEARER token provider are built here and
+handed to every client: FastStream's broker, each partition's transactional producer, the
+start-up and watch admin clients, the benchmark and the test harness. No client builds its
+own, so none can silently fall back to PLAINTEXT.
+
+Secrets (the SASL password, the OAuth client secret) stay SecretStr until the one call that
+hands them to aiokafka; they are read from their files here, at start, and never appear in a
+log line, an exception or a repr.
+"""
+
+import asyncio
+import base64
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+from aiokafka.abc import AbstractTokenProvider
+from faststream.security import (
+    BaseSecurity,
+    SASLOAuthBearer,
+    SASLPlaintext,
+    SASLScram256,
+    SASLScram512,
+)
+from pydantic import SecretStr
+
+from claim_scrubber.adapters.settings import Settings, SettingsError
+
+__all__ = ["ClientCredentialsTokenProvider", "KafkaConnection", "OAuthTokenError", "connection"]
+
+_REFRESH_AT: Final = 0.8
+"""A token is replaced once this share of its lifetime has passed."""
+_TOKEN_TIMEOUT_S: Final = 10.0
+
+
+class OAuthTokenError(Exception):
+    """The token endpoint did not issue a token; the message says why, without secrets."""
+
+
+class ClientCredentialsTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
+    """OAUTHBEARER tokens from an OIDC token endpoint (client-credentials grant).
+
+    aiokafka asks for a token on every new connection; a token is reused until 80 % of its
+    lifetime has passed, then fetched again, so a connection the broker closes when its
+    session expires (`connections.max.reauth.ms`) reconnects with a fresh one.
+    """
+
+    def __init__(
+        self,
+        *,
+        token_url: str,
+        client_id: str,
+        client_secret: SecretStr,
+        scope: str | None,
+    ) -> None:
+        self._token_url = token_url
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._scope = scope
+        self._token: SecretStr | None = None
+        self._refresh_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"ClientCredentialsTokenProvider(token_url={self._token_url!r})"
+
+    async def token(self) -> str:
+        async with self._lock:
+            if self._token is None or time.monotonic() >= self._refresh_at:
+                token, lifetime_s = await asyncio.to_thread(self._fetch)
+                self._token = SecretStr(token)
+                self._refresh_at = time.monotonic() + lifetime_s * _REFRESH_AT
+            return self._token.get_secret_value()
+
+    def _fetch(self) -> tuple[str, float]:
+        form = {"grant_type": "client_credentials"}
+        if self._scope:
+            form["scope"] = self._scope
+        basic = base64.b64encode(
+            f"{self._client_id}:{self._client_secret.get_secret_value()}".encode()
+        ).decode("ascii")
+        request = urllib.request.Request(  # noqa: S310 - the URL is validated as http(s)
+            self._token_url,
+            data=urllib.parse.urlencode(form).encode(),
+            headers={
+                "Authorization": f"Basic {basic}",
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Accept": "application/json",
+            },
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=_TOKEN_TIMEOUT_S) as response:  # noqa: S310
+                body = orjson.loads(response.read())
+        except urllib.error.HTTPError as error:
+            raise OAuthTokenError(
+                f"the token endpoint {self._token_url} refused client {self._client_id!r} "
+                f"(HTTP {error.code})"
+            ) from None
+        except (urllib.error.URLError, OSError) as error:
+            raise OAuthTokenError(
+                f"cannot reach the token endpoint {self._token_url} ({type(error).__name__})"
+            ) from None
+        except orjson.JSONDecodeError:
+            raise OAuthTokenError(
+                f"the token endpoint {self._token_url} answered something that is not JSON"
+            ) from None
+        token = body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise OAuthTokenError(f"the token endpoint {self._token_url} sent no access_token")
+        lifetime = body.get("expires_in", 300)
+        return token, float(lifetime) if isinstance(lifetime, int | float) else 300.0
+
+
+@dataclass(frozen=True)
+class KafkaConnection:
+    """Bootstrap servers and security for every Kafka client (secrets kept out of repr)."""
+
+    bootstrap_servers: str
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = field(default=None, repr=False)
+    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
+    token_provider: ClientCredentialsTokenProvider | None = field(default=None, repr=False)
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.ssl_context is not None
+
+    def client_args(self) -> dict[str, Any]:
+        """Keyword arguments for AIOKafkaProducer, AIOKafkaConsumer and AIOKafkaAdminClient."""
+        args: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "security_protocol": self.security_protocol,
+        }
+        if self.ssl_context is not None:
+            args["ssl_context"] = self.ssl_context
+        if self.sasl_mechanism is not None:
+            args["sasl_mechanism"] = self.sasl_mechanism
+        if self.sasl_password is not None:
+            args["sasl_plain_username"] = self.sasl_username
+            args["sasl_plain_password"] = self.sasl_password.get_secret_value()
+        if self.token_provider is not None:
+            args["sasl_oauth_token_provider"] = self.token_provider
+        return args
+
+    def faststream_security(self) -> BaseSecurity | None:
+        """The same security as FastStream's KafkaBroker takes it (its token provider is
+        passed beside it, as `sasl_oauth_token_provider`)."""
+        use_ssl = self.security_protocol in {"SSL", "SASL_SSL"}
+        if self.sasl_mechanism is None:
+            return BaseSecurity(self.ssl_context, use_ssl=True) if use_ssl else None
+        if self.sasl_mechanism == "OAUTHBEARER":
+            return SASLOAuthBearer(self.ssl_context, use_ssl=use_ssl)
+        assert self.sasl_username is not None
+        assert self.sasl_password is not None
+        security_class = {
+            "PLAIN": SASLPlaintext,
+            "SCRAM-SHA-256": SASLScram256,
+            "SCRAM-SHA-512": SASLScram512,
+        }[self.sasl_mechanism]
+        return security_class(
+            self.sasl_username,
+            self.sasl_password.get_secret_value(),
+            ssl_context=self.ssl_context,
+            use_ssl=use_ssl,
+        )
+
+
+def _read_secret(path: Path, setting: str) -> SecretStr:
+    try:
+        text = path.read_text("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as error:
+        raise SettingsError(f"cannot read {setting} {path} ({type(error).__name__})") from None
+    if not text:
+        raise SettingsError(f"{setting} {path} is empty")
+    return SecretStr(text)
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext:
+    try:
+        context = ssl.create_default_context(
+            cafile=None if settings.kafka_ssl_ca_file is None else str(settings.kafka_ssl_ca_file)
+        )
+    except (OSError, ssl.SSLError) as error:
+        raise SettingsError(
+            f"cannot use SCRUBBER_KAFKA_SSL_CA_FILE {settings.kafka_ssl_ca_file} "
+            f"({type(error).__name__})"
+        ) from None
+    context.check_hostname = settings.kafka_ssl_check_hostname
+    if settings.kafka_ssl_cert_file is not None and settings.kafka_ssl_key_file is not None:
+        try:
+            context.load_cert_chain(
+                str(settings.kafka_ssl_cert_file), str(settings.kafka_ssl_key_file)
+            )
+        except (OSError, ssl.SSLError) as error:
+            raise SettingsError(
+                f"cannot use SCRUBBER_KAFKA_SSL_CERT_FILE {settings.kafka_ssl_cert_file} with "
+                f"SCRUBBER_KAFKA_SSL_KEY_FILE {settings.kafka_ssl_key_file} "
+                f"({type(error).__name__})"
+            ) from None
+    return context
+
+
+def connection(settings: Settings) -> KafkaConnection:
+    """Read the secret files, build the TLS context and the token provider: once, at start.
+
+    Raises SettingsError (one line, no secret) for an unreadable or unusable file.
+    """
+    protocol = settings.kafka_security_protocol
+    ssl_context = _ssl_context(settings) if protocol in {"SSL", "SASL_SSL"} else None
+    password = settings.kafka_sasl_password
+    if password is None and settings.kafka_sasl_password_file is not None:
+        password = _read_secret(
+            settings.kafka_sasl_password_file, "SCRUBBER_KAFKA_SASL_PASSWORD_FILE"
+        )
+    token_provider = None
+    if settings.kafka_sasl_mechanism == "OAUTHBEARER":
+        secret = settings.kafka_oauth_client_secret
+        if secret is None and settings.kafka_oauth_client_secret_file is not None:
+            secret = _read_secret(
+                settings.kafka_oauth_client_secret_file, "SCRUBBER_KAFKA_OAUTH_CLIENT_SECRET_FILE"
+            )
+        assert settings.kafka_oauth_token_url is not None
+        assert settings.kafka_oauth_client_id is not None
+        assert secret is not None
+        token_provider = ClientCredentialsTokenProvider(
+            token_url=settings.kafka_oauth_token_url,
+            client_id=settings.kafka_oauth_client_id,
+            client_secret=secret,
+            scope=settings.kafka_oauth_scope,
+        )
+    return KafkaConnection(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        security_protocol=protocol,
+        sasl_mechanism=settings.kafka_sasl_mechanism,
+        sasl_username=settings.kafka_sasl_username,
+        sasl_password=None if settings.kafka_sasl_mechanism == "OAUTHBEARER" else password,
+        ssl_context=ssl_context,
+        token_provider=token_provider,
+    )

@@ -1,0 +1,224 @@
+"""Security settings and the one factory every Kafka client's connection comes from."""
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+from faststream.security import BaseSecurity, SASLScram512
+from pydantic import SecretStr
+
+from claim_scrubber.adapters.kafka.security import (
+    ClientCredentialsTokenProvider,
+    OAuthTokenError,
+    connection,
+)
+from claim_scrubber.adapters.settings import Settings, SettingsError, load_settings
+
+CANARY = "canary-secret-7f3a9c"
+
+
+def _load(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
+    for name, value in env.items():
+        monkeypatch.setenv(f"SCRUBBER_{name}", value)
+    return load_settings()
+
+
+class TestInconsistentSettings:
+    @pytest.mark.parametrize(
+        ("env", "expected"),
+        [
+            (
+                {"KAFKA_SASL_MECHANISM": "PLAIN"},
+                "SCRUBBER_KAFKA_SASL_MECHANISM needs SCRUBBER_KAFKA_SECURITY_PROTOCOL",
+            ),
+            (
+                {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL"},
+                "SASL_SSL needs SCRUBBER_KAFKA_SASL_MECHANISM",
+            ),
+            (
+                {"KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512"},
+                "needs SCRUBBER_KAFKA_SASL_USERNAME",
+            ),
+            (
+                {
+                    "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                    "KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+                    "KAFKA_SASL_USERNAME": "scrubber",
+                    "KAFKA_SASL_PASSWORD": CANARY,
+                    "KAFKA_SASL_PASSWORD_FILE": "/run/secrets/password",
+                },
+                "exactly one of SCRUBBER_KAFKA_SASL_PASSWORD and",
+            ),
+            (
+                {"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CERT_FILE": "/tls/client.crt"},
+                "SCRUBBER_KAFKA_SSL_CERT_FILE and SCRUBBER_KAFKA_SSL_KEY_FILE go together",
+            ),
+            (
+                {"KAFKA_SSL_CA_FILE": "/tls/ca.pem"},
+                "TLS files are set but SCRUBBER_KAFKA_SECURITY_PROTOCOL is PLAINTEXT",
+            ),
+            (
+                {
+                    "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                    "KAFKA_SASL_MECHANISM": "OAUTHBEARER",
+                    "KAFKA_OAUTH_CLIENT_ID": "scrubber",
+                },
+                "OAUTHBEARER needs SCRUBBER_KAFKA_OAUTH_TOKEN_URL",
+            ),
+        ],
+    )
+    def test_a_combination_that_cannot_work_is_refused_in_one_line(
+        self, monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: str
+    ) -> None:
+        with pytest.raises(SettingsError) as refused:
+            _load(monkeypatch, **env)
+
+        message = str(refused.value)
+        assert expected in message
+        assert "\n" not in message
+        assert CANARY not in message
+
+
+@pytest.fixture
+def scram_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Settings:
+    password_file = tmp_path / "password"
+    password_file.write_text(f"{CANARY}\n")
+    return _load(
+        monkeypatch,
+        KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+        KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
+        KAFKA_SASL_USERNAME="scrubber",
+        KAFKA_SASL_PASSWORD_FILE=str(password_file),
+    )
+
+
+class TestConnection:
+    def test_a_password_file_is_read_once_and_never_shown(self, scram_settings: Settings) -> None:
+        built = connection(scram_settings)
+
+        assert built.client_args()["sasl_plain_password"] == CANARY
+        assert built.client_args()["security_protocol"] == "SASL_SSL"
+        assert built.client_args()["ssl_context"] is built.ssl_context
+        assert CANARY not in repr(built)
+        assert CANARY not in repr(scram_settings)
+        security = built.faststream_security()
+        assert isinstance(security, SASLScram512)
+        assert security.use_ssl
+
+    def test_an_unreadable_secret_file_is_one_line_naming_the_setting(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        settings = _load(
+            monkeypatch,
+            KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
+            KAFKA_SASL_MECHANISM="PLAIN",
+            KAFKA_SASL_USERNAME="scrubber",
+            KAFKA_SASL_PASSWORD_FILE=str(tmp_path / "missing"),
+        )
+
+        with pytest.raises(SettingsError, match="cannot read SCRUBBER_KAFKA_SASL_PASSWORD_FILE"):
+            connection(settings)
+
+    def test_a_certificate_that_is_not_one_is_refused_at_start(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        (tmp_path / "client.crt").write_text("not a certificate")
+        (tmp_path / "client.key").write_text(CANARY)
+        settings = _load(
+            monkeypatch,
+            KAFKA_SECURITY_PROTOCOL="SSL",
+            KAFKA_SSL_CERT_FILE=str(tmp_path / "client.crt"),
+            KAFKA_SSL_KEY_FILE=str(tmp_path / "client.key"),
+        )
+
+        with pytest.raises(SettingsError, match="cannot use SCRUBBER_KAFKA_SSL_CERT_FILE") as bad:
+            connection(settings)
+        assert CANARY not in str(bad.value)
+
+    def test_plaintext_gives_every_client_plaintext_and_faststream_no_security(self) -> None:
+        built = connection(Settings.model_validate({"worker_id": "w"}))
+
+        assert built.client_args() == {
+            "bootstrap_servers": "localhost:9092",
+            "security_protocol": "PLAINTEXT",
+        }
+        assert built.faststream_security() is None
+
+    def test_tls_without_sasl_is_faststream_ssl(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        built = connection(_load(monkeypatch, KAFKA_SECURITY_PROTOCOL="SSL"))
+
+        security = built.faststream_security()
+        assert type(security) is BaseSecurity
+        assert security.use_ssl
+        assert built.ssl_context is not None
+        assert built.ssl_context.check_hostname
+
+
+class _TokenEndpoint(BaseHTTPRequestHandler):
+    issued: list[str]
+    refuse = False
+    lifetime_s = 2
+
+    def do_POST(self) -> None:
+        length = int(self.headers["Content-Length"])
+        self.rfile.read(length)
+        if type(self).refuse:
+            self.send_response(401)
+            self.end_headers()
+            return
+        token = f"token-{len(self.issued)}"
+        self.issued.append(token)
+        body = json.dumps({"access_token": token, "expires_in": type(self).lifetime_s}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        del format, args
+
+
+@pytest.fixture
+def token_endpoint() -> Iterator[tuple[str, type[_TokenEndpoint]]]:
+    handler = type("Endpoint", (_TokenEndpoint,), {"issued": [], "refuse": False})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/token", handler
+    server.shutdown()
+    server.server_close()
+
+
+class TestOAuthTokens:
+    async def test_a_token_is_reused_until_most_of_its_lifetime_has_passed_then_refreshed(
+        self, token_endpoint: tuple[str, type[_TokenEndpoint]]
+    ) -> None:
+        url, _ = token_endpoint
+        provider = ClientCredentialsTokenProvider(
+            token_url=url, client_id="scrubber", client_secret=SecretStr(CANARY), scope="kafka"
+        )
+
+        first, again = await provider.token(), await provider.token()
+        await asyncio.sleep(1.7)  # past 80 % of a 2 s lifetime
+        refreshed = await provider.token()
+
+        assert (first, again, refreshed) == ("token-0", "token-0", "token-1")
+        assert CANARY not in repr(provider)
+
+    async def test_refused_client_credentials_are_one_clear_error_without_the_secret(
+        self, token_endpoint: tuple[str, type[_TokenEndpoint]]
+    ) -> None:
+        url, endpoint = token_endpoint
+        endpoint.refuse = True
+        provider = ClientCredentialsTokenProvider(
+            token_url=url, client_id="scrubber", client_secret=SecretStr(CANARY), scope=None
+        )
+
+        with pytest.raises(OAuthTokenError, match="refused client 'scrubber' \\(HTTP 401\\)") as e:
+            await provider.token()
+        assert CANARY not in str(e.value)
