@@ -7,6 +7,7 @@
 #                   needs to connect on 9094 as `scrubber`); a running broker is left as it is
 #   kafka.sh down   SIGTERM the broker and wait for it to exit; the data is kept
 #   kafka.sh clean  down, then delete the data
+#   kafka.sh grant / revoke   add a worker's ACLs / remove ACLs (tests)
 # Everything lives under .kafka/ at the repository root. All three are safe to repeat.
 set -euo pipefail
 
@@ -144,19 +145,37 @@ secure_users() {
     touch "$data/.scram-users"
   fi
   say "granting user scrubber its ACLs"
-  acl --allow-principal User:scrubber --operation Read --operation Describe \
-    --operation DescribeConfigs --topic "${topics[0]}" &
-  pids+=($!)
-  acl --allow-principal User:scrubber --operation Write --operation Describe \
-    --operation DescribeConfigs --topic "${topics[1]}" --topic "${topics[2]}" --topic "${topics[3]}" &
-  pids+=($!)
-  acl --allow-principal User:scrubber --operation Read --group "$group" &
-  pids+=($!)
-  acl --allow-principal User:scrubber --operation Write --operation Describe \
-    --transactional-id "$group-${topics[0]}-" --resource-pattern-type prefixed &
-  pids+=($!)
-  for p in "${pids[@]}"; do wait "$p"; done
+  grant scrubber "$group" "${topics[@]}"
   touch "$marker"
+}
+
+# grant USER GROUP INPUT CLEAN REVIEW DEAD [WITHOUT]: the ACLs a worker needs, all of them or
+# all but one (WITHOUT: read-input, describe-configs, write-outputs, read-group,
+# transactional-id; the tests use it to show each missing permission's error).
+grant() {
+  local user=$1 group=$2 input=$3 clean=$4 review=$5 dead=$6 without=${7:-} pids=()
+  local input_ops=(--operation Describe) output_ops=(--operation Describe)
+  [ "$without" != read-input ] && input_ops+=(--operation Read)
+  [ "$without" != write-outputs ] && output_ops+=(--operation Write)
+  if [ "$without" != describe-configs ]; then
+    input_ops+=(--operation DescribeConfigs)
+    output_ops+=(--operation DescribeConfigs)
+  fi
+  acl --allow-principal "User:$user" "${input_ops[@]}" --topic "$input" &
+  pids+=($!)
+  acl --allow-principal "User:$user" "${output_ops[@]}" \
+    --topic "$clean" --topic "$review" --topic "$dead" &
+  pids+=($!)
+  if [ "$without" != read-group ]; then
+    acl --allow-principal "User:$user" --operation Read --group "$group" &
+    pids+=($!)
+  fi
+  if [ "$without" != transactional-id ]; then
+    acl --allow-principal "User:$user" --operation Write --operation Describe \
+      --transactional-id "$group-$input-" --resource-pattern-type prefixed &
+    pids+=($!)
+  fi
+  for p in "${pids[@]}"; do wait "$p"; done
 }
 
 write_secure_env() {
@@ -276,5 +295,9 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   clean) clean ;;
-  *) echo "usage: $0 up|down|clean" >&2; exit 2 ;;
+  grant) shift; grant "$@" ;;
+  revoke) shift; java_run org.apache.kafka.tools.AclCommand --bootstrap-server "$bootstrap" \
+    --remove --force "$@" >/dev/null ;;
+  *) echo "usage: $0 up|down|clean|grant USER GROUP INPUT CLEAN REVIEW DEAD [WITHOUT]|revoke ACL-ARGS" >&2
+     exit 2 ;;
 esac

@@ -2,13 +2,17 @@
 
 import asyncio
 import json
+import sys
 import threading
+import time
+import types
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
-from faststream.security import BaseSecurity, SASLScram512
+from faststream.security import BaseSecurity, SASLOAuthBearer, SASLScram512
 from pydantic import SecretStr
 
 from claim_scrubber.adapters.kafka.security import (
@@ -222,3 +226,49 @@ class TestOAuthTokens:
         with pytest.raises(OAuthTokenError, match="refused client 'scrubber' \\(HTTP 401\\)") as e:
             await provider.token()
         assert CANARY not in str(e.value)
+
+
+class _FakeSigner:
+    regions: ClassVar[list[str]] = []
+
+    @classmethod
+    def generate_auth_token(cls, region: str) -> tuple[str, int]:
+        cls.regions.append(region)
+        return f"msk-token-{len(cls.regions)}", int((time.time() + 900) * 1000)
+
+
+class TestMskIam:
+    async def test_msk_iam_tokens_come_from_the_signer_for_the_configured_region(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        signer = types.ModuleType("aws_msk_iam_sasl_signer")
+        signer.MSKAuthTokenProvider = _FakeSigner  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "aws_msk_iam_sasl_signer", signer)
+        settings = _load(
+            monkeypatch,
+            KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+            KAFKA_SASL_MECHANISM="OAUTHBEARER",
+            KAFKA_MSK_IAM_REGION="us-east-1",
+        )
+
+        built = connection(settings)
+
+        assert built.token_provider is not None
+        assert await built.token_provider.token() == "msk-token-1"
+        assert await built.token_provider.token() == "msk-token-1", "reused while fresh"
+        assert _FakeSigner.regions == ["us-east-1"]
+        assert isinstance(built.faststream_security(), SASLOAuthBearer)
+
+    def test_msk_iam_without_the_msk_extra_is_one_line_saying_what_to_install(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setitem(sys.modules, "aws_msk_iam_sasl_signer", None)
+        settings = _load(
+            monkeypatch,
+            KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+            KAFKA_SASL_MECHANISM="OAUTHBEARER",
+            KAFKA_MSK_IAM_REGION="us-east-1",
+        )
+
+        with pytest.raises(SettingsError, match=r"pip install 'claim-scrubber\[msk\]'"):
+            connection(settings)

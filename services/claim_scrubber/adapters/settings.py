@@ -72,80 +72,82 @@ class Settings(BaseSettings):
     kafka_oauth_client_secret: SecretStr | None = None
     kafka_oauth_client_secret_file: Path | None = None
     kafka_oauth_scope: str | None = None
+    kafka_msk_iam_region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]+$")] | None = (
+        Field(
+            default=None,
+            description="Amazon MSK IAM: OAUTHBEARER tokens signed for this AWS region "
+            "(needs the msk extra) instead of a token endpoint",
+        )
+    )
 
     @model_validator(mode="after")
     def _security_is_consistent(self) -> "Settings":
         """Settings that cannot work together stop the worker at start, named."""
-        protocol, mechanism = self.kafka_security_protocol, self.kafka_sasl_mechanism
-        sasl = protocol.startswith("SASL_")
-        tls = protocol in {"SSL", "SASL_SSL"}
-        problem = None
-        if mechanism is not None and not sasl:
-            problem = (
-                "SCRUBBER_KAFKA_SASL_MECHANISM needs SCRUBBER_KAFKA_SECURITY_PROTOCOL "
-                "SASL_PLAINTEXT or SASL_SSL"
-            )
-        elif sasl and mechanism is None:
-            problem = (
-                f"SCRUBBER_KAFKA_SECURITY_PROTOCOL {protocol} needs SCRUBBER_KAFKA_SASL_MECHANISM"
-            )
-        elif mechanism in {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}:
-            if self.kafka_sasl_username is None:
-                problem = f"SASL {mechanism} needs SCRUBBER_KAFKA_SASL_USERNAME"
-            elif (self.kafka_sasl_password is None) == (self.kafka_sasl_password_file is None):
-                problem = (
-                    f"SASL {mechanism} needs exactly one of SCRUBBER_KAFKA_SASL_PASSWORD and "
-                    "SCRUBBER_KAFKA_SASL_PASSWORD_FILE"
-                )
-        elif mechanism == "OAUTHBEARER":
-            if self.kafka_oauth_token_url is None or self.kafka_oauth_client_id is None:
-                problem = (
-                    "SASL OAUTHBEARER needs SCRUBBER_KAFKA_OAUTH_TOKEN_URL and "
-                    "SCRUBBER_KAFKA_OAUTH_CLIENT_ID"
-                )
-            elif (self.kafka_oauth_client_secret is None) == (
-                self.kafka_oauth_client_secret_file is None
-            ):
-                problem = (
-                    "SASL OAUTHBEARER needs exactly one of SCRUBBER_KAFKA_OAUTH_CLIENT_SECRET "
-                    "and SCRUBBER_KAFKA_OAUTH_CLIENT_SECRET_FILE"
-                )
-        if problem is None and (self.kafka_ssl_cert_file is None) != (
-            self.kafka_ssl_key_file is None
-        ):
-            problem = (
-                "SCRUBBER_KAFKA_SSL_CERT_FILE and SCRUBBER_KAFKA_SSL_KEY_FILE go together "
-                "(mutual TLS needs the certificate and its key)"
-            )
-        tls_files = (self.kafka_ssl_ca_file, self.kafka_ssl_cert_file, self.kafka_ssl_key_file)
-        if problem is None and not tls and any(f is not None for f in tls_files):
-            problem = (
-                f"TLS files are set but SCRUBBER_KAFKA_SECURITY_PROTOCOL is {protocol}; "
-                "use SSL or SASL_SSL"
-            )
+        problem = self._sasl_problem() or self._tls_problem()
         if problem is not None:
             raise ValueError(problem)
         return self
 
-    @model_validator(mode="after")
-    def _topics_are_distinct(self) -> "Settings":
-        """An output equal to the input would feed the worker its own results forever; two
-        equal outputs would mix results nobody could tell apart."""
-        named = {
-            "SCRUBBER_TOPIC_INPUT": self.topic_input,
-            "SCRUBBER_TOPIC_CLEAN": self.topic_clean,
-            "SCRUBBER_TOPIC_REVIEW": self.topic_review,
-            "SCRUBBER_TOPIC_DEAD_LETTER": self.topic_dead_letter,
-        }
-        seen: dict[str, str] = {}
-        for setting, topic in named.items():
-            if topic in seen:
-                message = (
-                    f"{setting} names the same topic as {seen[topic]}; the four topics must differ"
+    def _sasl_problem(self) -> str | None:  # noqa: PLR0911 - one answer per combination
+        protocol, mechanism = self.kafka_security_protocol, self.kafka_sasl_mechanism
+        sasl = protocol.startswith("SASL_")
+        if mechanism is not None and not sasl:
+            return (
+                "SCRUBBER_KAFKA_SASL_MECHANISM needs SCRUBBER_KAFKA_SECURITY_PROTOCOL "
+                "SASL_PLAINTEXT or SASL_SSL"
+            )
+        if sasl and mechanism is None:
+            return (
+                f"SCRUBBER_KAFKA_SECURITY_PROTOCOL {protocol} needs SCRUBBER_KAFKA_SASL_MECHANISM"
+            )
+        if self.kafka_msk_iam_region is not None:
+            if mechanism != "OAUTHBEARER":
+                return (
+                    "SCRUBBER_KAFKA_MSK_IAM_REGION needs SCRUBBER_KAFKA_SASL_MECHANISM OAUTHBEARER"
                 )
-                raise ValueError(message)
-            seen[topic] = setting
-        return self
+            if self.kafka_oauth_token_url is not None:
+                return (
+                    "SCRUBBER_KAFKA_MSK_IAM_REGION and SCRUBBER_KAFKA_OAUTH_TOKEN_URL exclude "
+                    "each other (MSK IAM signs its own tokens)"
+                )
+            return None
+        if mechanism in {"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}:
+            if self.kafka_sasl_username is None:
+                return f"SASL {mechanism} needs SCRUBBER_KAFKA_SASL_USERNAME"
+            if (self.kafka_sasl_password is None) == (self.kafka_sasl_password_file is None):
+                return (
+                    f"SASL {mechanism} needs exactly one of SCRUBBER_KAFKA_SASL_PASSWORD and "
+                    "SCRUBBER_KAFKA_SASL_PASSWORD_FILE"
+                )
+        if mechanism == "OAUTHBEARER":
+            if self.kafka_oauth_token_url is None or self.kafka_oauth_client_id is None:
+                return (
+                    "SASL OAUTHBEARER needs SCRUBBER_KAFKA_OAUTH_TOKEN_URL and "
+                    "SCRUBBER_KAFKA_OAUTH_CLIENT_ID (or SCRUBBER_KAFKA_MSK_IAM_REGION)"
+                )
+            if (self.kafka_oauth_client_secret is None) == (
+                self.kafka_oauth_client_secret_file is None
+            ):
+                return (
+                    "SASL OAUTHBEARER needs exactly one of SCRUBBER_KAFKA_OAUTH_CLIENT_SECRET "
+                    "and SCRUBBER_KAFKA_OAUTH_CLIENT_SECRET_FILE"
+                )
+        return None
+
+    def _tls_problem(self) -> str | None:
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            return (
+                "SCRUBBER_KAFKA_SSL_CERT_FILE and SCRUBBER_KAFKA_SSL_KEY_FILE go together "
+                "(mutual TLS needs the certificate and its key)"
+            )
+        tls_files = (self.kafka_ssl_ca_file, self.kafka_ssl_cert_file, self.kafka_ssl_key_file)
+        protocol = self.kafka_security_protocol
+        if protocol not in {"SSL", "SASL_SSL"} and any(f is not None for f in tls_files):
+            return (
+                f"TLS files are set but SCRUBBER_KAFKA_SECURITY_PROTOCOL is {protocol}; "
+                "use SSL or SASL_SSL"
+            )
+        return None
 
 
 def load_settings() -> Settings:

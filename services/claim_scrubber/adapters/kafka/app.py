@@ -36,6 +36,7 @@ from claim_scrubber.adapters.kafka.router import ClaimRouter, Cursor
 from claim_scrubber.adapters.kafka.security import KafkaConnection, connection
 from claim_scrubber.adapters.kafka.startup import (
     StartupError,
+    check_permissions,
     check_topic_sizes,
     wait_for_broker,
     watch_broker,
@@ -180,6 +181,7 @@ def build_app(
 
     async def starting() -> None:
         await wait_for_broker(settings, kafka, log)
+        await check_permissions(settings, kafka)
         sizes = await check_topic_sizes(settings, kafka)
         worker.start(sizes.by_topic, log)
 
@@ -190,7 +192,11 @@ def build_app(
         # collection, whose full passes over it stalled the event loop 20-50 ms each.
         gc.collect()
         gc.freeze()
-        watch.append(asyncio.create_task(watch_broker(settings, kafka, log), name="broker-watch"))
+        watch.append(
+            asyncio.create_task(
+                watch_broker(settings, kafka, log, stop_for_good), name="broker-watch"
+            )
+        )
         log.info(
             "worker.started",
             version=__version__,

@@ -34,7 +34,13 @@ from pydantic import SecretStr
 
 from claim_scrubber.adapters.settings import Settings, SettingsError
 
-__all__ = ["ClientCredentialsTokenProvider", "KafkaConnection", "OAuthTokenError", "connection"]
+__all__ = [
+    "ClientCredentialsTokenProvider",
+    "KafkaConnection",
+    "MskIamTokenProvider",
+    "OAuthTokenError",
+    "connection",
+]
 
 _REFRESH_AT: Final = 0.8
 """A token is replaced once this share of its lifetime has passed."""
@@ -120,6 +126,41 @@ class ClientCredentialsTokenProvider(AbstractTokenProvider):  # type: ignore[mis
         return token, float(lifetime) if isinstance(lifetime, int | float) else 300.0
 
 
+class MskIamTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
+    """Amazon MSK IAM: OAUTHBEARER tokens signed with the process's AWS credentials by
+    `aws-msk-iam-sasl-signer-python` (the `msk` extra), refreshed like any other token."""
+
+    def __init__(self, *, region: str) -> None:
+        try:
+            from aws_msk_iam_sasl_signer import (  # type: ignore[import-not-found]  # noqa: PLC0415
+                MSKAuthTokenProvider,
+            )
+        except ImportError:
+            raise SettingsError(
+                "SCRUBBER_KAFKA_MSK_IAM_REGION needs the msk extra: "
+                "pip install 'claim-scrubber[msk]'"
+            ) from None
+        self._signer = MSKAuthTokenProvider
+        self._region = region
+        self._token: SecretStr | None = None
+        self._refresh_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"MskIamTokenProvider(region={self._region!r})"
+
+    async def token(self) -> str:
+        async with self._lock:
+            if self._token is None or time.monotonic() >= self._refresh_at:
+                token, expiry_ms = await asyncio.to_thread(
+                    self._signer.generate_auth_token, self._region
+                )
+                lifetime_s = max(0.0, expiry_ms / 1000 - time.time())
+                self._token = SecretStr(token)
+                self._refresh_at = time.monotonic() + lifetime_s * _REFRESH_AT
+            return self._token.get_secret_value()
+
+
 @dataclass(frozen=True)
 class KafkaConnection:
     """Bootstrap servers and security for every Kafka client (secrets kept out of repr)."""
@@ -130,7 +171,7 @@ class KafkaConnection:
     sasl_username: str | None = None
     sasl_password: SecretStr | None = field(default=None, repr=False)
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
-    token_provider: ClientCredentialsTokenProvider | None = field(default=None, repr=False)
+    token_provider: AbstractTokenProvider | None = field(default=None, repr=False)
 
     @property
     def uses_tls(self) -> bool:
@@ -223,8 +264,10 @@ def connection(settings: Settings) -> KafkaConnection:
         password = _read_secret(
             settings.kafka_sasl_password_file, "SCRUBBER_KAFKA_SASL_PASSWORD_FILE"
         )
-    token_provider = None
-    if settings.kafka_sasl_mechanism == "OAUTHBEARER":
+    token_provider: AbstractTokenProvider | None = None
+    if settings.kafka_sasl_mechanism == "OAUTHBEARER" and settings.kafka_msk_iam_region:
+        token_provider = MskIamTokenProvider(region=settings.kafka_msk_iam_region)
+    elif settings.kafka_sasl_mechanism == "OAUTHBEARER":
         secret = settings.kafka_oauth_client_secret
         if secret is None and settings.kafka_oauth_client_secret_file is not None:
             secret = _read_secret(

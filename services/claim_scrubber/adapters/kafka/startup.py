@@ -8,30 +8,53 @@ result of the largest claim it scrubs.
 """
 
 import asyncio
+import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import KafkaError
+from aiokafka.conn import create_conn
+from aiokafka.errors import (
+    AuthenticationFailedError,
+    GroupAuthorizationFailedError,
+    IllegalSaslStateError,
+    KafkaError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    UnknownTopicOrPartitionError,
+    UnsupportedSaslMechanismError,
+)
 from structlog.typing import FilteringBoundLogger
 
 from claim_scrubber.adapters.backoff import Backoff
 from claim_scrubber.adapters.kafka.outbound import dead_letter_bytes_needed, result_bytes_needed
-from claim_scrubber.adapters.kafka.security import KafkaConnection
+from claim_scrubber.adapters.kafka.security import KafkaConnection, OAuthTokenError
 from claim_scrubber.adapters.settings import Settings
 
 __all__ = [
     "OUTPUT_TOPIC_CONFIGS",
     "StartupError",
     "TopicSizes",
+    "check_permissions",
     "check_topic_sizes",
     "wait_for_broker",
     "watch_broker",
 ]
 
 _HEALTH_PROBE_INTERVAL_S: Final = 5.0
+_READ_CHECK_EVERY: Final = 6
+"""Probes between two checks of the read permissions (a consumer's start and one fetch)."""
+_CREDENTIALS_REFUSED: Final = (
+    SaslAuthenticationFailed,
+    AuthenticationFailedError,
+    UnsupportedSaslMechanismError,
+    IllegalSaslStateError,
+)
 _MAX_MESSAGE_BYTES: Final = "max.message.bytes"
 
 OUTPUT_TOPIC_CONFIGS: Final = {_MAX_MESSAGE_BYTES: str(2 * 1024 * 1024)}
@@ -62,12 +85,59 @@ def _topics(settings: Settings) -> list[str]:
     ]
 
 
+async def _authenticate(kafka: KafkaConnection) -> _BrokerProblem | None:
+    """Open one connection with the worker's TLS and SASL settings, to tell what retrying
+    cannot mend (raised as StartupError) from an outage (returned, to retry).
+
+    aiokafka's clients log such failures and report only "unable to bootstrap", so this
+    connects the way they do and reads the real error.
+    """
+    host, _, port = kafka.bootstrap_servers.split(",")[0].strip().rpartition(":")
+    args = kafka.client_args()
+    del args["bootstrap_servers"]
+    where = f"{host}:{port}"
+    try:
+        conn = await create_conn(host, int(port), request_timeout_ms=5_000, **args)
+    except ssl.SSLCertVerificationError as error:
+        raise StartupError(f"TLS verification of {where} failed: {error.verify_message}") from None
+    except ssl.SSLError as error:
+        raise StartupError(f"TLS handshake with {where} failed: {error.reason}") from None
+    except OAuthTokenError as error:
+        raise StartupError(str(error)) from None
+    except _CREDENTIALS_REFUSED as error:
+        who = f"user {kafka.sasl_username}" if kafka.sasl_username else "the OAUTHBEARER token"
+        raise StartupError(
+            f"Kafka at {where} refused the {kafka.sasl_mechanism} credentials of {who}: "
+            f"wrong username or password, or an unknown user ({type(error).__name__})"
+        ) from None
+    except (TimeoutError, KafkaError, OSError) as error:
+        return _BrokerProblem(
+            f"cannot reach Kafka at {kafka.bootstrap_servers}",
+            {"error_type": type(error).__name__, "error": str(error)},
+        )
+    conn.close()
+    return None
+
+
 async def _probe(settings: Settings, kafka: KafkaConnection) -> _BrokerProblem | None:
-    """Ask the brokers for their topics: None when they answer and all four topics exist."""
+    """None when the brokers answer and all four topics exist; a problem to retry otherwise.
+
+    Raises StartupError when retrying cannot help: refused credentials, a TLS certificate
+    that does not verify, a topic this worker may not describe.
+    """
+    if kafka.security_protocol != "PLAINTEXT":
+        problem = await _authenticate(kafka)
+        if problem is not None:
+            return problem
     admin = _admin(kafka)
     try:
         await admin.start()
-        topics = set(await admin.list_topics())
+        responses = await admin.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, topic, configs={_MAX_MESSAGE_BYTES: None})
+                for topic in _topics(settings)
+            ]
+        )
     except (KafkaError, OSError) as error:
         return _BrokerProblem(
             f"cannot reach Kafka at {settings.kafka_bootstrap_servers}",
@@ -75,13 +145,89 @@ async def _probe(settings: Settings, kafka: KafkaConnection) -> _BrokerProblem |
         )
     finally:
         await admin.close()
-    missing = sorted(set(_topics(settings)) - topics)
+    missing = []
+    for response in responses:
+        for error_code, _, _, topic, _ in response.resources:
+            if error_code == TopicAuthorizationFailedError.errno:
+                raise StartupError(
+                    f"{_principal(kafka)} may not describe topic {topic} (the worker needs "
+                    "Describe and DescribeConfigs on its four topics; README, 'Connecting to a "
+                    "managed Kafka')"
+                )
+            if error_code == UnknownTopicOrPartitionError.errno:
+                missing.append(topic)
     if missing:
         return _BrokerProblem(
-            f"topics {', '.join(missing)} do not exist on {settings.kafka_bootstrap_servers}",
-            {"missing_topics": missing},
+            f"topics {', '.join(sorted(missing))} do not exist on "
+            f"{settings.kafka_bootstrap_servers}",
+            {"missing_topics": sorted(missing)},
         )
     return None
+
+
+def _principal(kafka: KafkaConnection) -> str:
+    if kafka.sasl_username:
+        return f"user {kafka.sasl_username}"
+    return "this worker's principal"
+
+
+async def _check_reading(settings: Settings, kafka: KafkaConnection) -> None:
+    """Raise StartupError without Read on the group or on the input topic."""
+    admin = _admin(kafka)
+    try:
+        await admin.start()
+        await admin.list_consumer_group_offsets(settings.group_id)
+    except GroupAuthorizationFailedError:
+        raise StartupError(
+            f"{_principal(kafka)} may not read consumer group {settings.group_id} "
+            "(the worker needs Read on its group)"
+        ) from None
+    except (KafkaError, OSError):
+        return  # an outage: the probe reports it
+    finally:
+        await admin.close()
+    # A fetch at the end of one input partition reads nothing, but needs Read on the topic.
+    reader = AIOKafkaConsumer(**kafka.client_args(), group_id=None, request_timeout_ms=10_000)
+    partition = TopicPartition(settings.topic_input, 0)
+    try:
+        await reader.start()
+        reader.assign([partition])
+        await reader.seek_to_end(partition)
+        await reader.getmany(partition, timeout_ms=300)
+    except TopicAuthorizationFailedError:
+        raise StartupError(
+            f"{_principal(kafka)} may not read topic {settings.topic_input} "
+            "(the worker needs Read on its input topic)"
+        ) from None
+    except (KafkaError, OSError):
+        return
+    finally:
+        await reader.stop()
+
+
+async def check_permissions(settings: Settings, kafka: KafkaConnection) -> None:
+    """Refuse to start, in one line, without Read on the group and the input topic or Write
+    on the transactional ids (Write on the output topics shows at the first transaction,
+    which then stops the worker the same way, committing nothing)."""
+    await _check_reading(settings, kafka)
+    transactional_id = f"{settings.group_id}-{settings.topic_input}-preflight"
+    producer = AIOKafkaProducer(
+        **kafka.client_args(), transactional_id=transactional_id, request_timeout_ms=10_000
+    )
+    try:
+        await producer.start()
+    except TransactionalIdAuthorizationFailed:
+        raise StartupError(
+            f"{_principal(kafka)} may not use transactional id {transactional_id} (the worker "
+            f"needs Write and Describe on transactional ids prefixed "
+            f"{settings.group_id}-{settings.topic_input}-)"
+        ) from None
+    except (KafkaError, OSError) as error:
+        raise StartupError(
+            f"cannot start a transactional producer ({type(error).__name__})"
+        ) from None
+    finally:
+        await producer.stop()
 
 
 def _log_outage(log: FilteringBoundLogger, found: _BrokerProblem, backoff: Backoff) -> float:
@@ -110,17 +256,30 @@ async def wait_for_broker(
 
 
 async def watch_broker(
-    settings: Settings, kafka: KafkaConnection, log: FilteringBoundLogger
+    settings: Settings,
+    kafka: KafkaConnection,
+    log: FilteringBoundLogger,
+    on_fatal: Callable[[str], None],
 ) -> None:
     """While the worker runs, probe the brokers; log an outage with backoff, and its end.
 
     The consumer and the producers reconnect by themselves; this makes the outage visible to
-    operators even when no record is in flight.
+    operators even when no record is in flight. A permission lost meanwhile (credentials, a
+    topic's Describe or Read, the group's Read) goes to `on_fatal`: the consumer would
+    otherwise retry it forever.
     """
     backoff = Backoff(first_s=1.0, cap_s=30.0)
     down_since: float | None = None
+    probes = 0
     while True:
-        found = await _probe(settings, kafka)
+        probes += 1
+        try:
+            found = await _probe(settings, kafka)
+            if found is None and probes % _READ_CHECK_EVERY == 0:
+                await _check_reading(settings, kafka)
+        except StartupError as error:
+            on_fatal(str(error))
+            return
         if found is None:
             if down_since is not None:
                 log.info("broker.reachable", downtime_s=round(time.monotonic() - down_since, 1))

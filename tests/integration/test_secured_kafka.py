@@ -1,0 +1,381 @@
+"""The worker on the local broker's secured listeners, as the least-privileged user scrubber.
+
+`make kafka-up` runs them: 9094 SASL_SSL (SCRAM), 9095 mutual TLS, 9096 OAUTHBEARER (Kafka's
+unsecured JWS validator, tokens from a token endpoint the test runs). Outputs are read back on
+the PLAINTEXT listener (9092), the broker's super-user listener.
+"""
+
+import asyncio
+import base64
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.claims import default_event, event_bytes, patched
+from tests.kafka_harness import (
+    ROOT,
+    WORKER,
+    OutputWatcher,
+    Topics,
+    WorkerProcess,
+    committed_offsets,
+    produce,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+STATE = ROOT / ".kafka"
+TLS = STATE / "tls"
+CANARY = "canary-secret-5d1e0b"
+KAFKA_SH = ["bash", str(ROOT / "deploy/kafka/kafka.sh")]
+
+
+def _local_secure_broker() -> bool:
+    pid_file = STATE / "kafka.pid"
+    try:
+        os.kill(int(pid_file.read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return (STATE / "secure.env").exists()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def secure_broker(kafka_bootstrap: str) -> None:
+    if kafka_bootstrap not in {"127.0.0.1:9092", "localhost:9092"} or not _local_secure_broker():
+        message = "the secured-listener tests need the local broker of `make kafka-up`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+async def _grant(topics: Topics, without: str = "") -> None:
+    await asyncio.to_thread(
+        subprocess.run,
+        [*KAFKA_SH, "grant", "scrubber", topics.group, topics.input, *topics.outputs, without],
+        check=True,
+        timeout=120,
+        capture_output=True,
+    )
+
+
+def _password() -> str:
+    return (STATE / "secrets" / "scrubber.password").read_text().strip()
+
+
+def _scram_env(topics: Topics, mechanism: str = "SCRAM-SHA-512") -> dict[str, str]:
+    return topics.env("127.0.0.1:9094") | {
+        "SCRUBBER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "SCRUBBER_KAFKA_SASL_MECHANISM": mechanism,
+        "SCRUBBER_KAFKA_SASL_USERNAME": "scrubber",
+        "SCRUBBER_KAFKA_SASL_PASSWORD_FILE": str(STATE / "secrets" / "scrubber.password"),
+        "SCRUBBER_KAFKA_SSL_CA_FILE": str(TLS / "ca.pem"),
+        "SCRUBBER_SESSION_TIMEOUT_MS": "6000",
+        "SCRUBBER_BATCH_TIMEOUT_MS": "50",
+    }
+
+
+def _claims(tag: str, count: int) -> list[tuple[bytes | None, bytes]]:
+    base = default_event()
+    return [
+        (None, event_bytes(patched(base, {"event_id": f"{tag}-{n}", "claim.claim_id": f"C-{n}"})))
+        for n in range(count)
+    ]
+
+
+def _start(workers: list[WorkerProcess], env: dict[str, str], name: str) -> WorkerProcess:
+    worker = WorkerProcess(env, name)
+    workers.append(worker)
+    return worker
+
+
+async def _scrubbed_exactly_once(
+    bootstrap: str, topics: Topics, count: int, tag: str, timeout_s: float = 90
+) -> None:
+    async with OutputWatcher(bootstrap, topics) as watcher:
+        tally = await watcher.wait_for(count, timeout_s=timeout_s)
+    assert sorted(o.body["event_id"] for o in tally.outputs) == sorted(
+        f"{tag}-{n}" for n in range(count)
+    )
+
+
+class TestConnecting:
+    @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "SCRAM-SHA-256"])
+    async def test_the_worker_scrubs_exactly_once_over_sasl_ssl_as_the_least_privileged_user(
+        self,
+        kafka_bootstrap: str,
+        topics: Topics,
+        workers: list[WorkerProcess],
+        mechanism: str,
+    ) -> None:
+        await _grant(topics)
+        worker = _start(workers, _scram_env(topics, mechanism), "scram")
+        await produce(kafka_bootstrap, topics.input, _claims("scram", 200))
+
+        await _scrubbed_exactly_once(kafka_bootstrap, topics, 200, "scram")
+        worker.signal(signal.SIGTERM)
+        assert await worker.wait() == 0
+
+    async def test_the_worker_scrubs_exactly_once_over_mutual_tls(
+        self, kafka_bootstrap: str, topics: Topics, workers: list[WorkerProcess]
+    ) -> None:
+        await _grant(topics)
+        env = topics.env("127.0.0.1:9095") | {
+            "SCRUBBER_KAFKA_SECURITY_PROTOCOL": "SSL",
+            "SCRUBBER_KAFKA_SSL_CA_FILE": str(TLS / "ca.pem"),
+            "SCRUBBER_KAFKA_SSL_CERT_FILE": str(TLS / "scrubber.crt"),
+            "SCRUBBER_KAFKA_SSL_KEY_FILE": str(TLS / "scrubber.key"),
+            "SCRUBBER_SESSION_TIMEOUT_MS": "6000",
+        }
+        _start(workers, env, "mtls")
+        await produce(kafka_bootstrap, topics.input, _claims("mtls", 100))
+
+        await _scrubbed_exactly_once(kafka_bootstrap, topics, 100, "mtls")
+
+
+def _unsecured_jws(subject: str, lifetime_s: int) -> str:
+    """A token Kafka's unsecured OAUTHBEARER validator accepts (standard base64, unpadded)."""
+    now = int(time.time())
+
+    def encode(part: dict[str, object]) -> str:
+        return base64.b64encode(json.dumps(part).encode()).decode().rstrip("=")
+
+    claims = {"sub": subject, "iat": now, "exp": now + lifetime_s}
+    return f"{encode({'alg': 'none'})}.{encode(claims)}."
+
+
+class _TokenEndpoint(BaseHTTPRequestHandler):
+    issued: list[float]
+    lifetime_s = 8
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).issued.append(time.monotonic())
+        body = orjson.dumps(
+            {
+                "access_token": _unsecured_jws("scrubber", type(self).lifetime_s),
+                "token_type": "Bearer",
+                "expires_in": type(self).lifetime_s,
+            }
+        )
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        del format, args
+
+
+@pytest.fixture
+def token_endpoint() -> Iterator[tuple[str, type[_TokenEndpoint]]]:
+    handler = type("Endpoint", (_TokenEndpoint,), {"issued": []})
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/token", handler
+    server.shutdown()
+    server.server_close()
+
+
+class TestOAuthBearer:
+    async def test_tokens_that_expire_during_the_run_lose_and_duplicate_nothing(
+        self,
+        kafka_bootstrap: str,
+        topics: Topics,
+        workers: list[WorkerProcess],
+        token_endpoint: tuple[str, type[_TokenEndpoint]],
+    ) -> None:
+        """The broker closes each connection when its token's session ends (aiokafka has no
+        re-authentication, KIP-368); the worker reconnects with a fresh token."""
+        url, endpoint = token_endpoint
+        await _grant(topics)
+        env = topics.env("127.0.0.1:9096") | {
+            "SCRUBBER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "SCRUBBER_KAFKA_SASL_MECHANISM": "OAUTHBEARER",
+            "SCRUBBER_KAFKA_SSL_CA_FILE": str(TLS / "ca.pem"),
+            "SCRUBBER_KAFKA_OAUTH_TOKEN_URL": url,
+            "SCRUBBER_KAFKA_OAUTH_CLIENT_ID": "scrubber",
+            "SCRUBBER_KAFKA_OAUTH_CLIENT_SECRET": CANARY,
+            "SCRUBBER_SESSION_TIMEOUT_MS": "6000",
+            "SCRUBBER_BATCH_TIMEOUT_MS": "50",
+        }
+        worker = _start(workers, env, "oauth")
+        await worker.wait_for_event("partitions.assigned", timeout_s=60)
+        claims = _claims("oauth", 600)
+        for start in range(0, 600, 20):  # 30 s of claims: several token lifetimes
+            await produce(kafka_bootstrap, topics.input, claims[start : start + 20])
+            await asyncio.sleep(1)
+
+        await _scrubbed_exactly_once(kafka_bootstrap, topics, 600, "oauth", timeout_s=120)
+        assert len(endpoint.issued) >= 3, "tokens were refreshed as they expired"
+        assert worker.process.poll() is None
+        assert CANARY not in worker.all_output()
+
+
+def _run_worker(env: dict[str, str], timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SCRUBBER_")} | env
+    return subprocess.run(
+        WORKER,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr[-2000:]
+    return lines[0]
+
+
+class TestRefusedStarts:
+    async def test_a_wrong_password_stops_the_worker_at_once_with_one_line_and_no_secret(
+        self, topics: Topics
+    ) -> None:
+        await _grant(topics)
+        env = _scram_env(topics)
+        del env["SCRUBBER_KAFKA_SASL_PASSWORD_FILE"]
+        env["SCRUBBER_KAFKA_SASL_PASSWORD"] = CANARY
+        env["SCRUBBER_STARTUP_TIMEOUT_S"] = "30"
+        started = time.monotonic()
+
+        result = await asyncio.to_thread(_run_worker, env)
+
+        assert result.returncode == 1
+        line = _one_error_line(result)
+        assert "refused the SCRAM-SHA-512 credentials of user scrubber" in line
+        assert time.monotonic() - started < 30
+        assert CANARY not in result.stdout + result.stderr
+
+    async def test_an_untrusted_certificate_authority_is_one_line_naming_the_reason(
+        self, topics: Topics, tmp_path: Path
+    ) -> None:
+        await asyncio.to_thread(
+            subprocess.run,
+            [
+                "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                "-subj", "/CN=someone-else", "-keyout", str(tmp_path / "other.key"),
+                "-out", str(tmp_path / "other.pem"),
+            ],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        env = _scram_env(topics) | {"SCRUBBER_KAFKA_SSL_CA_FILE": str(tmp_path / "other.pem")}
+
+        result = await asyncio.to_thread(_run_worker, env)
+
+        assert result.returncode == 1
+        line = _one_error_line(result)
+        assert "TLS verification of 127.0.0.1:9094 failed" in line
+        assert "certificate" in line
+
+    async def test_a_host_name_the_certificate_does_not_name_is_refused(
+        self, topics: Topics
+    ) -> None:
+        env = _scram_env(topics) | {"SCRUBBER_KAFKA_BOOTSTRAP_SERVERS": "127.1:9094"}
+
+        result = await asyncio.to_thread(_run_worker, env)
+
+        assert result.returncode == 1
+        line = _one_error_line(result)
+        assert "TLS verification of 127.1:9094 failed" in line
+        assert "mismatch" in line.lower()
+
+    @pytest.mark.parametrize(
+        ("without", "expected"),
+        [
+            ("describe-configs", "may not describe topic"),
+            ("read-group", "may not read consumer group"),
+            ("read-input", "may not read topic"),
+            ("transactional-id", "may not use transactional id"),
+        ],
+    )
+    async def test_each_missing_permission_stops_the_worker_with_one_line_and_nothing_consumed(
+        self, kafka_bootstrap: str, topics: Topics, without: str, expected: str
+    ) -> None:
+        await _grant(topics, without)
+        await produce(kafka_bootstrap, topics.input, _claims("denied", 5))
+
+        result = await asyncio.to_thread(_run_worker, _scram_env(topics))
+
+        assert result.returncode == 1
+        assert expected in _one_error_line(result)
+        assert await committed_offsets(kafka_bootstrap, topics) == {}
+
+    async def test_without_write_on_the_outputs_the_first_transaction_stops_the_worker(
+        self, kafka_bootstrap: str, topics: Topics, workers: list[WorkerProcess]
+    ) -> None:
+        await _grant(topics, "write-outputs")
+        await produce(kafka_bootstrap, topics.input, _claims("nowrite", 5))
+
+        worker = _start(workers, _scram_env(topics), "nowrite")
+        assert await worker.wait(timeout_s=60) == 1
+
+        assert "write to an output topic" in worker.stderr_lines[-1]
+        assert worker.events("worker.failed")
+        assert await committed_offsets(kafka_bootstrap, topics) == {}
+
+
+class TestLosingAPermission:
+    async def test_losing_write_while_running_stops_the_worker_and_commits_nothing_more(
+        self, kafka_bootstrap: str, topics: Topics, workers: list[WorkerProcess]
+    ) -> None:
+        await _grant(topics)
+        worker = _start(workers, _scram_env(topics), "loses-write")
+        await produce(kafka_bootstrap, topics.input, _claims("before", 1))
+        await worker.wait_for_event("claim.scrubbed", timeout_s=60)
+        committed = await committed_offsets(kafka_bootstrap, topics)
+
+        await asyncio.to_thread(
+            subprocess.run,
+            [
+                *KAFKA_SH, "revoke", "--allow-principal", "User:scrubber", "--operation",
+                "Write", "--topic", topics.clean, "--topic", topics.review,
+                "--topic", topics.dead_letter,
+            ],
+            check=True,
+            timeout=60,
+        )  # fmt: skip
+        await asyncio.sleep(2)  # the broker's authorizer sees the change
+        await produce(kafka_bootstrap, topics.input, _claims("after", 3))
+
+        assert await worker.wait(timeout_s=90) == 1
+        assert "write to an output topic" in worker.stderr_lines[-1]
+        assert await committed_offsets(kafka_bootstrap, topics) == committed
+
+
+class TestSecrets:
+    def test_no_secret_setting_reaches_any_line_of_the_offline_commands(
+        self, tmp_path: Path
+    ) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCRUBBER_")} | {
+            "SCRUBBER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+            "SCRUBBER_KAFKA_SASL_MECHANISM": "PLAIN",
+            "SCRUBBER_KAFKA_SASL_USERNAME": "scrubber",
+            "SCRUBBER_KAFKA_SASL_PASSWORD": CANARY,
+        }
+        claims = tmp_path / "claims.jsonl"
+        claims.write_bytes(event_bytes(default_event()) + b"\n{broken\n")
+        cli = WORKER[0]
+
+        outputs = [
+            subprocess.run(
+                [cli, *command], env=env, capture_output=True, text=True, check=False, timeout=60
+            )
+            for command in (["scrub", str(claims)], ["rules"], ["rules", "--json"])
+        ]
+
+        assert all(output.returncode == 0 for output in outputs)
+        assert all(CANARY not in output.stdout + output.stderr for output in outputs)
