@@ -81,6 +81,26 @@ class Settings(BaseSettings):
     )
 
     @model_validator(mode="after")
+    def _topics_are_distinct(self) -> "Settings":
+        """An output equal to the input would feed the worker its own results forever; two
+        equal outputs would mix results nobody could tell apart."""
+        named = {
+            "SCRUBBER_TOPIC_INPUT": self.topic_input,
+            "SCRUBBER_TOPIC_CLEAN": self.topic_clean,
+            "SCRUBBER_TOPIC_REVIEW": self.topic_review,
+            "SCRUBBER_TOPIC_DEAD_LETTER": self.topic_dead_letter,
+        }
+        seen: dict[str, str] = {}
+        for setting, topic in named.items():
+            if topic in seen:
+                message = (
+                    f"{setting} names the same topic as {seen[topic]}; the four topics must differ"
+                )
+                raise ValueError(message)
+            seen[topic] = setting
+        return self
+
+    @model_validator(mode="after")
     def _security_is_consistent(self) -> "Settings":
         """Settings that cannot work together stop the worker at start, named."""
         problem = self._sasl_problem() or self._tls_problem()
