@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 KAFKA := bash deploy/kafka/kafka.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test check lint typecheck unit kafka-up kafka-down kafka-clean bench schemas clean
+.PHONY: help install run test check lint typecheck unit kafka-up kafka-down kafka-clean bench schemas k8s-check sbom lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,21 @@ kafka-clean: ## stop the local Kafka and delete its data
 
 bench: install ## the benchmark: core, end to end and a pass-through baseline; writes bench/results.json
 	bash deploy/kafka/with-broker.sh $(BIN)/python -m bench.run
+
+k8s-check: install ## render every Kubernetes overlay offline, validate it, lint the Dockerfile
+	$(BIN)/pytest -q -p no:cacheprovider tests/deploy
+	$(BIN)/hadolint --no-color deploy/Dockerfile
+
+sbom: install ## CycloneDX SBOM of the image's dependencies (from the hashed lock), offline
+	mkdir -p build
+	$(BIN)/cyclonedx-py requirements deploy/requirements.lock -o build/sbom.cdx.json
+	@echo "written to build/sbom.cdx.json"
+
+lock: install ## regenerate the image's hashed lock files from pyproject.toml (needs PyPI)
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-find-links \
+	  --output-file deploy/requirements.lock pyproject.toml
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe --no-emit-find-links \
+	  --extra msk --output-file deploy/requirements-msk.lock pyproject.toml
 
 clean: kafka-clean ## remove the local broker data, the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

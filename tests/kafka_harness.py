@@ -276,6 +276,7 @@ class WorkerProcess:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("SCRUBBER_")}
         full_env.update(env)
         full_env.setdefault("SCRUBBER_WORKER_ID", name)
+        full_env.setdefault("SCRUBBER_HTTP_PORT", "0")  # tests run several workers at once
         self.process = subprocess.Popen(
             WORKER,
             env=full_env,

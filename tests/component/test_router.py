@@ -24,6 +24,7 @@ from claim_scrubber.adapters.kafka.outbound import (
 from claim_scrubber.adapters.kafka.ownership import PartitionOwnership, PartitionState
 from claim_scrubber.adapters.kafka.router import MAX_ATTEMPTS, ClaimRouter
 from claim_scrubber.adapters.logging import configure_logging, get_logger
+from claim_scrubber.adapters.operations import WorkerMetrics
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.models import DeadLetter, ScrubResult
 from claim_scrubber.scrubber import Scrubber
@@ -50,6 +51,7 @@ class FakeConsumer:
     def __init__(self, member: FakeMember) -> None:
         self.member = member
         self.revoked: set[int] = set()
+        self.highwaters: dict[int, int] = {}
 
     def fetch(self, records: Sequence[Record]) -> Sequence[Record]:
         for record in records:
@@ -60,6 +62,9 @@ class FakeConsumer:
         if partition.partition in self.revoked:
             raise IllegalStateError(f"{partition} is not assigned")
         return self.member.positions[partition.partition]
+
+    def highwater(self, partition: TopicPartition) -> int | None:
+        return self.highwaters.get(partition.partition)
 
 
 class FlakyMapping(OutboundMapping):
@@ -339,3 +344,38 @@ class TestStopping:
         await world.handled([_record(0, 1, GOOD)])
 
         assert world.broker.committed == {0: 1}
+
+
+class TestMetrics:
+    async def test_committed_records_are_counted_by_outcome_kind_rule_and_result(self) -> None:
+        world = _World()
+        metrics = WorkerMetrics(ruleset_version="test")
+        world.router = ClaimRouter(
+            mapping=world.mapping, ownership=world.ownership, log=get_logger(), metrics=metrics
+        )
+        await world.ownership.assign(range(6))
+        world.consumer.highwaters[0] = 40
+        world.broker.fail_commit[1] = KafkaConnectionError("down")
+
+        await world.handled(
+            [
+                _record(0, 10, GOOD),
+                _record(0, 11, BAD_NPI),
+                _record(0, 12, b"{"),
+                _record(1, 0, GOOD),
+            ]
+        )
+
+        def value(name: str, **labels: str) -> float | None:
+            return metrics.registry.get_sample_value(f"claim_scrubber_{name}", labels)
+
+        assert value("records_total", outcome="clean") == 1
+        assert value("records_total", outcome="needs_review") == 1
+        assert value("records_total", outcome="dead_letter") == 1
+        assert value("dead_letters_total", kind="invalid_json") == 1
+        assert value("findings_total", rule_id="CLM-001", severity="error") == 1
+        assert value("transactions_total", result="committed") == 1
+        assert value("transactions_total", result="aborted") == 1
+        assert value("consumer_lag", partition="0") == 27
+        assert value("batch_records_count") == 1
+        assert value("end_to_end_latency_seconds_count") == 3

@@ -361,6 +361,7 @@ async def test_poison_input_interleaved_with_good_input_lands_where_the_contract
             "topic_dead_letter": topics.dead_letter,
             "max_message_bytes": 4096,
             "worker_id": "poison",
+            "http_port": 0,
         }
     )
     scrubber = Scrubber(

@@ -91,6 +91,7 @@ def _settings(bootstrap: str, topics: Topics, **extra: Any) -> Settings:
             "session_timeout_ms": 6000,
             "batch_timeout_ms": 50,
             "worker_id": "in-process",
+            "http_port": 0,
             **extra,
         }
     )

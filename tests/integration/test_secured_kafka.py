@@ -223,7 +223,8 @@ class TestOAuthBearer:
 
 
 def _run_worker(env: dict[str, str], timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SCRUBBER_")} | env
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SCRUBBER_")}
+    full_env |= {"SCRUBBER_HTTP_PORT": "0"} | env
     return subprocess.run(
         WORKER,
         env=full_env,

@@ -14,7 +14,7 @@ def _run_worker(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     clean_env = {k: v for k, v in os.environ.items() if not k.startswith("SCRUBBER_")}
     return subprocess.run(
         WORKER,
-        env=clean_env | env,
+        env=clean_env | {"SCRUBBER_HTTP_PORT": "0"} | env,
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     worker_id: Annotated[str, Field(min_length=1, max_length=200)] = Field(
         default_factory=_default_worker_id
     )
+    http_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=8080, description="/metrics, /livez and /readyz; 0 turns the server off"
+    )
 
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: (

@@ -104,6 +104,8 @@ class Decision:
     claim_id: str | None = None
     claim_version: int | None = None
     rule_ids: tuple[str, ...] = ()
+    findings: tuple[tuple[str, str], ...] = ()
+    """(rule id, severity) of every finding, for counting."""
     dead_letter_kind: DeadLetterKind | None = None
 
     @property
@@ -195,6 +197,7 @@ class Scrubber:
             claim_id=event.claim.claim_id,
             claim_version=event.claim.claim_version,
             rule_ids=verdict.rule_ids,
+            findings=tuple((f.rule_id, f.severity.value) for f in verdict.findings),
         )
 
     def processing_error(

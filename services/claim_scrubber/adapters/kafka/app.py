@@ -41,6 +41,12 @@ from claim_scrubber.adapters.kafka.startup import (
     wait_for_broker,
     watch_broker,
 )
+from claim_scrubber.adapters.operations import (
+    Health,
+    OperationsServer,
+    WorkerMetrics,
+    beat_while_running,
+)
 from claim_scrubber.adapters.settings import Settings
 from claim_scrubber.models import DeadLetter, ScrubResult
 from claim_scrubber.scrubber import Scrubber
@@ -72,7 +78,9 @@ class _Worker:
         self._ownership = ownership
         self.router: ClaimRouter | None = None
 
-    def start(self, max_bytes: dict[str, int], log: FilteringBoundLogger) -> None:
+    def start(
+        self, max_bytes: dict[str, int], log: FilteringBoundLogger, metrics: WorkerMetrics
+    ) -> None:
         settings = self._settings
         topics = OutputTopics(
             clean=settings.topic_clean,
@@ -83,7 +91,9 @@ class _Worker:
         mapping = OutboundMapping(
             scrubber=self._scrubber, topics=topics, worker_id=settings.worker_id
         )
-        self.router = ClaimRouter(mapping=mapping, ownership=self._ownership, log=log)
+        self.router = ClaimRouter(
+            mapping=mapping, ownership=self._ownership, log=log, metrics=metrics
+        )
 
     async def handle(self, records: Sequence[InputRecord], consumer: Cursor) -> None:
         if self.router is not None:
@@ -93,6 +103,41 @@ class _Worker:
         if self.router is not None:
             await self.router.close()
         await self._ownership.close()
+
+
+class _Operations:
+    """The worker's metrics, health flags and the HTTP server that serves them."""
+
+    def __init__(self, port: int, ruleset_version: str, ownership: PartitionOwnership) -> None:
+        self.metrics = WorkerMetrics(ruleset_version=ruleset_version)
+        self.metrics.partitions_owned.set_function(lambda: len(ownership.owned()))
+        self.health = Health(producers_up=lambda: ownership.settled)
+        self._port = port
+        self._server: OperationsServer | None = None
+
+    def serve(self) -> None:
+        """Start the server (port 0: none); a port that cannot be bound is a start-up error."""
+        if not self._port:
+            return
+        try:
+            self._server = OperationsServer(
+                port=self._port, metrics=self.metrics, health=self.health
+            )
+        except OSError as error:
+            raise StartupError(
+                f"cannot serve /metrics, /livez and /readyz on port {self._port} "
+                f"({error.strerror or type(error).__name__}); set SCRUBBER_HTTP_PORT "
+                "(0 turns the server off)"
+            ) from None
+        self._server.start()
+
+    def broker_answered(self, answered: bool) -> None:  # noqa: FBT001 - a probe callback's flag
+        self.health.broker_reachable = answered
+        self.metrics.broker_reachable.set(1 if answered else 0)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
 
 
 def build_app(
@@ -146,6 +191,9 @@ def build_app(
         on_fatal=stop_for_good,
     )
     worker = _Worker(settings, scrubber, ownership)
+    operations = _Operations(settings.http_port, scrubber.ruleset.version, ownership)
+    metrics, health = operations.metrics, operations.health
+
     subscriber = broker.subscriber(
         # The worker never creates a topic: a missing one is a start-up error.
         Topic(settings.topic_input, declare=False),
@@ -159,7 +207,13 @@ def build_app(
         session_timeout_ms=settings.session_timeout_ms,
         heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 4),
         max_partition_fetch_bytes=max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
-        listener=OwnershipListener(topic=settings.topic_input, ownership=ownership, log=log),
+        listener=OwnershipListener(
+            topic=settings.topic_input,
+            ownership=ownership,
+            log=log,
+            health=health,
+            metrics=metrics,
+        ),
         decoder=_undecoded,
         title=f"{settings.topic_input}:scrub",
         description="ClaimEvent JSON, schema_version 1 (schemas/claim-event.schema.json)",
@@ -179,13 +233,17 @@ def build_app(
             return
         await worker.handle(message.raw_message, consumer)
 
+    watch: list[asyncio.Task[None]] = []
+
     async def starting() -> None:
+        # Liveness answers while the worker waits for the brokers; readiness once it owns.
+        watch.append(asyncio.create_task(beat_while_running(health), name="heartbeat"))
+        operations.serve()
         await wait_for_broker(settings, kafka, log)
+        operations.broker_answered(answered=True)
         await check_permissions(settings, kafka)
         sizes = await check_topic_sizes(settings, kafka)
-        worker.start(sizes.by_topic, log)
-
-    watch: list[asyncio.Task[None]] = []
+        worker.start(sizes.by_topic, log, metrics)
 
     async def started() -> None:
         # Everything allocated so far lives as long as the worker: leave it out of garbage
@@ -194,7 +252,8 @@ def build_app(
         gc.freeze()
         watch.append(
             asyncio.create_task(
-                watch_broker(settings, kafka, log, stop_for_good), name="broker-watch"
+                watch_broker(settings, kafka, log, stop_for_good, operations.broker_answered),
+                name="broker-watch",
             )
         )
         log.info(
@@ -208,11 +267,13 @@ def build_app(
 
     async def stopping() -> None:
         log.info("worker.stopping")
+        health.in_group = False
         for task in watch:
             task.cancel()
         await worker.stop()
 
     async def stopped() -> None:
+        operations.stop()
         log.info("worker.stopped")
 
     application = FastStream(

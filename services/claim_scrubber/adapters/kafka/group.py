@@ -13,6 +13,7 @@ from claim_scrubber.adapters.kafka.ownership import (
     TransactionalProducer,
 )
 from claim_scrubber.adapters.kafka.security import KafkaConnection
+from claim_scrubber.adapters.operations import Health, WorkerMetrics
 
 __all__ = ["ConsumerMember", "OwnershipListener", "transactional_producers"]
 
@@ -80,11 +81,19 @@ class OwnershipListener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Logs assignments and moves each partition's ownership with them."""
 
     def __init__(
-        self, *, topic: str, ownership: PartitionOwnership, log: FilteringBoundLogger
+        self,
+        *,
+        topic: str,
+        ownership: PartitionOwnership,
+        log: FilteringBoundLogger,
+        health: Health | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._topic = topic
         self._ownership = ownership
         self._log = log
+        self._health = health
+        self._metrics = metrics
 
     def _ours(self, partitions: set[TopicPartition]) -> list[int]:
         return sorted(tp.partition for tp in partitions if tp.topic == self._topic)
@@ -94,10 +103,14 @@ class OwnershipListener(ConsumerRebalanceListener):  # type: ignore[misc]
         if partitions:  # the first join of a group revokes nothing
             self._log.info("partitions.revoked", topic=self._topic, partitions=partitions)
             await self._ownership.revoke(partitions)
+            if self._metrics is not None:
+                self._metrics.partitions_revoked(partitions)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         partitions = self._ours(assigned)
         self._log.info("partitions.assigned", topic=self._topic, partitions=partitions)
+        if self._health is not None:
+            self._health.in_group = True
         await self._ownership.assign(partitions)
 
 

@@ -216,12 +216,11 @@ class PartitionOwnership:
         )
 
     @property
-    def all_owned(self) -> bool:
-        """Whether every assigned partition has its producer up (false with none assigned)."""
-        states = [
-            p.state for p in self._partitions.values() if p.state is not PartitionState.REVOKED
-        ]
-        return bool(states) and all(state is PartitionState.OWNED for state in states)
+    def settled(self) -> bool:
+        """Whether every partition assigned to this worker has its producer up (true with
+        none: a worker beyond the partition count is a ready standby)."""
+        states = [p.state for p in list(self._partitions.values())]
+        return all(state in {PartitionState.OWNED, PartitionState.REVOKED} for state in states)
 
     # Transitions driven by the group ------------------------------------------------------
 

@@ -31,6 +31,7 @@ from claim_scrubber.adapters.kafka.ownership import (
     PartitionRevokedError,
     TransactionFailedError,
 )
+from claim_scrubber.adapters.operations import WorkerMetrics
 from claim_scrubber.scrubber import timestamp_text
 
 __all__ = ["MAX_ATTEMPTS", "ClaimRouter", "Cursor"]
@@ -43,9 +44,11 @@ _SIZE_ERRORS: Final = (MessageSizeTooLargeError, RecordTooLargeError)
 
 
 class Cursor(Protocol):
-    """The part of aiokafka's consumer the router reads: where each partition reads next."""
+    """The part of aiokafka's consumer the router reads: where each partition reads next,
+    and the last high-water mark it fetched (None before the first fetch)."""
 
     async def position(self, partition: TopicPartition) -> int: ...
+    def highwater(self, partition: TopicPartition) -> int | None: ...
 
 
 @dataclass(slots=True)
@@ -73,10 +76,12 @@ class ClaimRouter:
         mapping: OutboundMapping,
         ownership: PartitionOwnership,
         log: FilteringBoundLogger,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._mapping = mapping
         self._ownership = ownership
         self._log = log
+        self._metrics = metrics
         self._in_flight: asyncio.Task[None] | None = None
         self._failures: dict[tuple[int, int], _Failures] = {}
         self._handling = asyncio.Lock()
@@ -92,6 +97,7 @@ class ClaimRouter:
             if self._closing:  # stopping: the partitions' next owner reads these records
                 return
             decided_at = timestamp_text(datetime.now(UTC))
+            deciding_since = time.perf_counter()
             parts: dict[int, _PartitionBatch] = {}
             skipped: set[int] = set()
             for record in records:
@@ -112,6 +118,9 @@ class ClaimRouter:
                     skipped.add(partition)
                 else:
                     part.routed.append(routed)
+            if self._metrics is not None:
+                self._metrics.batch_records.observe(len(records))
+                self._metrics.decide_seconds.observe(time.perf_counter() - deciding_since)
 
             await self.drain()
             batch = [
@@ -120,7 +129,7 @@ class ClaimRouter:
                 if not await self._delivered_again(part.routed[0].record, consumer)
             ]
             if batch:
-                self._in_flight = asyncio.create_task(self._commit(batch))
+                self._in_flight = asyncio.create_task(self._commit(batch, consumer))
 
     def _route(self, record: InputRecord, decided_at: str) -> Routed | None:
         """The record's output, or None when deciding it failed (its partition will read it
@@ -188,32 +197,61 @@ class ClaimRouter:
         async with self._handling:
             await self.drain()
 
-    async def _commit(self, batch: list[_PartitionBatch]) -> None:
+    async def _commit_one(self, part: _PartitionBatch) -> None:
+        started = time.perf_counter()
+        try:
+            await self._ownership.commit(
+                part.partition,
+                [routed.output for routed in part.routed],
+                part.routed[-1].record.offset + 1,
+                epoch=part.epoch,
+            )
+        finally:
+            if self._metrics is not None:
+                self._metrics.commit_seconds.observe(time.perf_counter() - started)
+
+    async def _commit(self, batch: list[_PartitionBatch], consumer: Cursor) -> None:
         outcomes = await asyncio.gather(
-            *(
-                self._ownership.commit(
-                    part.partition,
-                    [routed.output for routed in part.routed],
-                    part.routed[-1].record.offset + 1,
-                    epoch=part.epoch,
-                )
-                for part in batch
-            ),
-            return_exceptions=True,
+            *(self._commit_one(part) for part in batch), return_exceptions=True
         )
         committed_ms = time.time() * 1000
         for part, outcome in zip(batch, outcomes, strict=True):
             if outcome is None:
                 self._committed(part, committed_ms)
+                self._count(part, "committed", consumer)
             elif isinstance(outcome, PartitionRevokedError):
                 self._log.info("partition.revoked_before_commit", partition=part.partition)
             elif isinstance(outcome, TransactionFailedError):
+                self._count(part, "aborted", consumer)
                 # A refusal of one record's size is that record's; any other failure is the
                 # partition's or the broker's and counts against no record.
                 if outcome.record_index is not None and isinstance(outcome.cause, _SIZE_ERRORS):
                     self._failed(part.routed[outcome.record_index].record, outcome.cause)
-            elif not isinstance(outcome, PartitionFencedError):
+            elif isinstance(outcome, PartitionFencedError):
+                self._count(part, "fenced", consumer)
+            else:
                 self._log.error("transaction.aborted", partition=part.partition, exc_info=outcome)
+
+    def _count(self, part: _PartitionBatch, result: str, consumer: Cursor) -> None:
+        metrics = self._metrics
+        if metrics is None:
+            return
+        metrics.transactions.labels(result=result).inc()
+        if result != "committed":
+            return
+        decisions = [routed.decision for routed in part.routed]
+        committed_s = time.time()
+        metrics.committed(
+            (d.outcome for d in decisions),
+            (d.dead_letter_kind.value for d in decisions if d.dead_letter_kind is not None),
+            (finding for d in decisions for finding in d.findings),
+            (max(0.0, committed_s - routed.record.timestamp / 1000) for routed in part.routed),
+        )
+        first = part.routed[0].record
+        highwater = consumer.highwater(TopicPartition(first.topic, first.partition))
+        if highwater is not None:
+            lag = max(0, highwater - (part.routed[-1].record.offset + 1))
+            metrics.consumer_lag.labels(partition=str(part.partition)).set(lag)
 
     def _committed(self, part: _PartitionBatch, committed_ms: float) -> None:
         for routed in part.routed:

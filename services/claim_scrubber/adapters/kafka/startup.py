@@ -260,6 +260,7 @@ async def watch_broker(
     kafka: KafkaConnection,
     log: FilteringBoundLogger,
     on_fatal: Callable[[str], None],
+    on_reachable: Callable[[bool], None],
 ) -> None:
     """While the worker runs, probe the brokers; log an outage with backoff, and its end.
 
@@ -280,6 +281,7 @@ async def watch_broker(
         except StartupError as error:
             on_fatal(str(error))
             return
+        on_reachable(found is None)
         if found is None:
             if down_since is not None:
                 log.info("broker.reachable", downtime_s=round(time.monotonic() - down_since, 1))

@@ -1,0 +1,194 @@
+"""What operators watch: Prometheus metrics, liveness and readiness, on one small HTTP server.
+
+The server runs in a daemon thread of its own (stdlib `ThreadingHTTPServer`): it never touches
+the event loop, the worker's signal handling, exit codes or shutdown order. The loop proves it
+turns by stamping a heartbeat that `/livez` reads; `/readyz` reads flags the loop sets.
+
+Label values are bounded sets chosen here (outcomes, dead-letter kinds, rule ids and
+severities from the catalog, partition numbers, transaction results): never a claim id, a
+payer id or anything from a claim.
+"""
+
+import asyncio
+import contextlib
+import platform
+import threading
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from claim_scrubber import __version__
+
+__all__ = ["Health", "OperationsServer", "WorkerMetrics", "beat_while_running"]
+
+_PREFIX: Final = "claim_scrubber_"
+_LATENCY_BUCKETS: Final = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_DURATION_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+_BATCH_BUCKETS: Final = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+_LIVENESS_GRACE_S: Final = 10.0
+_BEAT_INTERVAL_S: Final = 1.0
+
+
+class WorkerMetrics:
+    """Every metric the worker exports, in a registry of its own."""
+
+    def __init__(self, *, ruleset_version: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.records = Counter(
+            f"{_PREFIX}records", "Input records decided and committed, by outcome",
+            ["outcome"], registry=registry,
+        )  # fmt: skip
+        self.dead_letters = Counter(
+            f"{_PREFIX}dead_letters", "Dead letters committed, by kind", ["kind"],
+            registry=registry,
+        )  # fmt: skip
+        self.findings = Counter(
+            f"{_PREFIX}findings", "Findings on committed results, by rule and severity",
+            ["rule_id", "severity"], registry=registry,
+        )  # fmt: skip
+        self.batch_records = Histogram(
+            f"{_PREFIX}batch_records", "Records per consumer batch",
+            buckets=_BATCH_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.decide_seconds = Histogram(
+            f"{_PREFIX}batch_decide_seconds", "Time to decide one batch",
+            buckets=_DURATION_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.commit_seconds = Histogram(
+            f"{_PREFIX}transaction_commit_seconds",
+            "Time from a partition's transaction start to its end",
+            buckets=_DURATION_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.latency_seconds = Histogram(
+            f"{_PREFIX}end_to_end_latency_seconds",
+            "From an input record's timestamp to the commit of its output",
+            buckets=_LATENCY_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.transactions = Counter(
+            f"{_PREFIX}transactions", "Partition transactions by result (committed, aborted, "
+            "fenced)", ["result"], registry=registry,
+        )  # fmt: skip
+        self.consumer_lag = Gauge(
+            f"{_PREFIX}consumer_lag",
+            "Records of an assigned input partition not yet committed (high-water mark minus "
+            "committed offset, from the consumer's own fetches)",
+            ["partition"], registry=registry,
+        )  # fmt: skip
+        self.partitions_owned = Gauge(
+            f"{_PREFIX}partitions_owned", "Input partitions this worker owns with its producer up",
+            registry=registry,
+        )  # fmt: skip
+        self.broker_reachable = Gauge(
+            f"{_PREFIX}broker_reachable", "1 while the brokers answer the worker's probe",
+            registry=registry,
+        )  # fmt: skip
+        Gauge(
+            f"{_PREFIX}ruleset_info", "The ruleset version results carry", ["version"],
+            registry=registry,
+        ).labels(version=ruleset_version).set(1)  # fmt: skip
+        Gauge(
+            f"{_PREFIX}build_info", "The worker's version and Python", ["version", "python"],
+            registry=registry,
+        ).labels(version=__version__, python=platform.python_version()).set(1)  # fmt: skip
+        for result in ("committed", "aborted", "fenced"):
+            self.transactions.labels(result=result)
+
+    def committed(
+        self,
+        outcomes: Iterable[str],
+        dead_letter_kinds: Iterable[str],
+        findings: Iterable[tuple[str, str]],
+        latencies_s: Iterable[float],
+    ) -> None:
+        """One partition's committed batch, counted once per label."""
+        for outcome, count in Tally(outcomes).items():
+            self.records.labels(outcome=outcome).inc(count)
+        for kind, count in Tally(dead_letter_kinds).items():
+            self.dead_letters.labels(kind=kind).inc(count)
+        for (rule_id, severity), count in Tally(findings).items():
+            self.findings.labels(rule_id=rule_id, severity=severity).inc(count)
+        for latency in latencies_s:
+            self.latency_seconds.observe(latency)
+
+    def partitions_revoked(self, partitions: Iterable[int]) -> None:
+        """A revoked partition's lag is its next owner's to report."""
+        for partition in partitions:
+            with contextlib.suppress(KeyError):
+                self.consumer_lag.remove(str(partition))
+
+
+@dataclass
+class Health:
+    """What `/livez` and `/readyz` answer from; the event loop writes it, the server reads it."""
+
+    last_beat: float = 0.0
+    in_group: bool = False
+    broker_reachable: bool = False
+    producers_up: Callable[[], bool] = lambda: False
+
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_beat < _LIVENESS_GRACE_S
+
+    def ready(self) -> bool:
+        return self.in_group and self.broker_reachable and self.producers_up()
+
+
+async def beat_while_running(health: Health) -> None:
+    """Stamp the heartbeat every second: `/livez` fails when the loop stops turning."""
+    while True:
+        health.last_beat = time.monotonic()
+        await asyncio.sleep(_BEAT_INTERVAL_S)
+
+
+class OperationsServer:
+    """`/metrics`, `/livez` and `/readyz` on 0.0.0.0:`port`, in a daemon thread."""
+
+    def __init__(self, *, port: int, metrics: WorkerMetrics, health: Health) -> None:
+        registry = metrics.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path == "/metrics":
+                    self._answer(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                elif self.path == "/livez":
+                    alive = health.alive()
+                    self._answer(200 if alive else 503, b"ok\n" if alive else b"stalled\n")
+                elif self.path == "/readyz":
+                    ready = health.ready()
+                    self._answer(200 if ready else 503, b"ready\n" if ready else b"not ready\n")
+                else:
+                    self._answer(404, b"not found\n")
+
+            def _answer(self, status: int, body: bytes, content_type: str = "text/plain") -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                del format, args  # probes every few seconds: not worth a log line each
+
+        self._server = ThreadingHTTPServer(("0.0.0.0", port), Handler)  # noqa: S104 - probes
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="operations-http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
