@@ -179,13 +179,17 @@ def _log_file(phase: str) -> BinaryIO:
 
 
 async def bench_drain(
-    kafka: KafkaConnection, command: list[str], phase: str, values: list[bytes]
+    kafka: KafkaConnection,
+    command: list[str],
+    phase: str,
+    values: list[bytes],
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Preload `values`, start `command`, and time it from its first commit to its last."""
     topics = Topics(phase)
     await topics.create(kafka)
     await _preload(kafka, topics.input, values)
-    env = topics.env(kafka)
+    env = topics.env(kafka) | (extra_env or {})
     with _log_file(phase) as log:
         process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
     admin = AIOKafkaAdminClient(**kafka.client_args())
@@ -364,9 +368,17 @@ async def main() -> None:
     await _wait_for_quiet_broker()
     print(f"worker: claim-scrubber worker draining {arguments.claims} claims ...", flush=True)
     worker = await bench_drain(kafka, WORKER, "worker", values)
+    await _wait_for_quiet_broker()
+    print(f"traced: the worker with tracing on, draining {arguments.claims} claims ...", flush=True)
+    # Spans go to the phase's log through the console exporter: the cost of making and
+    # exporting one span per batch and per transaction, with no collector to wait for.
+    traced = await bench_drain(
+        kafka, WORKER, "traced", values, extra_env={"OTEL_TRACES_EXPORTER": "console"}
+    )
     results |= {
         "baseline_msgs_per_s": round(baseline["rate"]),
         "e2e_claims_per_s": round(worker["rate"]),
+        "e2e_traced_claims_per_s": round(traced["rate"]),
         "ratio": round(worker["rate"] / baseline["rate"], 3),
         "worker_rss_max_mb": round(worker["rss_max_mb"], 1),
         "baseline_rss_max_mb": round(baseline["rss_max_mb"], 1),

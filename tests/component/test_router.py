@@ -43,6 +43,7 @@ class Record:
     timestamp: int
     key: bytes | None
     value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
 
 
 class FakeConsumer:

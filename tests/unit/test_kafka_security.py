@@ -144,10 +144,12 @@ class TestConnection:
         assert CANARY not in str(bad.value)
 
     def test_plaintext_gives_every_client_plaintext_and_faststream_no_security(self) -> None:
-        built = connection(Settings.model_validate({"worker_id": "w"}))
+        built = connection(
+            Settings.model_validate({"worker_id": "w", "kafka_bootstrap_servers": "kafka:9092"})
+        )
 
         assert built.client_args() == {
-            "bootstrap_servers": "localhost:9092",
+            "bootstrap_servers": "kafka:9092",
             "security_protocol": "PLAINTEXT",
         }
         assert built.faststream_security() is None

@@ -58,6 +58,17 @@ class Settings(BaseSettings):
     http_port: Annotated[int, Field(ge=0, le=65535)] = Field(
         default=8080, description="/metrics, /livez and /readyz; 0 turns the server off"
     )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        description="the standard OpenTelemetry variable; tracing is on when it is set",
+    )
+    otel_traces_exporter: str | None = Field(
+        default=None,
+        validation_alias="OTEL_TRACES_EXPORTER",
+        description="the standard OpenTelemetry variable: otlp, console or none",
+    )
+    otel_service_name: str = Field(default="claim-scrubber", validation_alias="OTEL_SERVICE_NAME")
 
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: (
@@ -175,7 +186,11 @@ class Settings(BaseSettings):
 
 def load_settings() -> Settings:
     """Read the settings; an unknown SCRUBBER_ variable or a bad value raises SettingsError."""
-    known = {f"{ENV_PREFIX}{name.upper()}" for name in Settings.model_fields}
+    known = {
+        f"{ENV_PREFIX}{name.upper()}"
+        for name, field in Settings.model_fields.items()
+        if field.validation_alias is None
+    }
     unknown = sorted(
         name
         for name in os.environ

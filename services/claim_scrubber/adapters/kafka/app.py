@@ -48,6 +48,7 @@ from claim_scrubber.adapters.operations import (
     beat_while_running,
 )
 from claim_scrubber.adapters.settings import Settings
+from claim_scrubber.adapters.tracing import Tracing
 from claim_scrubber.models import DeadLetter, ScrubResult
 from claim_scrubber.scrubber import Scrubber
 
@@ -79,7 +80,11 @@ class _Worker:
         self.router: ClaimRouter | None = None
 
     def start(
-        self, max_bytes: dict[str, int], log: FilteringBoundLogger, metrics: WorkerMetrics
+        self,
+        max_bytes: dict[str, int],
+        log: FilteringBoundLogger,
+        metrics: WorkerMetrics,
+        tracing: Tracing,
     ) -> None:
         settings = self._settings
         topics = OutputTopics(
@@ -92,7 +97,7 @@ class _Worker:
             scrubber=self._scrubber, topics=topics, worker_id=settings.worker_id
         )
         self.router = ClaimRouter(
-            mapping=mapping, ownership=self._ownership, log=log, metrics=metrics
+            mapping=mapping, ownership=self._ownership, log=log, metrics=metrics, tracing=tracing
         )
 
     async def handle(self, records: Sequence[InputRecord], consumer: Cursor) -> None:
@@ -148,6 +153,7 @@ def build_app(
     kafka: KafkaConnection | None = None,
     producer_factory: ProducerFactory | None = None,
     failure: WorkerFailure | None = None,
+    tracing: Tracing | None = None,
 ) -> FastStream:
     """The worker application: consume, scrub, publish and commit exactly once.
 
@@ -158,6 +164,11 @@ def build_app(
     """
     kafka = kafka or connection(settings)
     failure = failure if failure is not None else WorkerFailure()
+    tracing = tracing or Tracing.from_settings(
+        endpoint=settings.otel_exporter_otlp_endpoint,
+        exporter=settings.otel_traces_exporter,
+        service_name=settings.otel_service_name,
+    )
     running: list[FastStream] = []
 
     def stop_for_good(problem: str) -> None:
@@ -243,7 +254,7 @@ def build_app(
         operations.broker_answered(answered=True)
         await check_permissions(settings, kafka)
         sizes = await check_topic_sizes(settings, kafka)
-        worker.start(sizes.by_topic, log, metrics)
+        worker.start(sizes.by_topic, log, metrics, tracing)
 
     async def started() -> None:
         # Everything allocated so far lives as long as the worker: leave it out of garbage
@@ -274,6 +285,7 @@ def build_app(
 
     async def stopped() -> None:
         operations.stop()
+        tracing.shutdown()
         log.info("worker.stopped")
 
     application = FastStream(

@@ -4,7 +4,7 @@ Pure: no Kafka client, no clock, no logging. The topics' size limits (read from 
 at start) bound every document, so a record never becomes an output its topic refuses.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -22,6 +22,7 @@ __all__ = [
 ]
 
 _JSON: Final = b"application/json"
+_TRACEPARENT: Final = "traceparent"
 
 RECORD_OVERHEAD_BYTES: Final = 1024
 """Room a record needs beyond its key and value: the batch header, the record's framing and
@@ -65,6 +66,8 @@ class InputRecord(Protocol):
     def key(self) -> bytes | None: ...
     @property
     def value(self) -> bytes | None: ...
+    @property
+    def headers(self) -> Sequence[tuple[str, bytes]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,8 @@ class Routed:
     record: InputRecord
     decision: Decision
     output: OutboundRecord
+    traceparent: bytes | None = None
+    """The input's W3C trace context, copied to the output."""
 
 
 def _key_text(key: bytes | None) -> str | None:
@@ -173,22 +178,29 @@ class OutboundMapping:
 
     def _routed(self, record: InputRecord, decision: Decision) -> Routed:
         claim_id = (decision.claim_id or "").encode()
+        headers = [
+            ("content-type", _JSON),
+            ("event-id", (decision.event_id or "").encode()),
+            ("claim-id", claim_id),
+            ("outcome", decision.outcome.encode()),
+            ("ruleset-version", self._ruleset_version),
+        ]
+        traceparent = next((v for k, v in record.headers if k == _TRACEPARENT), None)
+        if traceparent is not None:
+            headers.append((_TRACEPARENT, traceparent))
         output = OutboundRecord(
             topic=self._topic_by_outcome[decision.outcome],
             key=record.key if decision.is_dead_letter else claim_id,
             value=decision.document,
-            headers=[
-                ("content-type", _JSON),
-                ("event-id", (decision.event_id or "").encode()),
-                ("claim-id", claim_id),
-                ("outcome", decision.outcome.encode()),
-                ("ruleset-version", self._ruleset_version),
-            ],
+            headers=headers,
         )
-        return Routed(record, decision, output)
+        return Routed(record, decision, output, traceparent)
 
-    def audit(self, routed: Routed, committed_ms: float) -> tuple[str, dict[str, object]]:
-        """The audit event name and its allow-listed fields (contract section 5)."""
+    def audit(
+        self, routed: Routed, committed_ms: float, trace_id: str | None = None
+    ) -> tuple[str, dict[str, object]]:
+        """The audit event name and its allow-listed fields (contract section 5), with the
+        batch's trace id when tracing is on."""
         decision, record = routed.decision, routed.record
         fields: dict[str, object] = {
             "event_id": decision.event_id,
@@ -204,6 +216,8 @@ class OutboundMapping:
             "latency_ms": max(0, round(committed_ms - record.timestamp)),
             "worker_id": self._worker_id,
         }
+        if trace_id is not None:
+            fields["trace_id"] = trace_id
         if decision.dead_letter_kind is None:
             return "claim.scrubbed", fields
         fields["dead_letter_kind"] = decision.dead_letter_kind.value

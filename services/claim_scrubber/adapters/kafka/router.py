@@ -22,6 +22,7 @@ from aiokafka.errors import (
     MessageSizeTooLargeError,
     RecordTooLargeError,
 )
+from opentelemetry.trace import Span
 from structlog.typing import FilteringBoundLogger
 
 from claim_scrubber.adapters.kafka.outbound import InputRecord, OutboundMapping, Routed
@@ -32,6 +33,7 @@ from claim_scrubber.adapters.kafka.ownership import (
     TransactionFailedError,
 )
 from claim_scrubber.adapters.operations import WorkerMetrics
+from claim_scrubber.adapters.tracing import Tracing
 from claim_scrubber.scrubber import timestamp_text
 
 __all__ = ["MAX_ATTEMPTS", "ClaimRouter", "Cursor"]
@@ -62,10 +64,12 @@ class _Failures:
 
 @dataclass(slots=True)
 class _PartitionBatch:
-    """One partition's share of a batch, and the partition's epoch when it was read."""
+    """One partition's share of a batch, the partition's epoch when it was read, and the
+    batch's span."""
 
     partition: int
     epoch: int
+    span: Span
     routed: list[Routed] = field(default_factory=list)
 
 
@@ -77,11 +81,13 @@ class ClaimRouter:
         ownership: PartitionOwnership,
         log: FilteringBoundLogger,
         metrics: WorkerMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self._mapping = mapping
         self._ownership = ownership
         self._log = log
         self._metrics = metrics
+        self._tracing = tracing or Tracing()
         self._in_flight: asyncio.Task[None] | None = None
         self._failures: dict[tuple[int, int], _Failures] = {}
         self._handling = asyncio.Lock()
@@ -96,40 +102,48 @@ class ClaimRouter:
         async with self._handling:
             if self._closing:  # stopping: the partitions' next owner reads these records
                 return
-            decided_at = timestamp_text(datetime.now(UTC))
-            deciding_since = time.perf_counter()
-            parts: dict[int, _PartitionBatch] = {}
-            skipped: set[int] = set()
-            for record in records:
-                partition = record.partition
-                if partition in skipped:
-                    continue
-                part = parts.get(partition)
-                if part is None:
-                    if not self._ownership.owns(partition):  # paused or revoked since fetched
-                        skipped.add(partition)
-                        continue
-                    part = parts[partition] = _PartitionBatch(
-                        partition, self._ownership.epoch(partition)
-                    )
-                routed = self._route(record, decided_at)
-                if routed is None:
-                    del parts[partition]
-                    skipped.add(partition)
-                else:
-                    part.routed.append(routed)
-            if self._metrics is not None:
-                self._metrics.batch_records.observe(len(records))
-                self._metrics.decide_seconds.observe(time.perf_counter() - deciding_since)
+            with self._tracing.batch(len(records)) as span:
+                await self._handle(records, consumer, span)
 
-            await self.drain()
-            batch = [
-                part
-                for part in parts.values()
-                if not await self._delivered_again(part.routed[0].record, consumer)
-            ]
-            if batch:
-                self._in_flight = asyncio.create_task(self._commit(batch, consumer))
+    async def _handle(self, records: Sequence[InputRecord], consumer: Cursor, span: Span) -> None:
+        decided_at = timestamp_text(datetime.now(UTC))
+        deciding_since = time.perf_counter()
+        parts: dict[int, _PartitionBatch] = {}
+        skipped: set[int] = set()
+        for record in records:
+            partition = record.partition
+            if partition in skipped:
+                continue
+            part = parts.get(partition)
+            if part is None:
+                if not self._ownership.owns(partition):  # paused or revoked since fetched
+                    skipped.add(partition)
+                    continue
+                part = parts[partition] = _PartitionBatch(
+                    partition, self._ownership.epoch(partition), span
+                )
+            routed = self._route(record, decided_at)
+            if routed is None:
+                del parts[partition]
+                skipped.add(partition)
+            else:
+                part.routed.append(routed)
+        if self._tracing.enabled:
+            self._tracing.link(
+                span, [r.traceparent for p in parts.values() for r in p.routed if r.traceparent]
+            )
+        if self._metrics is not None:
+            self._metrics.batch_records.observe(len(records))
+            self._metrics.decide_seconds.observe(time.perf_counter() - deciding_since)
+
+        await self.drain()
+        batch = [
+            part
+            for part in parts.values()
+            if not await self._delivered_again(part.routed[0].record, consumer)
+        ]
+        if batch:
+            self._in_flight = asyncio.create_task(self._commit(batch, consumer))
 
     def _route(self, record: InputRecord, decided_at: str) -> Routed | None:
         """The record's output, or None when deciding it failed (its partition will read it
@@ -200,12 +214,13 @@ class ClaimRouter:
     async def _commit_one(self, part: _PartitionBatch) -> None:
         started = time.perf_counter()
         try:
-            await self._ownership.commit(
-                part.partition,
-                [routed.output for routed in part.routed],
-                part.routed[-1].record.offset + 1,
-                epoch=part.epoch,
-            )
+            with self._tracing.transaction(part.span, part.partition, len(part.routed)):
+                await self._ownership.commit(
+                    part.partition,
+                    [routed.output for routed in part.routed],
+                    part.routed[-1].record.offset + 1,
+                    epoch=part.epoch,
+                )
         finally:
             if self._metrics is not None:
                 self._metrics.commit_seconds.observe(time.perf_counter() - started)
@@ -254,8 +269,9 @@ class ClaimRouter:
             metrics.consumer_lag.labels(partition=str(part.partition)).set(lag)
 
     def _committed(self, part: _PartitionBatch, committed_ms: float) -> None:
+        trace_id = Tracing.trace_id(part.span)
         for routed in part.routed:
-            event, fields = self._mapping.audit(routed, committed_ms)
+            event, fields = self._mapping.audit(routed, committed_ms, trace_id)
             if event == "claim.scrubbed":
                 self._log.info(event, **fields)
             else:
