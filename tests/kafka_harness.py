@@ -7,10 +7,13 @@ import ctypes
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -23,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from claim_scrubber.adapters.kafka.startup import OUTPUT_TOPIC_CONFIGS
+from claim_scrubber.adapters.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 _PR_SET_PDEATHSIG = 1
@@ -59,6 +63,23 @@ class Topics:
     @property
     def group(self) -> str:
         return f"{self.prefix}.scrubber"
+
+    def settings(self, bootstrap: str, **extra: object) -> Settings:
+        """Settings of an in-process worker on these topics (no HTTP server)."""
+        return Settings.model_validate(
+            {
+                "kafka_bootstrap_servers": bootstrap,
+                "group_id": self.group,
+                "topic_input": self.input,
+                "topic_clean": self.clean,
+                "topic_review": self.review,
+                "topic_dead_letter": self.dead_letter,
+                "session_timeout_ms": 6000,
+                "batch_timeout_ms": 50,
+                "http_port": 0,
+                **extra,
+            }
+        )
 
     def env(self, bootstrap: str) -> dict[str, str]:
         return {
@@ -467,3 +488,20 @@ async def committed_offsets(bootstrap: str, topics: Topics) -> dict[int, int]:
     finally:
         await admin.close()
     return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now, for a worker's operations endpoints."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    """Status and body of GET http://127.0.0.1:PORT/PATH (raises URLError when nothing
+    listens)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()

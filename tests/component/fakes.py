@@ -9,7 +9,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from claim_scrubber.adapters.kafka.ownership import TransactionalProducer
+from claim_scrubber.adapters.kafka.ownership import PartitionOwnership, TransactionalProducer
+from claim_scrubber.adapters.logging import configure_logging, get_logger
 
 
 @dataclass
@@ -160,3 +161,24 @@ async def settle() -> None:
     """Let every ready task run until none is left (sleeps under ManualSleep stay asleep)."""
     for _ in range(50):
         await asyncio.sleep(0)
+
+
+class FakeGroup:
+    """PartitionOwnership over fake producers and a fake member, with the clock in hand."""
+
+    def __init__(self, *, fence_quarantine_s: float = 60.0) -> None:
+        configure_logging(level="error")
+        self.broker = FakeBroker()
+        self.member = FakeMember(self.broker)
+        self.sleep = ManualSleep()
+        self.fatal: list[str] = []
+        self.ownership = PartitionOwnership(
+            group_id="g",
+            input_topic="claims.submitted",
+            producer_factory=producer_factory(self.broker),
+            member=self.member,
+            log=get_logger(),
+            on_fatal=self.fatal.append,
+            fence_quarantine_s=fence_quarantine_s,
+            sleep=self.sleep,
+        )

@@ -13,13 +13,11 @@ from aiokafka.errors import (
 from claim_scrubber.adapters.kafka.ownership import (
     OutboundRecord,
     PartitionFencedError,
-    PartitionOwnership,
     PartitionRevokedError,
     PartitionState,
     TransactionFailedError,
 )
-from claim_scrubber.adapters.logging import configure_logging, get_logger
-from tests.component.fakes import FakeBroker, FakeMember, ManualSleep, producer_factory, settle
+from tests.component.fakes import FakeGroup, settle
 
 QUARANTINE_S = 60.0
 
@@ -28,23 +26,9 @@ def _record(value: bytes = b"{}") -> OutboundRecord:
     return OutboundRecord("claims.clean", b"k", value, [])
 
 
-class _Setup:
+class _Setup(FakeGroup):
     def __init__(self) -> None:
-        configure_logging(level="error")
-        self.broker = FakeBroker()
-        self.member = FakeMember(self.broker)
-        self.sleep = ManualSleep()
-        self.fatal: list[str] = []
-        self.ownership = PartitionOwnership(
-            group_id="g",
-            input_topic="claims.submitted",
-            producer_factory=producer_factory(self.broker),
-            member=self.member,
-            log=get_logger(),
-            on_fatal=self.fatal.append,
-            fence_quarantine_s=QUARANTINE_S,
-            sleep=self.sleep,
-        )
+        super().__init__(fence_quarantine_s=QUARANTINE_S)
 
     async def commit(self, partition: int, next_offset: int, records: int = 1) -> None:
         await self.ownership.commit(

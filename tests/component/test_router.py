@@ -21,15 +21,15 @@ from claim_scrubber.adapters.kafka.outbound import (
     OutputTopics,
     Routed,
 )
-from claim_scrubber.adapters.kafka.ownership import PartitionOwnership, PartitionState
+from claim_scrubber.adapters.kafka.ownership import PartitionState
 from claim_scrubber.adapters.kafka.router import MAX_ATTEMPTS, ClaimRouter
-from claim_scrubber.adapters.logging import configure_logging, get_logger
+from claim_scrubber.adapters.logging import get_logger
 from claim_scrubber.adapters.operations import WorkerMetrics
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.models import DeadLetter, ScrubResult
 from claim_scrubber.scrubber import Scrubber
 from tests.claims import default_event, event_bytes, patched
-from tests.component.fakes import FakeBroker, FakeMember, ManualSleep, producer_factory, settle
+from tests.component.fakes import FakeGroup, FakeMember, settle
 
 TOPIC = "claims.submitted"
 DEAD_LETTER_TOPIC_BYTES = 1_048_588
@@ -79,23 +79,9 @@ class FlakyMapping(OutboundMapping):
         return super().route(record, decided_at, shrink=shrink)
 
 
-class _World:
+class _World(FakeGroup):
     def __init__(self) -> None:
-        configure_logging(level="error")
-        self.broker = FakeBroker()
-        self.member = FakeMember(self.broker)
-        self.sleep = ManualSleep()
-        self.fatal: list[str] = []
-        self.ownership = PartitionOwnership(
-            group_id="g",
-            input_topic=TOPIC,
-            producer_factory=producer_factory(self.broker),
-            member=self.member,
-            log=get_logger(),
-            on_fatal=self.fatal.append,
-            fence_quarantine_s=60,
-            sleep=self.sleep,
-        )
+        super().__init__()
         self.mapping = FlakyMapping(
             scrubber=Scrubber(load_ruleset(), max_message_bytes=1024 * 1024),
             topics=OutputTopics(

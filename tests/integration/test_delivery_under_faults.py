@@ -20,7 +20,6 @@ import pytest
 from claim_scrubber.adapters.kafka import build_app
 from claim_scrubber.adapters.logging import configure_logging, get_logger
 from claim_scrubber.adapters.ruleset_file import load_ruleset
-from claim_scrubber.adapters.settings import Settings
 from claim_scrubber.models import Severity
 from claim_scrubber.rules import CHECKED_RULES, ClaimFacts, Hit, rule
 from claim_scrubber.scrubber import Scrubber
@@ -31,6 +30,8 @@ from tests.kafka_harness import (
     OutputWatcher,
     Tally,
     Topics,
+    free_port,
+    http_get,
     input_end_offsets,
     input_ids,
     produce,
@@ -293,9 +294,12 @@ async def test_workers_ride_out_a_broker_restart_and_log_the_outage_with_backoff
 ) -> None:
     del restartable_broker
     started = time.monotonic()
-    workers = [start_worker("restart-1"), start_worker("restart-2")]
+    port = free_port()
+    workers = [start_worker("restart-1", SCRUBBER_HTTP_PORT=str(port)), start_worker("restart-2")]
     for worker in workers:
         await worker.wait_for_event("partitions.assigned")
+    probes: list[tuple[str, int, int]] = []
+    probing = asyncio.create_task(_probe_health(port, probes))
     sending = asyncio.create_task(
         produce_steadily(kafka_bootstrap, topics.input, _claims(8000), duration_s=24)
     )
@@ -304,6 +308,7 @@ async def test_workers_ride_out_a_broker_restart_and_log_the_outage_with_backoff
     await asyncio.to_thread(_kafka, "down")
     await asyncio.sleep(8)
     await asyncio.to_thread(_kafka, "up")
+    probes.append(("broker up", 0, 0))
     up_at = time.monotonic()
     await sending
     inputs = sum((await input_end_offsets(kafka_bootstrap, topics)).values())
@@ -321,6 +326,20 @@ async def test_workers_ride_out_a_broker_restart_and_log_the_outage_with_backoff
     outages = [line for worker in workers for line in worker.events("broker.unreachable")]
     assert outages, "the outage was logged"
     assert len(outages) <= 40, "retries back off instead of looping hot"
+    probing.cancel()
+    up = probes.index(("broker up", 0, 0))
+    assert all(live == 200 for _, live, _ in probes[:up] + probes[up + 1 :]), "/livez stays 200"
+    assert 503 in [ready for _, _, ready in probes[:up]], "/readyz is 503 while it is down"
+    assert probes[-1][2] == 200, "/readyz is 200 again in the group"
+
+
+async def _probe_health(port: int, probes: list[tuple[str, int, int]]) -> None:
+    """Poll /livez and /readyz every half second."""
+    while True:
+        live = (await asyncio.to_thread(http_get, port, "/livez"))[0]
+        ready = (await asyncio.to_thread(http_get, port, "/readyz"))[0]
+        probes.append(("probe", live, ready))
+        await asyncio.sleep(0.5)
 
 
 def _kafka(action: str) -> None:
@@ -351,19 +370,7 @@ async def test_poison_input_interleaved_with_good_input_lands_where_the_contract
     measure: _Measurement,
 ) -> None:
     configure_logging(level="warning")
-    settings = Settings.model_validate(
-        {
-            "kafka_bootstrap_servers": kafka_bootstrap,
-            "group_id": topics.group,
-            "topic_input": topics.input,
-            "topic_clean": topics.clean,
-            "topic_review": topics.review,
-            "topic_dead_letter": topics.dead_letter,
-            "max_message_bytes": 4096,
-            "worker_id": "poison",
-            "http_port": 0,
-        }
-    )
+    settings = topics.settings(kafka_bootstrap, max_message_bytes=4096, worker_id="poison")
     scrubber = Scrubber(
         load_ruleset(),
         max_message_bytes=settings.max_message_bytes,

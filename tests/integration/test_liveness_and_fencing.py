@@ -79,22 +79,8 @@ async def _set_max_message_bytes(bootstrap: str, topic: str, value: int) -> None
         await admin.close()
 
 
-def _settings(bootstrap: str, topics: Topics, **extra: Any) -> Settings:
-    return Settings.model_validate(
-        {
-            "kafka_bootstrap_servers": bootstrap,
-            "group_id": topics.group,
-            "topic_input": topics.input,
-            "topic_clean": topics.clean,
-            "topic_review": topics.review,
-            "topic_dead_letter": topics.dead_letter,
-            "session_timeout_ms": 6000,
-            "batch_timeout_ms": 50,
-            "worker_id": "in-process",
-            "http_port": 0,
-            **extra,
-        }
-    )
+def _settings(bootstrap: str, topics: Topics) -> Settings:
+    return topics.settings(bootstrap, worker_id="in-process")
 
 
 @asynccontextmanager

@@ -1,41 +1,25 @@
 """What operators see of a worker on the real broker: /metrics, /livez and /readyz."""
 
 import asyncio
-import socket
 import urllib.error
-import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.claims import canary_event, event_bytes, patched, phi_strings
 from tests.conftest import WorkerStarter
-from tests.kafka_harness import Topics, collect, produce
+from tests.kafka_harness import Topics, collect, free_port, http_get, produce
 
 pytestmark = [pytest.mark.kafka]
 
 CANARY_CLAIM = "CANARY-CLM-4242"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
 async def _status_becomes(port: int, path: str, status: int, timeout_s: float = 60) -> None:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while asyncio.get_running_loop().time() < deadline:
         try:
-            if (await asyncio.to_thread(_get, port, path))[0] == status:
+            if (await asyncio.to_thread(http_get, port, path))[0] == status:
                 return
         except OSError:
             pass  # not listening yet
@@ -54,7 +38,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 async def test_metrics_count_what_the_topics_received_and_health_follows_the_worker(
     kafka_bootstrap: str, topics: Topics, start_worker: WorkerStarter
 ) -> None:
-    port = _free_port()
+    port = free_port()
     worker = start_worker(SCRUBBER_HTTP_PORT=str(port))
     await _status_becomes(port, "/livez", 200)
     await worker.wait_for_event("partitions.assigned")
@@ -81,7 +65,7 @@ async def test_metrics_count_what_the_topics_received_and_health_follows_the_wor
     tally = await collect(kafka_bootstrap, topics, expected=len(records))
     await asyncio.sleep(1)
 
-    status, text = await asyncio.to_thread(_get, port, "/metrics")
+    status, text = await asyncio.to_thread(http_get, port, "/metrics")
     samples = _samples(text)
 
     assert status == 200
@@ -105,4 +89,4 @@ async def test_metrics_count_what_the_topics_received_and_health_follows_the_wor
     worker.signal(15)
     assert await worker.wait() == 0
     with pytest.raises(urllib.error.URLError):
-        await asyncio.to_thread(_get, port, "/livez")
+        await asyncio.to_thread(http_get, port, "/livez")

@@ -11,13 +11,10 @@ import json
 import os
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
-import orjson
 import pytest
 
 from tests.claims import default_event, event_bytes, patched
@@ -30,6 +27,7 @@ from tests.kafka_harness import (
     committed_offsets,
     produce,
 )
+from tests.token_endpoint import TokenEndpoint, token_endpoint
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -152,39 +150,10 @@ def _unsecured_jws(subject: str, lifetime_s: int) -> str:
     return f"{encode({'alg': 'none'})}.{encode(claims)}."
 
 
-class _TokenEndpoint(BaseHTTPRequestHandler):
-    issued: list[float]
-    lifetime_s = 8
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        type(self).issued.append(time.monotonic())
-        body = orjson.dumps(
-            {
-                "access_token": _unsecured_jws("scrubber", type(self).lifetime_s),
-                "token_type": "Bearer",
-                "expires_in": type(self).lifetime_s,
-            }
-        )
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        del format, args
-
-
 @pytest.fixture
-def token_endpoint() -> Iterator[tuple[str, type[_TokenEndpoint]]]:
-    handler = type("Endpoint", (_TokenEndpoint,), {"issued": []})
-    server = HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/token", handler
-    server.shutdown()
-    server.server_close()
+def endpoint() -> Iterator[TokenEndpoint]:
+    with token_endpoint(lambda _: _unsecured_jws("scrubber", 8), lifetime_s=8) as serving:
+        yield serving
 
 
 class TestOAuthBearer:
@@ -193,17 +162,16 @@ class TestOAuthBearer:
         kafka_bootstrap: str,
         topics: Topics,
         workers: list[WorkerProcess],
-        token_endpoint: tuple[str, type[_TokenEndpoint]],
+        endpoint: TokenEndpoint,
     ) -> None:
         """The broker closes each connection when its token's session ends (aiokafka has no
         re-authentication, KIP-368); the worker reconnects with a fresh token."""
-        url, endpoint = token_endpoint
         await _grant(topics)
         env = topics.env("127.0.0.1:9096") | {
             "SCRUBBER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
             "SCRUBBER_KAFKA_SASL_MECHANISM": "OAUTHBEARER",
             "SCRUBBER_KAFKA_SSL_CA_FILE": str(TLS / "ca.pem"),
-            "SCRUBBER_KAFKA_OAUTH_TOKEN_URL": url,
+            "SCRUBBER_KAFKA_OAUTH_TOKEN_URL": endpoint.url,
             "SCRUBBER_KAFKA_OAUTH_CLIENT_ID": "scrubber",
             "SCRUBBER_KAFKA_OAUTH_CLIENT_SECRET": CANARY,
             "SCRUBBER_SESSION_TIMEOUT_MS": "6000",

@@ -13,7 +13,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from claim_scrubber.adapters.kafka import build_app
 from claim_scrubber.adapters.logging import configure_logging, get_logger
 from claim_scrubber.adapters.ruleset_file import load_ruleset
-from claim_scrubber.adapters.settings import Settings
 from claim_scrubber.adapters.tracing import Tracing
 from claim_scrubber.scrubber import Scrubber
 from tests.claims import canary_event, event_bytes, patched, phi_strings
@@ -30,19 +29,7 @@ async def test_one_span_per_batch_and_transaction_and_each_output_carries_its_tr
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    settings = Settings.model_validate(
-        {
-            "kafka_bootstrap_servers": kafka_bootstrap,
-            "group_id": topics.group,
-            "topic_input": topics.input,
-            "topic_clean": topics.clean,
-            "topic_review": topics.review,
-            "topic_dead_letter": topics.dead_letter,
-            "session_timeout_ms": 6000,
-            "worker_id": "traced",
-            "http_port": 0,
-        }
-    )
+    settings = topics.settings(kafka_bootstrap, worker_id="traced")
     configure_logging(level="info")
     app = build_app(
         settings,

@@ -1,13 +1,10 @@
 """Security settings and the one factory every Kafka client's connection comes from."""
 
 import asyncio
-import json
 import sys
-import threading
 import time
 import types
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import ClassVar
 
@@ -21,6 +18,7 @@ from claim_scrubber.adapters.kafka.security import (
     connection,
 )
 from claim_scrubber.adapters.settings import Settings, SettingsError, load_settings
+from tests.token_endpoint import TokenEndpoint, token_endpoint
 
 CANARY = "canary-secret-7f3a9c"
 
@@ -164,49 +162,21 @@ class TestConnection:
         assert built.ssl_context.check_hostname
 
 
-class _TokenEndpoint(BaseHTTPRequestHandler):
-    issued: list[str]
-    refuse = False
-    lifetime_s = 2
-
-    def do_POST(self) -> None:
-        length = int(self.headers["Content-Length"])
-        self.rfile.read(length)
-        if type(self).refuse:
-            self.send_response(401)
-            self.end_headers()
-            return
-        token = f"token-{len(self.issued)}"
-        self.issued.append(token)
-        body = json.dumps({"access_token": token, "expires_in": type(self).lifetime_s}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        del format, args
-
-
 @pytest.fixture
-def token_endpoint() -> Iterator[tuple[str, type[_TokenEndpoint]]]:
-    handler = type("Endpoint", (_TokenEndpoint,), {"issued": [], "refuse": False})
-    server = HTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/token", handler
-    server.shutdown()
-    server.server_close()
+def endpoint() -> Iterator[TokenEndpoint]:
+    with token_endpoint(lambda n: f"token-{n}", lifetime_s=2) as serving:
+        yield serving
 
 
 class TestOAuthTokens:
     async def test_a_token_is_reused_until_most_of_its_lifetime_has_passed_then_refreshed(
-        self, token_endpoint: tuple[str, type[_TokenEndpoint]]
+        self, endpoint: TokenEndpoint
     ) -> None:
-        url, _ = token_endpoint
         provider = ClientCredentialsTokenProvider(
-            token_url=url, client_id="scrubber", client_secret=SecretStr(CANARY), scope="kafka"
+            token_url=endpoint.url,
+            client_id="scrubber",
+            client_secret=SecretStr(CANARY),
+            scope="kafka",
         )
 
         first, again = await provider.token(), await provider.token()
@@ -217,12 +187,14 @@ class TestOAuthTokens:
         assert CANARY not in repr(provider)
 
     async def test_refused_client_credentials_are_one_clear_error_without_the_secret(
-        self, token_endpoint: tuple[str, type[_TokenEndpoint]]
+        self, endpoint: TokenEndpoint
     ) -> None:
-        url, endpoint = token_endpoint
         endpoint.refuse = True
         provider = ClientCredentialsTokenProvider(
-            token_url=url, client_id="scrubber", client_secret=SecretStr(CANARY), scope=None
+            token_url=endpoint.url,
+            client_id="scrubber",
+            client_secret=SecretStr(CANARY),
+            scope=None,
         )
 
         with pytest.raises(OAuthTokenError, match="refused client 'scrubber' \\(HTTP 401\\)") as e:

@@ -51,7 +51,29 @@ class OAuthTokenError(Exception):
     """The token endpoint did not issue a token; the message says why, without secrets."""
 
 
-class ClientCredentialsTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
+class _RefreshingTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
+    """Reuses a token until 80 % of its lifetime has passed, then asks `_fetch` for another
+    (in a thread: both sources block). aiokafka calls `token()` for every new connection."""
+
+    def __init__(self) -> None:
+        self._token: SecretStr | None = None
+        self._refresh_at = 0.0
+        self._lock = asyncio.Lock()
+
+    def _fetch(self) -> tuple[str, float]:
+        """A new token and its lifetime in seconds."""
+        raise NotImplementedError
+
+    async def token(self) -> str:
+        async with self._lock:
+            if self._token is None or time.monotonic() >= self._refresh_at:
+                token, lifetime_s = await asyncio.to_thread(self._fetch)
+                self._token = SecretStr(token)
+                self._refresh_at = time.monotonic() + lifetime_s * _REFRESH_AT
+            return self._token.get_secret_value()
+
+
+class ClientCredentialsTokenProvider(_RefreshingTokenProvider):
     """OAUTHBEARER tokens from an OIDC token endpoint (client-credentials grant).
 
     aiokafka asks for a token on every new connection; a token is reused until 80 % of its
@@ -71,20 +93,10 @@ class ClientCredentialsTokenProvider(AbstractTokenProvider):  # type: ignore[mis
         self._client_id = client_id
         self._client_secret = client_secret
         self._scope = scope
-        self._token: SecretStr | None = None
-        self._refresh_at = 0.0
-        self._lock = asyncio.Lock()
+        super().__init__()
 
     def __repr__(self) -> str:
         return f"ClientCredentialsTokenProvider(token_url={self._token_url!r})"
-
-    async def token(self) -> str:
-        async with self._lock:
-            if self._token is None or time.monotonic() >= self._refresh_at:
-                token, lifetime_s = await asyncio.to_thread(self._fetch)
-                self._token = SecretStr(token)
-                self._refresh_at = time.monotonic() + lifetime_s * _REFRESH_AT
-            return self._token.get_secret_value()
 
     def _fetch(self) -> tuple[str, float]:
         form = {"grant_type": "client_credentials"}
@@ -126,7 +138,7 @@ class ClientCredentialsTokenProvider(AbstractTokenProvider):  # type: ignore[mis
         return token, float(lifetime) if isinstance(lifetime, int | float) else 300.0
 
 
-class MskIamTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
+class MskIamTokenProvider(_RefreshingTokenProvider):
     """Amazon MSK IAM: OAUTHBEARER tokens signed with the process's AWS credentials by
     `aws-msk-iam-sasl-signer-python` (the `msk` extra), refreshed like any other token."""
 
@@ -142,23 +154,14 @@ class MskIamTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
             ) from None
         self._signer = MSKAuthTokenProvider
         self._region = region
-        self._token: SecretStr | None = None
-        self._refresh_at = 0.0
-        self._lock = asyncio.Lock()
+        super().__init__()
 
     def __repr__(self) -> str:
         return f"MskIamTokenProvider(region={self._region!r})"
 
-    async def token(self) -> str:
-        async with self._lock:
-            if self._token is None or time.monotonic() >= self._refresh_at:
-                token, expiry_ms = await asyncio.to_thread(
-                    self._signer.generate_auth_token, self._region
-                )
-                lifetime_s = max(0.0, expiry_ms / 1000 - time.time())
-                self._token = SecretStr(token)
-                self._refresh_at = time.monotonic() + lifetime_s * _REFRESH_AT
-            return self._token.get_secret_value()
+    def _fetch(self) -> tuple[str, float]:
+        token, expiry_ms = self._signer.generate_auth_token(self._region)
+        return token, max(0.0, expiry_ms / 1000 - time.time())
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,35 @@ def _topics(settings: Settings) -> list[str]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class _TopicConfig:
+    topic: str
+    error_code: int
+    max_message_bytes: int | None
+
+
+async def _describe_topics(settings: Settings, kafka: KafkaConnection) -> list[_TopicConfig]:
+    """The four topics' `max.message.bytes` as the brokers describe them, with each topic's
+    error code (0, UNKNOWN_TOPIC_OR_PARTITION, TOPIC_AUTHORIZATION_FAILED, …)."""
+    admin = _admin(kafka)
+    try:
+        await admin.start()
+        responses = await admin.describe_configs(
+            [
+                ConfigResource(ConfigResourceType.TOPIC, topic, configs={_MAX_MESSAGE_BYTES: None})
+                for topic in _topics(settings)
+            ]
+        )
+    finally:
+        await admin.close()
+    described = []
+    for response in responses:
+        for error_code, _, _, topic, entries in response.resources:
+            size = next((int(v) for name, v, *_ in entries if name == _MAX_MESSAGE_BYTES), None)
+            described.append(_TopicConfig(topic, error_code, size))
+    return described
+
+
 async def _authenticate(kafka: KafkaConnection) -> _BrokerProblem | None:
     """Open one connection with the worker's TLS and SASL settings, to tell what retrying
     cannot mend (raised as StartupError) from an outage (returned, to retry).
@@ -129,33 +158,24 @@ async def _probe(settings: Settings, kafka: KafkaConnection) -> _BrokerProblem |
         problem = await _authenticate(kafka)
         if problem is not None:
             return problem
-    admin = _admin(kafka)
     try:
-        await admin.start()
-        responses = await admin.describe_configs(
-            [
-                ConfigResource(ConfigResourceType.TOPIC, topic, configs={_MAX_MESSAGE_BYTES: None})
-                for topic in _topics(settings)
-            ]
-        )
+        described = await _describe_topics(settings, kafka)
     except (KafkaError, OSError) as error:
         return _BrokerProblem(
             f"cannot reach Kafka at {settings.kafka_bootstrap_servers}",
             {"error_type": type(error).__name__, "error": str(error)},
         )
-    finally:
-        await admin.close()
     missing = []
-    for response in responses:
-        for error_code, _, _, topic, _ in response.resources:
-            if error_code == TopicAuthorizationFailedError.errno:
-                raise StartupError(
-                    f"{_principal(kafka)} may not describe topic {topic} (the worker needs "
-                    "Describe and DescribeConfigs on its four topics; README, 'Connecting to a "
-                    "managed Kafka')"
-                )
-            if error_code == UnknownTopicOrPartitionError.errno:
-                missing.append(topic)
+    for found in described:
+        topic, error_code = found.topic, found.error_code
+        if error_code == TopicAuthorizationFailedError.errno:
+            raise StartupError(
+                f"{_principal(kafka)} may not describe topic {topic} (the worker needs "
+                "Describe and DescribeConfigs on its four topics; README, 'Connecting to a "
+                "managed Kafka')"
+            )
+        if error_code == UnknownTopicOrPartitionError.errno:
+            missing.append(topic)
     if missing:
         return _BrokerProblem(
             f"topics {', '.join(sorted(missing))} do not exist on "
@@ -301,33 +321,21 @@ class TopicSizes:
 
 
 async def _read_topic_sizes(settings: Settings, kafka: KafkaConnection) -> TopicSizes:
-    admin = _admin(kafka)
     try:
-        await admin.start()
-        responses = await admin.describe_configs(
-            [
-                ConfigResource(ConfigResourceType.TOPIC, topic, configs={_MAX_MESSAGE_BYTES: None})
-                for topic in _topics(settings)
-            ]
-        )
+        described = await _describe_topics(settings, kafka)
     except (KafkaError, OSError) as error:
         raise StartupError(
             f"cannot read the topics' {_MAX_MESSAGE_BYTES} on {settings.kafka_bootstrap_servers}"
             f" ({type(error).__name__})"
         ) from None
-    finally:
-        await admin.close()
     sizes: dict[str, int] = {}
-    for response in responses:
-        for error_code, _, _, topic, entries in response.resources:
-            if error_code:
-                raise StartupError(
-                    f"cannot read {_MAX_MESSAGE_BYTES} of topic {topic} "
-                    f"(Kafka error code {error_code})"
-                )
-            for name, value, *_ in entries:
-                if name == _MAX_MESSAGE_BYTES:
-                    sizes[topic] = int(value)
+    for found in described:
+        if found.error_code or found.max_message_bytes is None:
+            raise StartupError(
+                f"cannot read {_MAX_MESSAGE_BYTES} of topic {found.topic} "
+                f"(Kafka error code {found.error_code})"
+            )
+        sizes[found.topic] = found.max_message_bytes
     return TopicSizes(sizes)
 
 
