@@ -105,7 +105,14 @@ class TestDeadLetterKinds:
             ({"occurred_at": "2026-11-20T15:04:05"}, "occurred_at"),
             ({"occurred_at": 1763651045}, "occurred_at"),
             ({"occurred_at": "0001-01-01T00:00:00+05:30"}, "occurred_at"),
-            ({"claim.claim_id": "CLM 1"}, "claim.claim_id"),
+            ({"claim.claim_id": "CLM\u00011"}, "claim.claim_id"),
+            ({"claim.claim_id": " CLM1"}, "claim.claim_id"),
+            ({"claim.claim_id": "CLM1 "}, "claim.claim_id"),
+            ({"claim.claim_id": "C" * 65}, "claim.claim_id"),
+            ({"claim.claim_id": ""}, "claim.claim_id"),
+            ({"claim.claim_id": "CLM-é"}, "claim.claim_id"),
+            ({"claim.lines[0].place_of_service": 11}, "claim.lines.0.place_of_service"),
+            ({"claim.attachments": [{"report_type": 7}]}, "claim.attachments.0.report_type"),
             ({"claim.claim_version": 0}, "claim.claim_version"),
             ({"claim.claim_type": "dental"}, "claim.claim_type"),
             ({"claim.payer.kind": "medicaid"}, "claim.payer.kind"),
@@ -161,3 +168,28 @@ class TestDeadLetterKinds:
         assert "PHICANARY" not in text
         for value in PHI_CANARIES.values():
             assert str(value) not in text
+
+
+class TestContractV11:
+    def test_claim_ids_with_spaces_and_hashes_as_x12_sends_them_are_accepted(self) -> None:
+        document = patched(default_event(), {"claim.claim_id": "CLM #2026 000123"})
+
+        accepted = read_claim_event(event_bytes(document), max_bytes=1024 * 1024)
+
+        assert isinstance(accepted, Accepted)
+        assert accepted.event.claim.claim_id == "CLM #2026 000123"
+
+    def test_line_places_of_service_and_attachments_are_read_and_echoed(self) -> None:
+        attachment = {"report_type": "OZ", "transmission": "FX", "control_number": "A1"}
+        document = patched(
+            default_event(),
+            {"claim.lines[1].place_of_service": "22", "claim.attachments": [attachment]},
+        )
+
+        accepted = read_claim_event(event_bytes(document), max_bytes=1024 * 1024)
+
+        assert isinstance(accepted, Accepted)
+        assert accepted.event.claim.lines[1].place_of_service == "22"
+        assert accepted.event.claim.attachments is not None
+        assert accepted.event.claim.attachments[0].report_type == "OZ"
+        assert accepted.claim_document["attachments"] == [attachment]

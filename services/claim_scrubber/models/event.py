@@ -93,6 +93,11 @@ class ClaimLine(BaseModel):
     diagnosis_pointers: list[WholeNumber]
     rendering_npi: str | None = None
     note: str | None = Field(default=None, description="SV101-7 / NTE free text (PHI)")
+    place_of_service: str | None = Field(
+        default=None,
+        description="the line's own place of service (837P SV105) when it differs from the "
+        "claim's; rules use it where given, else the claim's (contract v1.1)",
+    )
 
 
 class Wound(BaseModel):
@@ -127,10 +132,28 @@ class Documentation(BaseModel):
     increased_services_justification: str | None = None
 
 
+class Attachment(BaseModel):
+    """Documentation sent separately (837P PWK): named in DOC findings, never taken as the
+    documentation itself (contract v1.1)."""
+
+    model_config = CONTRACT_MODEL
+
+    report_type: str | None = None
+    transmission: str | None = None
+    control_number: str | None = None
+
+
 class Claim(BaseModel):
     model_config = CONTRACT_MODEL
 
-    claim_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+    claim_id: Annotated[
+        str,
+        Field(
+            pattern=r"^[!-~](?:[ -~]{0,62}[!-~])?$",
+            description="1-64 printable ASCII characters, not starting or ending with a space "
+            "(X12 CLM01 allows spaces and #)",
+        ),
+    ]
     claim_version: PositiveWholeNumber
     claim_type: Literal["professional", "institutional"]
     payer: Payer
@@ -141,6 +164,7 @@ class Claim(BaseModel):
     prior_authorization_number: str | None = None
     diagnoses: Annotated[list[str], Field(max_length=12)]
     lines: Annotated[list[ClaimLine], Field(min_length=1, max_length=50)]
+    attachments: list[Attachment] | None = None
     documentation: Documentation | None = None
 
 

@@ -14,12 +14,13 @@ from functools import lru_cache
 from typing import Final
 
 from claim_scrubber.models import ClaimEvent, PayerProfile, Ruleset
-from claim_scrubber.models.event import Documentation, Product, Wound
+from claim_scrubber.models.event import Attachment, Documentation, Product, Wound
 
 __all__ = [
     "PRODUCT_CODE",
     "ClaimFacts",
     "LineFacts",
+    "Place",
     "icd10_shaped",
     "is_missing",
     "npi_valid",
@@ -72,6 +73,15 @@ def _lower(text: str | None) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
+class Place:
+    """A place of service as a rule reports it: its code, and where it stands in the event."""
+
+    code: str
+    line_number: int | None
+    field: str
+
+
+@dataclass(frozen=True, slots=True)
 class LineFacts:
     """One service line with its values normalized as the definitions say."""
 
@@ -90,6 +100,8 @@ class LineFacts:
     pointed_diagnoses: tuple[str, ...]
     is_product: bool
     is_application: bool
+    own_place_of_service: str | None
+    """The line's own place of service (contract v1.1), normalized; None when not given."""
 
     def field(self, name: str) -> str:
         return f"claim.lines[{self.index}].{name}"
@@ -105,6 +117,7 @@ class ClaimFacts:
     __slots__ = (
         "administered_product_lines",
         "application_lines",
+        "attachments_note",
         "diagnoses",
         "documentation",
         "event",
@@ -116,6 +129,7 @@ class ClaimFacts:
         "product",
         "product_lines",
         "profile",
+        "q4390_places",
         "ruleset",
         "today",
         "wasted_product_lines",
@@ -135,6 +149,7 @@ class ClaimFacts:
         self.wound: Wound | None = claim.documentation.wound if claim.documentation else None
         self.product: Product | None = claim.documentation.product if claim.documentation else None
         self.location = _lower(self.wound.location) if self.wound else None
+        self.attachments_note = _attachments_note(claim.attachments)
 
         claim_rendering = claim.rendering_provider.npi if claim.rendering_provider else None
         application_codes = ruleset.application_codes
@@ -167,6 +182,9 @@ class ClaimFacts:
                     ),
                     is_product=code == PRODUCT_CODE,
                     is_application=code in application_codes,
+                    own_place_of_service=(
+                        None if line.place_of_service is None else _code(line.place_of_service)
+                    ),
                 ),
             )
         self.lines: tuple[LineFacts, ...] = tuple(lines)
@@ -177,6 +195,33 @@ class ClaimFacts:
         self.wasted_product_lines = tuple(line for line in self.product_lines if line.carries_jw)
         self.application_lines = tuple(line for line in self.lines if line.is_application)
         self.is_q4390_claim = bool(self.product_lines)
+        self.q4390_places = _q4390_places(self.place_of_service, self.product_lines)
 
     def application_lines_on(self, service_date: date) -> tuple[LineFacts, ...]:
         return tuple(line for line in self.application_lines if line.service_date == service_date)
+
+
+def _q4390_places(claim_place: str, product_lines: tuple[LineFacts, ...]) -> tuple[Place, ...]:
+    """rules.md "Places of service of a Q4390 claim": the claim's, once, when a Q4390 line has
+    none of its own; and each Q4390 line's own."""
+    places = []
+    if any(line.own_place_of_service is None for line in product_lines):
+        places.append(Place(claim_place, None, "claim.place_of_service"))
+    places.extend(
+        Place(line.own_place_of_service, line.number, line.field("place_of_service"))
+        for line in product_lines
+        if line.own_place_of_service is not None
+    )
+    return tuple(places)
+
+
+def _attachments_note(attachments: list[Attachment] | None) -> str:
+    """What DOC messages add when the claim lists attachments sent separately (PWK)."""
+    if not attachments:
+        return ""
+    types = sorted(
+        {_code(a.report_type) for a in attachments if a.report_type and a.report_type.strip()}
+    )
+    kinds = f" (report type {', '.join(types)})" if types else ""
+    count = "an attachment" if len(attachments) == 1 else f"{len(attachments)} attachments"
+    return f" The claim lists {count} sent separately{kinds}: check whether it holds this."

@@ -1,6 +1,8 @@
 """Documentation (DOC): what must be on file for a Q4390 claim.
 
 A claim without a documentation object gets every DOC finding: each names what to add.
+When the claim lists attachments sent separately (837P PWK), each DOC message names them for
+the coder to check; they are never taken as the documentation itself.
 """
 
 from collections.abc import Iterator
@@ -42,7 +44,7 @@ def wound_area_documented(facts: ClaimFacts) -> Iterator[Hit]:
         yield Hit(
             None,
             "claim.documentation.wound.area_cm2",
-            "Document the wound's surface area in cm² (above 0).",
+            "Document the wound's surface area in cm² (above 0)." + facts.attachments_note,
         )
 
 
@@ -65,7 +67,8 @@ def indication_documented(facts: ClaimFacts) -> Iterator[Hit]:
         yield Hit(
             None,
             "claim.documentation.wound.indication",
-            "Document the indication for the skin substitute (the type of chronic wound).",
+            "Document the indication for the skin substitute (the type of chronic wound)."
+            + facts.attachments_note,
         )
 
 
@@ -88,7 +91,8 @@ def primary_procedure_documented(facts: ClaimFacts) -> Iterator[Hit]:
         yield Hit(
             None,
             "claim.documentation.primary_procedure_code",
-            "Document the application procedure code the product was used with (15271-15278).",
+            "Document the application procedure code the product was used with (15271-15278)."
+            + facts.attachments_note,
         )
 
 
@@ -111,7 +115,7 @@ def lot_number_documented(facts: ClaimFacts) -> Iterator[Hit]:
         yield Hit(
             None,
             "claim.documentation.product.lot_numbers",
-            "Document the lot number of the product applied.",
+            "Document the lot number of the product applied." + facts.attachments_note,
         )
 
 
@@ -134,7 +138,7 @@ def applied_quantity_documented(facts: ClaimFacts) -> Iterator[Hit]:
         yield Hit(
             None,
             "claim.documentation.product.quantity_applied_cm2",
-            "Document how many cm² of product were applied (above 0).",
+            "Document how many cm² of product were applied (above 0)." + facts.attachments_note,
         )
 
 
@@ -158,7 +162,8 @@ def medical_necessity_documented(facts: ClaimFacts) -> Iterator[Hit]:
         yield Hit(
             None,
             "claim.documentation.medical_necessity",
-            "Document medical necessity (response to standard care and why a skin substitute).",
+            "Document medical necessity (response to standard care and why a skin substitute)."
+            + facts.attachments_note,
         )
 
 
@@ -188,5 +193,5 @@ def location_documented(facts: ClaimFacts) -> Iterator[Hit]:
         yield Hit(
             None,
             "claim.documentation.wound.location",
-            f"Document the wound location as one of: {', '.join(sites)}.",
+            f"Document the wound location as one of: {', '.join(sites)}." + facts.attachments_note,
         )

@@ -236,15 +236,24 @@ def charge_within_limit(facts: ClaimFacts) -> Iterator[Hit]:
     passes='"place_of_service": "11"',
 )
 def place_of_service_shaped(facts: ClaimFacts) -> Iterator[Hit]:
-    """place_of_service must be a two-digit CMS place-of-service code.
+    """place_of_service must be a two-digit CMS place-of-service code: the claim's, and a
+    line's own where given (contract v1.1).
 
     The place of service decides the payment rate and whether a supply is bundled; a
     malformed value is rejected at the front end.
     """
-    code = facts.place_of_service
-    if not (len(code) == 2 and code.isascii() and code.isdigit()):
-        yield Hit(
-            None,
-            "claim.place_of_service",
-            "Place of service is not a two-digit CMS code (like 11 for office); correct it.",
-        )
+    places: list[tuple[int | None, str, str]] = [
+        (None, "claim.place_of_service", facts.place_of_service)
+    ]
+    places.extend(
+        (line.number, line.field("place_of_service"), line.own_place_of_service)
+        for line in facts.lines
+        if line.own_place_of_service is not None
+    )
+    for line_number, field, code in places:
+        if not (len(code) == 2 and code.isascii() and code.isdigit()):
+            yield Hit(
+                line_number,
+                field,
+                "Place of service is not a two-digit CMS code (like 11 for office); correct it.",
+            )

@@ -23,15 +23,17 @@ def not_bundled_site(facts: ClaimFacts) -> Iterator[Hit]:
     """Q4390 is not billed separately at place of service 21 (inpatient) or 31 (SNF).
 
     In those settings the facility is paid for supplies; a separate professional claim for
-    the product is denied as bundled.
+    the product is denied as bundled. Each place of service of the Q4390 lines is judged: the
+    claim's, and a line's own where it has one.
     """
-    if facts.place_of_service in facts.ruleset.place_of_service.bundled:
-        yield Hit(
-            None,
-            "claim.place_of_service",
-            f"Place of service {facts.place_of_service} bundles the product into the facility "
-            "payment; do not bill Q4390 separately.",
-        )
+    for place in facts.q4390_places:
+        if place.code in facts.ruleset.place_of_service.bundled:
+            yield Hit(
+                place.line_number,
+                place.field,
+                f"Place of service {place.code} bundles the product into the facility "
+                "payment; do not bill Q4390 separately.",
+            )
 
 
 @rule(
@@ -49,12 +51,20 @@ def expected_site(facts: ClaimFacts) -> Iterator[Hit]:
     (or 21/31, which POS-001 reports).
 
     Skin-substitute application is a procedure done in an office, hospital outpatient or
-    surgical setting; another setting is likely a keying error.
+    surgical setting; another setting is likely a keying error. Each place of service of the
+    Q4390 lines is judged: the claim's, and a line's own where it has one.
     """
-    if facts.place_of_service not in facts.ruleset.place_of_service.expected:
-        yield Hit(
-            None,
-            "claim.place_of_service",
-            f"Place of service {facts.place_of_service} is atypical for a skin-substitute "
-            "application; check it (expected 11, 19, 22 or 24).",
-        )
+    sites = facts.ruleset.place_of_service
+    usual = _either(sorted(sites.expected - sites.bundled))
+    for place in facts.q4390_places:
+        if place.code not in sites.expected and place.code not in sites.bundled:
+            yield Hit(
+                place.line_number,
+                place.field,
+                f"Place of service {place.code} is atypical for a skin-substitute "
+                f"application; check it (expected {usual}).",
+            )
+
+
+def _either(codes: list[str]) -> str:
+    return codes[0] if len(codes) == 1 else f"{', '.join(codes[:-1])} or {codes[-1]}"

@@ -18,7 +18,7 @@ __all__ = ["Accepted", "Rejected", "read_claim_event"]
 
 SUPPORTED_SCHEMA_VERSION: Final = "1"
 _MAX_REPORTED_VIOLATIONS: Final = 20
-_CLAIM_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_CLAIM_ID: Final = re.compile(r"[!-~](?:[ -~]{0,62}[!-~])?")
 
 
 @dataclass(frozen=True, slots=True)
