@@ -43,6 +43,8 @@ async def test_metrics_count_what_the_topics_received_and_health_follows_the_wor
     await _status_becomes(port, "/livez", 200)
     await worker.wait_for_event("partitions.assigned")
     await _status_becomes(port, "/readyz", 200)
+    (incomplete,) = worker.events("ruleset.incomplete")
+    assert incomplete["missing"][0].startswith('unit_limits."Q4390"')
 
     clean = [
         event_bytes(

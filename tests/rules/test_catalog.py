@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from claim_scrubber.rules import CATALOG, CHECKED_RULES, ENGINE_FAILURE, Rule
+from claim_scrubber.adapters.ruleset_file import load_ruleset
+from claim_scrubber.rules import CATALOG, CHECKED_RULES, ENGINE_FAILURE, Rule, ruleset_gaps
 from claim_scrubber.rules._engine import RULE_ID_PATTERN
 
 CASES = Path(__file__).parent / "cases"
@@ -57,3 +58,28 @@ def test_no_case_file_names_a_rule_outside_the_catalog() -> None:
 
 def test_engine_failure_is_the_only_rule_without_cases_and_is_proven_in_the_engine_tests() -> None:
     assert [entry for entry in CATALOG if not _cases(entry.id)] == [ENGINE_FAILURE]
+
+
+SPEC = Path(__file__).resolve().parents[3] / "shared" / "spec" / "rules.md"
+_SPEC_ROW = re.compile(r"^\| ([A-Z]+-[0-9]{3}) \| (error|warning|info) \|", re.MULTILINE)
+
+
+def test_every_rule_has_the_default_severity_the_spec_gives_it() -> None:
+    if not SPEC.exists():
+        pytest.fail(f"the rule catalog spec is missing: {SPEC}")
+    specified = dict(_SPEC_ROW.findall(SPEC.read_text("utf-8")))
+
+    catalog = {entry.id: entry.severity.value for entry in CATALOG if entry.id in specified}
+
+    assert len(specified) >= 49
+    assert catalog == specified
+
+
+def test_a_ruleset_without_a_q4390_unit_limit_is_reported_as_incomplete() -> None:
+    shipped = load_ruleset()
+    completed = shipped.model_copy(update={"unit_limits": {**shipped.unit_limits, "Q4390": 100}})
+
+    (gap,) = ruleset_gaps(shipped)
+
+    assert gap.startswith('unit_limits."Q4390"')
+    assert ruleset_gaps(completed) == ()

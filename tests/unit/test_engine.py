@@ -67,7 +67,10 @@ class TestOrdering:
         assert findings[0].line_number is None
 
     def test_warnings_and_infos_alone_leave_a_claim_clean(self) -> None:
-        verdict = Scrubber(RULESET, max_message_bytes=1 << 20).verdict(_accepted())
+        more_wasted_than_applied = {"claim.documentation.product.quantity_wasted_cm2": 25}
+        verdict = Scrubber(RULESET, max_message_bytes=1 << 20).verdict(
+            _accepted(**more_wasted_than_applied)
+        )
         assert verdict.outcome is Outcome.CLEAN
         assert {f.severity for f in verdict.findings} == {Severity.INFO, Severity.WARNING}
-        assert verdict.rule_ids == ("UNITS-005",)
+        assert verdict.rule_ids == ("UNITS-007",), "infos are not reported rule ids"

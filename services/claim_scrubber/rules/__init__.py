@@ -3,6 +3,7 @@
 from claim_scrubber.rules._engine import ENGINE_FAILURE, Hit, Rule, RuleDoc, rule, run_rules
 from claim_scrubber.rules._facts import ClaimFacts, LineFacts
 from claim_scrubber.rules.catalog import CATALOG, CHECKED_RULES
+from claim_scrubber.rules.units import ruleset_gaps
 
 __all__ = [
     "CATALOG",
@@ -14,5 +15,6 @@ __all__ = [
     "Rule",
     "RuleDoc",
     "rule",
+    "ruleset_gaps",
     "run_rules",
 ]

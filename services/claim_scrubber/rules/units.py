@@ -4,7 +4,7 @@ import math
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 
-from claim_scrubber.models import Severity
+from claim_scrubber.models import Ruleset, Severity
 from claim_scrubber.rules._engine import Hit, rule
 from claim_scrubber.rules._facts import PRODUCT_CODE, ClaimFacts, LineFacts, whole_units
 
@@ -13,6 +13,7 @@ __all__ = [
     "applied_quantity_matches_units",
     "no_product_unit_limit",
     "product_units_whole",
+    "ruleset_gaps",
     "units_within_limit",
     "wasted_not_above_applied",
     "wasted_quantity_matches_jw_units",
@@ -158,7 +159,7 @@ def units_within_limit(facts: ClaimFacts) -> Iterator[Hit]:
 
 @rule(
     "UNITS-005",
-    Severity.WARNING,
+    Severity.INFO,
     title="No unit limit for Q4390 in the ruleset",
     source="CMS Medically Unlikely Edits: operators load the MUE value for Q4390",
     fails="the shipped ruleset (no Q4390 row in unit_limits)",
@@ -272,3 +273,14 @@ def wasted_not_above_applied(facts: ClaimFacts) -> Iterator[Hit]:
             "More product was discarded than applied; check the package size chosen and "
             "document why a smaller one could not be used.",
         )
+
+
+def ruleset_gaps(ruleset: Ruleset) -> tuple[str, ...]:
+    """Reference data the ruleset lacks, each with what the lack costs (for the start-up
+    `ruleset.incomplete` warning: it concerns the configuration, not any claim)."""
+    if PRODUCT_CODE in ruleset.unit_limits:
+        return ()
+    return (
+        f'unit_limits."{PRODUCT_CODE}": {PRODUCT_CODE} units are checked against no limit '
+        "(UNITS-005 notes it, as info, on every Q4390 claim)",
+    )

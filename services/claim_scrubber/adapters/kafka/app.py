@@ -50,6 +50,7 @@ from claim_scrubber.adapters.operations import (
 from claim_scrubber.adapters.settings import Settings
 from claim_scrubber.adapters.tracing import Tracing
 from claim_scrubber.models import DeadLetter, ScrubResult
+from claim_scrubber.rules import ruleset_gaps
 from claim_scrubber.scrubber import Scrubber
 
 __all__ = ["StartupError", "WorkerFailure", "build_app"]
@@ -267,6 +268,11 @@ def build_app(
                 name="broker-watch",
             )
         )
+        gaps = ruleset_gaps(scrubber.ruleset)
+        if gaps:
+            log.warning(
+                "ruleset.incomplete", ruleset_version=scrubber.ruleset.version, missing=list(gaps)
+            )
         log.info(
             "worker.started",
             version=__version__,
