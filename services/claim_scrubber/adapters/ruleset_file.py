@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from claim_scrubber.models import Ruleset
+from claim_scrubber.rules import CATALOG, ENGINE_FAILURE
 
 __all__ = ["RulesetError", "default_ruleset_text", "load_ruleset"]
 
@@ -37,10 +38,28 @@ def load_ruleset(path: Path | None = None) -> Ruleset:
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RulesetError(f"ruleset {name}: not valid TOML/JSON ({error})") from None
     try:
-        return Ruleset.model_validate(document)
+        ruleset = Ruleset.model_validate(document)
     except ValidationError as error:
         problems = error.errors(include_url=False, include_input=False)
         first = problems[0]
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise RulesetError(f"ruleset {name}: {where}: {first['msg']}{more}") from None
+    _check_overrides(ruleset, name)
+    return ruleset
+
+
+def _check_overrides(ruleset: Ruleset, name: str) -> None:
+    """Every override names a rule of the catalog; ENGINE-001 cannot be changed (a rule that
+    cannot run must never pass silently)."""
+    known = {entry.id for entry in CATALOG}
+    for where, rule_id in ruleset.overridden_rule_ids:
+        if rule_id == ENGINE_FAILURE.id:
+            raise RulesetError(
+                f'ruleset {name}: {where}."{rule_id}": ENGINE-001 cannot be overridden'
+            )
+        if rule_id not in known:
+            raise RulesetError(
+                f'ruleset {name}: {where}."{rule_id}": no rule has this id '
+                "(claim-scrubber rules lists them)"
+            )

@@ -20,7 +20,7 @@ from claim_scrubber.models.result import (
     Severity,
     ViolationDetail,
 )
-from claim_scrubber.models.ruleset import PayerProfile, Ruleset
+from claim_scrubber.models.ruleset import PayerProfile, RuleOverride, Ruleset
 
 __all__ = [
     "ClaimEvent",
@@ -36,6 +36,7 @@ __all__ = [
     "PayerProfile",
     "Product",
     "Provider",
+    "RuleOverride",
     "Ruleset",
     "ScrubResult",
     "Severity",

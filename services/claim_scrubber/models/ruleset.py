@@ -14,7 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from claim_scrubber.models.event import PayerKind
 
-__all__ = ["ApplicationFamily", "JwJzPolicy", "PayerProfile", "PlaceOfService", "Rate", "Ruleset"]
+__all__ = [
+    "ApplicationFamily",
+    "JwJzPolicy",
+    "PayerProfile",
+    "PlaceOfService",
+    "Rate",
+    "RuleOverride",
+    "Ruleset",
+]
 
 _RULESET_MODEL = ConfigDict(frozen=True, extra="forbid")
 
@@ -22,6 +30,17 @@ Code = Annotated[str, Field(pattern=r"^[0-9A-Z]{5}$")]
 Modifier = Annotated[str, Field(pattern=r"^[0-9A-Z]{2}$")]
 DiagnosisPrefix = Annotated[str, Field(pattern=r"^[A-Z][0-9][0-9A-Z.]{1,6}$")]
 PositiveInt = Annotated[int, Field(gt=0)]
+
+
+RuleId = Annotated[str, Field(pattern=r"^[A-Z]+-[0-9]{3}$")]
+
+
+class RuleOverride(BaseModel):
+    """An operator's setting for one rule: its severity, or `off` (the rule does not run)."""
+
+    model_config = _RULESET_MODEL
+
+    severity: Literal["error", "warning", "info", "off"]
 
 
 class Rate(BaseModel):
@@ -50,6 +69,10 @@ class PayerProfile(BaseModel):
     jw_jz_policy: Literal["medicare"] | None = None
     claim_charge_limit: Annotated[Decimal, Field(gt=0, decimal_places=2)] | None = None
     rates: tuple[Rate, ...] = ()
+    rules: dict[RuleId, RuleOverride] = Field(
+        default_factory=dict,
+        description="overrides for claims of this payer kind, over the ruleset's own `rules`",
+    )
 
     @model_validator(mode="after")
     def _rates_in_date_order(self) -> Self:
@@ -124,6 +147,25 @@ class Ruleset(BaseModel):
     place_of_service: PlaceOfService
     jw_jz: JwJzPolicy
     payers: dict[PayerKind, PayerProfile]
+    rules: dict[RuleId, RuleOverride] = Field(
+        default_factory=dict,
+        description='severity overrides by rule id: [rules."UNITS-005"] severity = "off"',
+    )
+
+    def override_for(self, rule_id: str, payer_kind: PayerKind) -> RuleOverride | None:
+        """The payer kind's override of a rule, else the ruleset's, else None."""
+        return self.payers[payer_kind].rules.get(rule_id) or self.rules.get(rule_id)
+
+    @property
+    def overridden_rule_ids(self) -> list[tuple[str, str]]:
+        """(where, rule id) of every override, for checking them against the catalog."""
+        found = [("rules", rule_id) for rule_id in self.rules]
+        found.extend(
+            (f"payers.{kind.value}.rules", rule_id)
+            for kind, profile in self.payers.items()
+            for rule_id in profile.rules
+        )
+        return found
 
     @model_validator(mode="after")
     def _complete_and_consistent(self) -> Self:

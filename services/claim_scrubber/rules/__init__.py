@@ -1,6 +1,14 @@
 """Scrub rules: pure checks over one claim, each with an id, severity and documentation."""
 
-from claim_scrubber.rules._engine import ENGINE_FAILURE, Hit, Rule, RuleDoc, rule, run_rules
+from claim_scrubber.rules._engine import (
+    ENGINE_FAILURE,
+    Hit,
+    Rule,
+    RuleDoc,
+    effective_rules,
+    rule,
+    run_rules,
+)
 from claim_scrubber.rules._facts import ClaimFacts, LineFacts
 from claim_scrubber.rules.catalog import CATALOG, CHECKED_RULES
 from claim_scrubber.rules.units import ruleset_gaps
@@ -14,6 +22,7 @@ __all__ = [
     "LineFacts",
     "Rule",
     "RuleDoc",
+    "effective_rules",
     "rule",
     "ruleset_gaps",
     "run_rules",

@@ -1,13 +1,13 @@
 """How a rule is declared and run: frozen metadata around a pure check function."""
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
-from claim_scrubber.models import Finding, Severity
+from claim_scrubber.models import Finding, PayerKind, Ruleset, Severity
 from claim_scrubber.rules._facts import ClaimFacts
 
-__all__ = ["ENGINE_FAILURE", "Hit", "Rule", "RuleDoc", "rule", "run_rules"]
+__all__ = ["ENGINE_FAILURE", "Hit", "Rule", "RuleDoc", "effective_rules", "rule", "run_rules"]
 
 RULE_ID_PATTERN: Final = r"^(CLM|ADDON|UNITS|MOD|DOC|POS|DX|PAY|PRICE|ENGINE)-[0-9]{3}$"
 
@@ -102,6 +102,21 @@ def _engine_failure(failed: Rule) -> Finding:
             f"({failed.title.lower()}) by hand and report the claim to the scrubber team."
         ),
     )
+
+
+def effective_rules(
+    ruleset: Ruleset, rules: Iterable[Rule], payer_kind: PayerKind
+) -> tuple[Rule, ...]:
+    """The rules as they run for a payer kind under the ruleset's overrides: each with its
+    overridden severity, and without the rules turned `off`."""
+    plan = []
+    for entry in rules:
+        override = ruleset.override_for(entry.id, payer_kind)
+        if override is None:
+            plan.append(entry)
+        elif override.severity != "off":
+            plan.append(replace(entry, severity=Severity(override.severity)))
+    return tuple(plan)
 
 
 def _finding_order(finding: Finding) -> tuple[int, int, str]:

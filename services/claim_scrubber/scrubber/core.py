@@ -12,8 +12,8 @@ from typing import Any, Final
 
 import orjson
 
-from claim_scrubber.models import DeadLetterKind, Finding, Outcome, Ruleset, Severity
-from claim_scrubber.rules import CHECKED_RULES, ClaimFacts, Rule, run_rules
+from claim_scrubber.models import DeadLetterKind, Finding, Outcome, PayerKind, Ruleset, Severity
+from claim_scrubber.rules import CHECKED_RULES, ClaimFacts, Rule, effective_rules, run_rules
 from claim_scrubber.scrubber.intake import Accepted, read_claim_event
 
 __all__ = [
@@ -126,9 +126,11 @@ class Scrubber:
         self.ruleset = ruleset
         self.max_message_bytes = max_message_bytes
         self._rules = tuple(rules)
+        self._plans = {kind: effective_rules(ruleset, self._rules, kind) for kind in PayerKind}
 
     def verdict(self, accepted: Accepted) -> Verdict:
-        findings = run_rules(ClaimFacts(accepted.event, self.ruleset), self._rules)
+        plan = self._plans[accepted.event.claim.payer.kind]
+        findings = run_rules(ClaimFacts(accepted.event, self.ruleset), plan)
         blocked = any(finding.severity is Severity.ERROR for finding in findings)
         return Verdict(Outcome.NEEDS_REVIEW if blocked else Outcome.CLEAN, findings)
 
