@@ -91,3 +91,44 @@ class TestRules:
             entries[0]
         )
         assert [entry["id"] for entry in entries] == sorted(entry["id"] for entry in entries)
+
+
+class TestOfflineCommands:
+    def test_offline_commands_ignore_worker_only_settings_even_invalid_ones(self) -> None:
+        worker_only = {
+            "SCRUBBER_KAFKA_SASL_MECHANISM": "PLAIN",
+            "SCRUBBER_SESSION_TIMEOUT_MS": "1",
+            "SCRUBBER_TOPIC_CLEAN": "claims.submitted",
+        }
+
+        scrubbed = _run("scrub", stdin=event_bytes(default_event()) + b"\n", **worker_only)
+        listed = _run("rules", **worker_only)
+
+        assert (scrubbed.returncode, listed.returncode) == (0, 0), scrubbed.stderr
+        assert json.loads(scrubbed.stdout)["outcome"] == "clean"
+
+    def test_offline_commands_still_refuse_a_bad_setting_of_their_own(self) -> None:
+        result = _run("scrub", stdin=b"", SCRUBBER_MAX_MESSAGE_BYTES="lots")
+
+        assert result.returncode == 2
+        assert b"invalid setting SCRUBBER_MAX_MESSAGE_BYTES" in result.stderr
+
+    def test_offline_commands_do_not_import_the_kafka_stack(self) -> None:
+        probe = (
+            "import sys, io\n"
+            "from claim_scrubber.entrypoints.cli import main\n"
+            "sys.stdin = io.TextIOWrapper(io.BytesIO(b''))\n"
+            "for command in (['rules'], ['rules', '--json'], ['scrub']):\n"
+            "    main(command)\n"
+            "loaded = sorted(m for m in ('aiokafka', 'faststream') if m in sys.modules)\n"
+            "print('loaded:', loaded, file=sys.stderr)\n"
+        )
+        result = subprocess.run(
+            [str(Path(WORKER[0]).with_name("python")), "-c", probe],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+
+        assert "loaded: []" in result.stderr

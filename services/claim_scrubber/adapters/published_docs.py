@@ -7,7 +7,6 @@ A test regenerates them and fails when a committed copy has drifted.
 import json
 from typing import Any
 
-from claim_scrubber.adapters.kafka.app import build_app
 from claim_scrubber.adapters.logging import get_logger
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.adapters.settings import Settings
@@ -80,6 +79,9 @@ def rules_page() -> str:
 
 
 def _asyncapi() -> str:
+    # Only here: the offline commands that list rules never import the Kafka stack.
+    from claim_scrubber.adapters.kafka.app import build_app  # noqa: PLC0415
+
     settings = Settings.model_construct(worker_id="asyncapi")  # defaults, not the environment
     app = build_app(settings, Scrubber(load_ruleset(), max_message_bytes=1), log=get_logger())
     document = json.loads(app.schema.to_specification().to_json())

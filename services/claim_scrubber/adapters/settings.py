@@ -8,7 +8,14 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "OfflineSettings",
+    "Settings",
+    "SettingsError",
+    "load_offline_settings",
+    "load_settings",
+]
 
 ENV_PREFIX = "SCRUBBER_"
 
@@ -21,12 +28,33 @@ class SettingsError(Exception):
     """A setting is unknown or invalid; the message is one line naming the variable."""
 
 
-class Settings(BaseSettings):
+class OfflineSettings(BaseSettings):
+    """What the offline commands (`scrub`, `rules`, `impact`) read: a worker-only setting,
+    even an invalid one, never stops them."""
+
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         case_sensitive=False,
         frozen=True,
         hide_input_in_errors=True,
+        extra="ignore",
+    )
+
+    ruleset: Path | None = Field(default=None, description="ruleset file; default: the shipped one")
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    max_message_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+
+
+class Settings(OfflineSettings):
+    """Everything the worker reads."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        case_sensitive=False,
+        frozen=True,
+        hide_input_in_errors=True,
+        extra="forbid",
     )
 
     kafka_bootstrap_servers: Annotated[str, Field(min_length=1)] = "localhost:9092"
@@ -38,10 +66,6 @@ class Settings(BaseSettings):
     topic_partitions: Annotated[int, Field(ge=1, le=1000)] = Field(
         default=6, description="partitions of the topics `make kafka-up` creates (not the worker)"
     )
-    ruleset: Path | None = Field(default=None, description="ruleset file; default: the shipped one")
-    log_format: Literal["json", "console"] = "json"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    max_message_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
     batch_max_records: Annotated[int, Field(ge=1, le=10_000)] = 500
     batch_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = 100
     session_timeout_ms: Annotated[int, Field(ge=6_000, le=300_000)] = Field(
@@ -201,9 +225,22 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        problem = error.errors(include_url=False, include_input=False)[0]
-        if not problem["loc"]:  # a check across settings names them itself
-            message = str(problem["msg"]).removeprefix("Value error, ")
-            raise SettingsError(f"invalid settings: {message}") from None
-        name = f"{ENV_PREFIX}{str(problem['loc'][0]).upper()}"
-        raise SettingsError(f"invalid setting {name}: {problem['msg']}") from None
+        raise _one_line(error) from None
+
+
+def load_offline_settings() -> OfflineSettings:
+    """The offline commands' settings; SettingsError names a bad one of them."""
+    try:
+        return OfflineSettings()
+    except ValidationError as error:
+        raise _one_line(error) from None
+
+
+def _one_line(error: ValidationError) -> SettingsError:
+    """The first problem, in one line naming the variable (never its value)."""
+    problem = error.errors(include_url=False, include_input=False)[0]
+    if not problem["loc"]:  # a check across settings names them itself
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        return SettingsError(f"invalid settings: {message}")
+    name = f"{ENV_PREFIX}{str(problem['loc'][0]).upper()}"
+    return SettingsError(f"invalid setting {name}: {problem['msg']}")

@@ -2,6 +2,7 @@
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -11,12 +12,18 @@ from typing import BinaryIO
 
 import orjson
 
-from claim_scrubber.adapters.kafka import StartupError, WorkerFailure, build_app, connection
 from claim_scrubber.adapters.logging import configure_logging, get_logger
-from claim_scrubber.adapters.published_docs import catalog_entries, generated_documents
+from claim_scrubber.adapters.published_docs import catalog_entries
 from claim_scrubber.adapters.ruleset_file import RulesetError, load_ruleset
-from claim_scrubber.adapters.settings import Settings, SettingsError, load_settings
+from claim_scrubber.adapters.settings import (
+    OfflineSettings,
+    SettingsError,
+    load_offline_settings,
+    load_settings,
+)
+from claim_scrubber.models import PayerKind, Ruleset
 from claim_scrubber.scrubber import Scrubber, timestamp_text
+from claim_scrubber.scrubber.impact import compare
 
 __all__ = ["main"]
 
@@ -35,27 +42,40 @@ def _fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def _prepare(*, log_stream_is_stderr: bool) -> tuple[Settings, Scrubber]:
+def _offline() -> OfflineSettings:
+    """The offline commands' settings, logging to stderr (stdout carries their results)."""
     try:
-        settings = load_settings()
-        configure_logging(
-            log_format=settings.log_format,
-            level=settings.log_level,
-            stream=sys.stderr if log_stream_is_stderr else sys.stdout,
-        )
-        ruleset = load_ruleset(settings.ruleset)
-    except (SettingsError, RulesetError) as error:
+        settings = load_offline_settings()
+    except SettingsError as error:
         raise _StartError(str(error)) from None
-    return settings, Scrubber(ruleset, max_message_bytes=settings.max_message_bytes)
+    configure_logging(log_format=settings.log_format, level=settings.log_level, stream=sys.stderr)
+    return settings
+
+
+def _ruleset(path: Path | None) -> Ruleset:
+    try:
+        return load_ruleset(path)
+    except RulesetError as error:
+        raise _StartError(str(error)) from None
 
 
 def _worker() -> int:
-    settings, scrubber = _prepare(log_stream_is_stderr=False)
-    log = get_logger(worker_id=settings.worker_id)
+    # The Kafka stack is imported for the worker only: the offline commands never load it.
+    from claim_scrubber.adapters.kafka import (  # noqa: PLC0415
+        StartupError,
+        WorkerFailure,
+        build_app,
+        connection,
+    )
+
     try:
+        settings = load_settings()
+        configure_logging(log_format=settings.log_format, level=settings.log_level)
         kafka = connection(settings)
     except SettingsError as error:
         raise _StartError(str(error)) from None
+    scrubber = Scrubber(_ruleset(settings.ruleset), max_message_bytes=settings.max_message_bytes)
+    log = get_logger(worker_id=settings.worker_id)
     failure = WorkerFailure()
     app = build_app(settings, scrubber, log, kafka=kafka, failure=failure)
     try:
@@ -84,7 +104,8 @@ def _open_input(file: str | None) -> Iterator[tuple[str, BinaryIO]]:
 
 
 def _scrub(file: str | None) -> int:
-    _settings, scrubber = _prepare(log_stream_is_stderr=True)
+    settings = _offline()
+    scrubber = Scrubber(_ruleset(settings.ruleset), max_message_bytes=settings.max_message_bytes)
     log = get_logger()
     counts: dict[str, int] = {}
     out = sys.stdout.buffer
@@ -117,19 +138,77 @@ def _scrub(file: str | None) -> int:
     return EXIT_OK
 
 
-def _rules(*, as_json: bool) -> int:
+def _rules(*, as_json: bool, ruleset_file: Path | None) -> int:
+    """The catalog, with each rule's severity under the ruleset's overrides (`off`: it does
+    not run) and the payer kinds whose own override differs."""
+    settings = _offline()
+    ruleset = _ruleset(ruleset_file if ruleset_file is not None else settings.ruleset)
     entries = catalog_entries()
+    for entry in entries:
+        override = ruleset.rules.get(entry["id"])
+        entry["effective_severity"] = override.severity if override else entry["severity"]
+        entry["payer_severity"] = {
+            kind.value: found.severity
+            for kind in PayerKind
+            if (found := ruleset.payers[kind].rules.get(entry["id"])) is not None
+        }
     if as_json:
         sys.stdout.buffer.write(orjson.dumps(entries, option=orjson.OPT_INDENT_2) + b"\n")
         return EXIT_OK
+    print(f"ruleset {ruleset.version}")
     width = max(len(entry["id"]) for entry in entries)
     for entry in entries:
         scope = "Q4390" if entry["q4390_only"] else "all"
-        print(f"{entry['id']:<{width}}  {entry['severity']:<7}  {scope:<5}  {entry['title']}")
+        severity = entry["effective_severity"]
+        if severity != entry["severity"]:
+            severity = f"{severity} (default {entry['severity']})"
+        payers = ", ".join(f"{kind}: {level}" for kind, level in entry["payer_severity"].items())
+        suffix = f"  [{payers}]" if payers else ""
+        print(f"{entry['id']:<{width}}  {severity:<24}  {scope:<5}  {entry['title']}{suffix}")
+    return EXIT_OK
+
+
+def _impact(candidate_file: Path, baseline_file: Path | None, claims_file: str) -> int:
+    """One JSON line per claim whose outcome or reported rule ids change; a summary on
+    stderr. Never a patient field: event and claim ids, outcomes and rule ids only."""
+    settings = _offline()
+    baseline = Scrubber(_ruleset(baseline_file), max_message_bytes=settings.max_message_bytes)
+    candidate = Scrubber(_ruleset(candidate_file), max_message_bytes=settings.max_message_bytes)
+    with _open_input(claims_file) as (_, lines):
+        report = compare(baseline, candidate, (raw.rstrip(b"\r\n") for raw in lines))
+    out = sys.stdout.buffer
+    for change in report.changed:
+        out.write(
+            orjson.dumps(
+                {
+                    "event_id": change.event_id,
+                    "claim_id": change.claim_id,
+                    "before": change.before,
+                    "after": change.after,
+                    "added": list(change.added),
+                    "removed": list(change.removed),
+                }
+            )
+            + b"\n"
+        )
+    out.flush()
+    get_logger().info(
+        "impact.finished",
+        baseline_ruleset=baseline.ruleset.version,
+        candidate_ruleset=candidate.ruleset.version,
+        claims=report.claims,
+        not_claims=report.not_claims,
+        claims_changed=len(report.changed),
+        outcomes_changed={f"{a}->{b}": n for (a, b), n in sorted(report.outcome_changes.items())},
+        rules_started=dict(sorted(report.rules_started.items())),
+        rules_stopped=dict(sorted(report.rules_stopped.items())),
+    )
     return EXIT_OK
 
 
 def _schemas(out_dir: Path, *, check: bool) -> int:
+    from claim_scrubber.adapters.published_docs import generated_documents  # noqa: PLC0415
+
     drifted = []
     for name, text in generated_documents().items():
         target = out_dir / name
@@ -157,6 +236,18 @@ def _parser() -> argparse.ArgumentParser:
     scrub.add_argument("file", nargs="?", metavar="FILE", help="JSON lines; '-' or none: stdin")
     rules = commands.add_parser("rules", help="print the rule catalog")
     rules.add_argument("--json", action="store_true", help="machine-readable, with the docs")
+    rules.add_argument(
+        "--ruleset", type=Path, help="show severities under this ruleset's overrides"
+    )
+    impact = commands.add_parser(
+        "impact",
+        help="what a ruleset change does to claims: JSON lines of the claims that change",
+    )
+    impact.add_argument("--ruleset", type=Path, required=True, help="the new ruleset")
+    impact.add_argument(
+        "--baseline", type=Path, help="the ruleset in use (default: the shipped one)"
+    )
+    impact.add_argument("claims", metavar="CLAIMS", help="ClaimEvent JSON lines; '-' for stdin")
     schemas = commands.add_parser(
         "schemas", help="write JSON Schemas, AsyncAPI and RULES.md generated from the code"
     )
@@ -168,12 +259,22 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _parser().parse_args(argv)
     try:
+        return _run(arguments)
+    except BrokenPipeError:  # `… | head`: the reader has all it wants
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+
+
+def _run(arguments: argparse.Namespace) -> int:
+    try:
         if arguments.command == "worker":
             return _worker()
         if arguments.command == "scrub":
             return _scrub(arguments.file)
         if arguments.command == "rules":
-            return _rules(as_json=arguments.json)
+            return _rules(as_json=arguments.json, ruleset_file=arguments.ruleset)
+        if arguments.command == "impact":
+            return _impact(arguments.ruleset, arguments.baseline, arguments.claims)
         return _schemas(arguments.out, check=arguments.check)
     except _StartError as error:
         return _fail(str(error))
