@@ -1,7 +1,9 @@
 """Every rule against its pass/fail cases (cases/<RULE-ID>.json): patches over the default claim.
 
 A case names the findings the rule must give as [line_number, field] or
-[line_number, field, text the message must contain]; [] means the rule must not fire.
+[line_number, field, text the message must contain]; [] means the rule must not fire. A case
+may name the `severity` its findings must have. Every rule has at least one failing case that
+states its message and severity, so a change of either is a reviewed change.
 """
 
 import json
@@ -63,6 +65,18 @@ def test_rule_gives_exactly_the_findings_of_its_case(rule_id: str, case: dict[st
     for finding, wanted in zip(findings, expected, strict=True):
         if len(wanted) > 2:
             assert wanted[2] in finding.message
+        if "severity" in case:
+            assert finding.severity.value == case["severity"]
+
+
+def test_every_rule_has_a_failing_case_stating_its_message_and_severity() -> None:
+    stated = {
+        rule_id
+        for rule_id, case in ALL_CASES
+        if "severity" in case and any(len(wanted) > 2 for wanted in case["findings"])
+    }
+
+    assert stated == {rule_id for rule_id, _ in ALL_CASES}
 
 
 def test_the_default_claim_is_clean_with_only_the_expected_notes() -> None:

@@ -95,14 +95,14 @@ class TestRules:
 
 class TestOfflineCommands:
     def test_offline_commands_ignore_worker_only_settings_even_invalid_ones(self) -> None:
-        worker_only = {
+        worker_only: dict[str, str] = {
             "SCRUBBER_KAFKA_SASL_MECHANISM": "PLAIN",
             "SCRUBBER_SESSION_TIMEOUT_MS": "1",
             "SCRUBBER_TOPIC_CLEAN": "claims.submitted",
         }
 
         scrubbed = _run("scrub", stdin=event_bytes(default_event()) + b"\n", **worker_only)
-        listed = _run("rules", **worker_only)
+        listed = _run("rules", stdin=b"", **worker_only)
 
         assert (scrubbed.returncode, listed.returncode) == (0, 0), scrubbed.stderr
         assert json.loads(scrubbed.stdout)["outcome"] == "clean"

@@ -3,12 +3,13 @@
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from claim_scrubber.adapters.ruleset_file import load_ruleset
-from claim_scrubber.models import Outcome, Severity
-from claim_scrubber.scrubber import Accepted, Scrubber, read_claim_event
+from claim_scrubber.models import DeadLetter, Outcome, ScrubResult, Severity
+from claim_scrubber.scrubber import Accepted, DocumentLimits, Scrubber, read_claim_event
 from tests.claims import default_event, event_bytes, patched
 
 SCRUBBER = Scrubber(load_ruleset(), max_message_bytes=1 << 20)
@@ -184,3 +185,30 @@ def test_no_rule_fails_on_extreme_numbers_in_an_otherwise_valid_claim(
 ) -> None:
     event = patched(default_event(), {field: number, "claim.payer.kind": payer})
     assert [f.rule_id for f in _verdict(event).findings if f.rule_id == "ENGINE-001"] == []
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    events,
+    st.sampled_from([None, 2_000, 200_000]),
+    st.binary(max_size=64) | st.just(b"{not json"),
+)
+def test_every_published_document_validates_against_the_model_that_makes_its_schema(
+    event: dict[str, Any], limit: int | None, garbage: bytes
+) -> None:
+    """The published schemas are generated from ScrubResult and DeadLetter: every document the
+    scrubber publishes, bounded or not, must validate against them."""
+    source = {"topic": "t", "partition": 0, "offset": 1}
+    dead_letter_source = source | {"timestamp_ms": 1, "key": None}
+    limits = DocumentLimits(result=limit, dead_letter=limit)
+    for payload in (event_bytes(event), garbage):
+        decision = SCRUBBER.decide(
+            payload,
+            result_source=source,
+            dead_letter_source=dead_letter_source,
+            decided_at="2026-11-20T15:04:05.120Z",
+            limits=limits,
+        )
+        document = orjson.loads(decision.document)
+        model = DeadLetter if decision.is_dead_letter else ScrubResult
+        model.model_validate(document)

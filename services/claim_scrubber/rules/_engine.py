@@ -91,15 +91,17 @@ ENGINE_FAILURE: Final = rule(
 )(_engine_failure_check)
 
 
-def _engine_failure(failed: Rule) -> Finding:
+def _engine_failure(failed: Rule, ruleset_version: str) -> Finding:
+    what = failed.doc.what.rstrip(".")
     return Finding(
         rule_id=ENGINE_FAILURE.id,
         severity=ENGINE_FAILURE.severity,
         line_number=None,
         field="claim",
         message=(
-            f"Rule {failed.id} could not be evaluated on this claim; check what it covers "
-            f"({failed.title.lower()}) by hand and report the claim to the scrubber team."
+            f"Rule {failed.id} could not run on this claim (ruleset {ruleset_version}); it "
+            f"checks: {what}. Check that by hand before releasing the claim, and send the "
+            "claim id to the scrubber team."
         ),
     )
 
@@ -140,6 +142,6 @@ def run_rules(facts: ClaimFacts, rules: Iterable[Rule]) -> list[Finding]:
             for hit in entry.check(facts):
                 add(Finding(entry.id, entry.severity, hit.line_number, hit.field, hit.message))
         except Exception:  # noqa: BLE001 - any failure of a rule becomes ENGINE-001, never a pass
-            add(_engine_failure(entry))
+            add(_engine_failure(entry, facts.ruleset.version))
     findings.sort(key=_finding_order)
     return findings

@@ -21,9 +21,12 @@ __all__ = [
     "ClaimFacts",
     "LineFacts",
     "Place",
+    "code_range",
     "icd10_shaped",
     "is_missing",
+    "money_text",
     "npi_valid",
+    "number_text",
     "whole_units",
 ]
 
@@ -62,6 +65,24 @@ def is_missing(text: str | None) -> bool:
 def whole_units(quantity: float) -> int:
     """A quantity compared with a whole count of units is rounded up."""
     return math.ceil(quantity)
+
+
+def number_text(value: float | Decimal) -> str:
+    """A number as a person writes it: no exponent, no float noise (1234567, 18.5)."""
+    exact = value if isinstance(value, Decimal) else Decimal(repr(value))
+    text = f"{exact.normalize():f}"
+    return text.removesuffix(".0") if "." in text else text
+
+
+def code_range(codes: frozenset[str]) -> str:
+    """A set of codes as a coder reads it: 15271-15278 (or the one code)."""
+    ordered = sorted(codes)
+    return ordered[0] if len(ordered) == 1 else f"{ordered[0]}-{ordered[-1]}"
+
+
+def money_text(amount: Decimal) -> str:
+    """An amount of money with its currency and two decimals: USD 2,542.80."""
+    return f"USD {amount:,.2f}"
 
 
 def _code(text: str) -> str:

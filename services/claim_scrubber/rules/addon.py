@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 from claim_scrubber.models import Severity
 from claim_scrubber.rules._engine import Hit, rule
-from claim_scrubber.rules._facts import ClaimFacts, is_missing
+from claim_scrubber.rules._facts import ClaimFacts, code_range, is_missing
 
 __all__ = [
     "addon_has_primary",
@@ -36,7 +36,8 @@ def product_has_application(facts: ClaimFacts) -> Iterator[Hit]:
                 line.number,
                 line.field("procedure_code"),
                 f"Q4390 on {line.service_date.isoformat()} has no skin-substitute application "
-                "line (15271-15278) on the same date; add the application procedure.",
+                f"line ({code_range(facts.ruleset.application_codes)}) on the same date; add the "
+                "application procedure.",
             )
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from claim_scrubber.models import Severity
 from claim_scrubber.rules._engine import Hit, rule
-from claim_scrubber.rules._facts import ClaimFacts, is_missing
+from claim_scrubber.rules._facts import ClaimFacts, code_range, is_missing
 
 __all__ = [
     "applied_quantity_documented",
@@ -91,8 +91,8 @@ def primary_procedure_documented(facts: ClaimFacts) -> Iterator[Hit]:
         yield Hit(
             None,
             "claim.documentation.primary_procedure_code",
-            "Document the application procedure code the product was used with (15271-15278)."
-            + facts.attachments_note,
+            "Document the application procedure code the product was used with "
+            f"({code_range(facts.ruleset.application_codes)})." + facts.attachments_note,
         )
 
 

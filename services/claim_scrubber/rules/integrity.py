@@ -5,7 +5,7 @@ from decimal import Decimal
 
 from claim_scrubber.models import Severity
 from claim_scrubber.rules._engine import Hit, rule
-from claim_scrubber.rules._facts import ClaimFacts, icd10_shaped, npi_valid
+from claim_scrubber.rules._facts import ClaimFacts, icd10_shaped, money_text, npi_valid
 
 __all__ = [
     "billing_npi_valid",
@@ -222,7 +222,8 @@ def charge_within_limit(facts: ClaimFacts) -> Iterator[Hit]:
         yield Hit(
             None,
             "claim.lines",
-            f"Line charges total {total:.2f}, above this payer's limit of {limit:.2f} per claim; "
+            f"Line charges total {money_text(total)}, above this payer's limit of "
+            f"{money_text(limit)} per claim; "
             "split the claim.",
         )
 

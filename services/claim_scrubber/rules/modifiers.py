@@ -239,15 +239,17 @@ def discarded_modifier_window(facts: ClaimFacts) -> Iterator[Hit]:
     mac = facts.mac
     for service_date, lines in by_date.items():
         first = lines[0]
+        contractor = (mac or "unknown").upper()
+        when = f"date of service {service_date.isoformat()}"
         if mac in policy.jz_rejected_macs and any("JZ" in ln.modifier_set for ln in lines):
             message = (
-                f"MAC {mac} does not accept JZ on skin substitutes ({service_date.isoformat()}); "
-                "remove JZ."
+                f"MAC {contractor} does not accept JZ on skin substitutes ({when}); remove JZ, "
+                "and if product was discarded, bill it on its own Q4390 line with JW."
             )
         elif mac not in policy.modifier_optional_macs and not any(map(_carries_jw_or_jz, lines)):
             message = (
-                f"Q4390 on {service_date.isoformat()} needs JZ (nothing discarded) or a JW line "
-                "for the discarded amount."
+                f"Q4390 for MAC {contractor} ({when}) needs JZ when nothing was discarded; if "
+                "product was discarded, add a Q4390 line with JW for the discarded cm²."
             )
         else:
             continue

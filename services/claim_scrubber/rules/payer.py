@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from claim_scrubber.models import PayerKind, Severity
 from claim_scrubber.rules._engine import Hit, rule
-from claim_scrubber.rules._facts import PRODUCT_CODE, ClaimFacts, is_missing
+from claim_scrubber.rules._facts import PRODUCT_CODE, ClaimFacts, is_missing, number_text
 
 __all__ = [
     "applications_within_limit",
@@ -54,10 +54,12 @@ def product_covered(facts: ClaimFacts) -> Iterator[Hit]:
     if covered is not None and PRODUCT_CODE not in covered:
         first = facts.product_lines[0]
         yield Hit(
-            None,
+            first.number,
             first.field("procedure_code"),
-            f"{_payer(facts)} does not list Q4390 among covered skin substitutes; verify "
-            "coverage or request an exception before submitting.",
+            f"The configured coverage list for {_payer(facts)} (ruleset "
+            f"{facts.ruleset.version}) does not include Q4390; verify coverage or request an "
+            "exception before submitting (an operator adds Q4390 to the payer's "
+            "covered_products once the payer covers it).",
         )
 
 
@@ -177,8 +179,8 @@ def standard_care_tried(facts: ClaimFacts) -> Iterator[Hit]:
     yield Hit(
         None,
         "claim.documentation.wound.standard_of_care_weeks",
-        f"{_payer(facts)} requires at least {minimum:g} weeks of documented standard wound "
-        "care before a skin substitute; document it.",
+        f"{_payer(facts)} requires at least {number_text(minimum)} weeks of documented "
+        "standard wound care before a skin substitute; document it.",
     )
 
 
@@ -205,5 +207,6 @@ def minimum_wound_area(facts: ClaimFacts) -> Iterator[Hit]:
     yield Hit(
         None,
         "claim.documentation.wound.area_cm2",
-        f"The wound is {area:g} cm²; {_payer(facts)} covers skin substitutes from {minimum:g} cm².",
+        f"The wound is {number_text(area)} cm²; {_payer(facts)} covers skin substitutes from "
+        f"{number_text(minimum)} cm².",
     )

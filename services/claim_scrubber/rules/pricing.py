@@ -5,7 +5,7 @@ from decimal import ROUND_HALF_UP, Context, Decimal
 
 from claim_scrubber.models import Severity
 from claim_scrubber.rules._engine import Hit, rule
-from claim_scrubber.rules._facts import ClaimFacts
+from claim_scrubber.rules._facts import ClaimFacts, money_text
 
 __all__ = ["expected_payment"]
 
@@ -43,5 +43,6 @@ def expected_payment(facts: ClaimFacts) -> Iterator[Hit]:
         yield Hit(
             None,
             "claim.lines",
-            f"Expected payment for Q4390 at the payer's rate: {amount} (units x rate per cm²).",
+            f"Expected payment for Q4390 at the payer's rate: {money_text(amount)} "
+            "(units x rate per cm²).",
         )

@@ -6,7 +6,13 @@ from decimal import Decimal
 
 from claim_scrubber.models import Ruleset, Severity
 from claim_scrubber.rules._engine import Hit, rule
-from claim_scrubber.rules._facts import PRODUCT_CODE, ClaimFacts, LineFacts, whole_units
+from claim_scrubber.rules._facts import (
+    PRODUCT_CODE,
+    ClaimFacts,
+    LineFacts,
+    number_text,
+    whole_units,
+)
 
 __all__ = [
     "application_codes_match_area",
@@ -53,8 +59,9 @@ def product_units_whole(facts: ClaimFacts) -> Iterator[Hit]:
             yield Hit(
                 line.number,
                 line.field("units"),
-                f"Q4390 line {line.number} bills {_units_text(line.units)} units; bill whole "
-                "cm² (round the product area up).",
+                f"Q4390 line {line.number} bills {_units_text(line.units)} units; bill units "
+                "equal to the cm² applied, rounded up to whole cm² "
+                f"({whole_units(float(line.units))}).",
             )
         if line.unit_basis != "UN":
             yield Hit(
@@ -86,11 +93,12 @@ def applied_quantity_matches_units(facts: ClaimFacts) -> Iterator[Hit]:
     expected = whole_units(product.quantity_applied_cm2)
     billed = _sum_units(facts.administered_product_lines)
     if billed != expected:
+        first = (facts.administered_product_lines or facts.product_lines)[0]
         yield Hit(
-            None,
-            "claim.documentation.product.quantity_applied_cm2",
+            first.number,
+            first.field("units"),
             f"Administered Q4390 units total {_units_text(billed)} but {expected} cm² were "
-            "applied (rounded up); bill units equal to the cm² applied.",
+            "applied; bill units equal to the cm² applied, rounded up to whole cm².",
         )
 
 
@@ -175,10 +183,10 @@ def no_product_unit_limit(facts: ClaimFacts) -> Iterator[Hit]:
     if PRODUCT_CODE not in facts.ruleset.unit_limits:
         first = facts.product_lines[0]
         yield Hit(
-            None,
+            first.number,
             first.field("units"),
-            "The ruleset has no unit limit for Q4390; check the units against the wound "
-            "and product size by eye.",
+            f"Ruleset {facts.ruleset.version} has no unit limit for Q4390, so these units "
+            "were not checked against one; an operator adds it under [unit_limits].",
         )
 
 
@@ -240,7 +248,7 @@ def application_codes_match_area(facts: ClaimFacts) -> Iterator[Hit]:
         yield Hit(
             None,
             "claim.lines",
-            f"A {area:g} cm² wound on the {facts.location} calls for "
+            f"A {number_text(area)} cm² wound on the {facts.location} calls for "
             f"{_codes_text(expected)}; the claim bills {_codes_text(billed)}.",
         )
 
