@@ -57,6 +57,9 @@ class PayerProfile(BaseModel):
 
     model_config = _RULESET_MODEL
 
+    display_name: Annotated[str, Field(min_length=1, max_length=60)] | None = Field(
+        default=None, description="how findings name the payer (default: 'this payer')"
+    )
     covered_products: frozenset[Code] | None = Field(
         default=None, description="skin-substitute Q-codes the payer covers; absent: not checked"
     )

@@ -190,8 +190,14 @@ def location_documented(facts: ClaimFacts) -> Iterator[Hit]:
             for family in facts.ruleset.application_families.values()
             for site in family.locations
         )
+        # The location is an anatomic site category, not a patient detail: echo it (briefly).
+        instruction = (
+            f"Wound location '{location[:40]}' is not a listed site; document it as one of"
+            if location
+            else "Document the wound location as one of"
+        )
         yield Hit(
             None,
             "claim.documentation.wound.location",
-            f"Document the wound location as one of: {', '.join(sites)}." + facts.attachments_note,
+            f"{instruction}: {', '.join(sites)}." + facts.attachments_note,
         )

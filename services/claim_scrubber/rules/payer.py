@@ -3,7 +3,7 @@
 from collections.abc import Iterator
 from datetime import timedelta
 
-from claim_scrubber.models import PayerKind, Severity
+from claim_scrubber.models import Severity
 from claim_scrubber.rules._engine import Hit, rule
 from claim_scrubber.rules._facts import PRODUCT_CODE, ClaimFacts, is_missing, number_text
 
@@ -16,15 +16,6 @@ __all__ = [
     "standard_care_tried",
 ]
 
-_PAYER_NAMES = {
-    PayerKind.MEDICARE: "Medicare",
-    PayerKind.MEDICARE_ADVANTAGE: "Medicare Advantage",
-    PayerKind.AETNA: "Aetna",
-    PayerKind.BCBS: "Blue Cross Blue Shield",
-    PayerKind.CIGNA: "Cigna",
-    PayerKind.UHC: "UnitedHealthcare",
-    PayerKind.OTHER: "this payer",
-}
 _SOURCE = (
     "Payer policies: Aetna CPB 0244, Cigna MM 0068, UnitedHealthcare 'Skin and Soft Tissue "
     "Substitutes', Anthem/BCBS prior-authorization notices, Novitas L35041"
@@ -32,7 +23,8 @@ _SOURCE = (
 
 
 def _payer(facts: ClaimFacts) -> str:
-    return _PAYER_NAMES[facts.event.claim.payer.kind]
+    """The payer as the ruleset names it."""
+    return facts.profile.display_name or "this payer"
 
 
 @rule(
