@@ -212,3 +212,16 @@ def test_every_published_document_validates_against_the_model_that_makes_its_sch
         document = orjson.loads(decision.document)
         model = DeadLetter if decision.is_dead_letter else ScrubResult
         model.model_validate(document)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events)
+def test_a_finding_whose_field_is_in_a_line_names_that_line(event: dict[str, Any]) -> None:
+    read = read_claim_event(event_bytes(event), max_bytes=1 << 20)
+    assert isinstance(read, Accepted)
+    numbers = [line.line_number for line in read.event.claim.lines]
+
+    for finding in SCRUBBER.verdict(read).findings:
+        if finding.field.startswith("claim.lines["):
+            index = int(finding.field.removeprefix("claim.lines[").split("]")[0])
+            assert finding.line_number == numbers[index], finding

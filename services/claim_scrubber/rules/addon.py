@@ -35,8 +35,9 @@ def product_has_application(facts: ClaimFacts) -> Iterator[Hit]:
             yield Hit(
                 line.number,
                 line.field("procedure_code"),
-                f"Q4390 on {line.service_date.isoformat()} has no skin-substitute application "
-                f"line ({code_range(facts.ruleset.application_codes)}) on the same date; add the "
+                f"Q4390 line {line.number} ({line.service_date.isoformat()}) has no "
+                "skin-substitute application line "
+                f"({code_range(facts.ruleset.application_codes)}) on the same date; add the "
                 "application procedure.",
             )
 
@@ -68,7 +69,8 @@ def addon_has_primary(facts: ClaimFacts) -> Iterator[Hit]:
             yield Hit(
                 line.number,
                 line.field("procedure_code"),
-                f"Add-on {line.code} on {line.service_date.isoformat()} has no {primary} line "
+                f"Line {line.number}: add-on {line.code} on {line.service_date.isoformat()} has no "
+                f"{primary} line "
                 f"on the same date; bill the primary code {primary} with it.",
             )
 

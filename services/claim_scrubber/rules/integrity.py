@@ -94,8 +94,8 @@ def service_date_not_future(facts: ClaimFacts) -> Iterator[Hit]:
             yield Hit(
                 line.number,
                 line.field("service_date"),
-                f"Service date {line.service_date.isoformat()} is after the claim date "
-                f"{facts.today.isoformat()}; correct the date of service.",
+                f"Line {line.number}: service date {line.service_date.isoformat()} is after the "
+                f"claim date {facts.today.isoformat()}; correct the date of service.",
             )
 
 

@@ -121,7 +121,8 @@ def no_procedure_modifier_on_product(facts: ClaimFacts) -> Iterator[Hit]:
             yield Hit(
                 line.number,
                 line.field("modifiers"),
-                "Modifier 22 applies to procedures, not to the Q4390 supply line.",
+                f"Modifier 22 on Q4390 line {line.number}: it applies to procedures, not to the "
+                "supply line; remove it.",
             )
 
 
@@ -205,7 +206,8 @@ def no_jw_jz_after_window(facts: ClaimFacts) -> Iterator[Hit]:
             yield Hit(
                 line.number,
                 line.field("modifiers"),
-                f"JW/JZ are not used on Q4390 from {prohibited_from.isoformat()}; remove the "
+                f"Q4390 line {line.number}: JW/JZ are not used from {prohibited_from.isoformat()}; "
+                "remove the "
                 "modifier (bill discarded product per the current supply policy).",
             )
 

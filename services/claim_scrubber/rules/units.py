@@ -160,7 +160,7 @@ def units_within_limit(facts: ClaimFacts) -> Iterator[Hit]:
             yield Hit(
                 first.number,
                 first.field("units"),
-                f"{code} bills {_units_text(total)} units on "
+                f"Line {first.number}: {code} bills {_units_text(total)} units on "
                 f"{first.service_date.isoformat()}; the limit is {limits[code]} per date.",
             )
 
