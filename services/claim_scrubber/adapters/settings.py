@@ -28,17 +28,21 @@ class SettingsError(Exception):
     """A setting is unknown or invalid; the message is one line naming the variable."""
 
 
-class OfflineSettings(BaseSettings):
-    """What the offline commands (`scrub`, `rules`, `impact`) read: a worker-only setting,
-    even an invalid one, never stops them."""
-
-    model_config = SettingsConfigDict(
+def _settings_config(*, extra: Literal["ignore", "forbid"]) -> SettingsConfigDict:
+    return SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         case_sensitive=False,
         frozen=True,
         hide_input_in_errors=True,
-        extra="ignore",
+        extra=extra,
     )
+
+
+class OfflineSettings(BaseSettings):
+    """What the offline commands (`scrub`, `rules`, `impact`) read: a worker-only setting,
+    even an invalid one, never stops them."""
+
+    model_config = _settings_config(extra="ignore")
 
     ruleset: Path | None = Field(default=None, description="ruleset file; default: the shipped one")
     log_format: Literal["json", "console"] = "json"
@@ -49,13 +53,7 @@ class OfflineSettings(BaseSettings):
 class Settings(OfflineSettings):
     """Everything the worker reads."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        case_sensitive=False,
-        frozen=True,
-        hide_input_in_errors=True,
-        extra="forbid",
-    )
+    model_config = _settings_config(extra="forbid")
 
     kafka_bootstrap_servers: Annotated[str, Field(min_length=1)] = "localhost:9092"
     group_id: Annotated[str, Field(min_length=1)] = "claim-scrubber"

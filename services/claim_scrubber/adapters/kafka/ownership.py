@@ -211,9 +211,10 @@ class PartitionOwnership:
         return self.state(partition) is PartitionState.OWNED
 
     def owned(self) -> list[int]:
-        return sorted(
-            p.number for p in self._partitions.values() if p.state is PartitionState.OWNED
-        )
+        """The partitions OWNED now. Also read by the metrics server's thread: it copies the
+        entries first (one C-level step under the GIL) so the loop may add some meanwhile."""
+        entries = list(self._partitions.values())
+        return sorted(p.number for p in entries if p.state is PartitionState.OWNED)
 
     @property
     def settled(self) -> bool:
