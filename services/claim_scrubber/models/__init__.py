@@ -11,6 +11,7 @@ from claim_scrubber.models.event import (
     Wound,
 )
 from claim_scrubber.models.result import (
+    ConvertedFileSource,
     DeadLetter,
     DeadLetterError,
     DeadLetterKind,
@@ -20,11 +21,18 @@ from claim_scrubber.models.result import (
     Severity,
     ViolationDetail,
 )
-from claim_scrubber.models.ruleset import PayerProfile, RuleOverride, Ruleset
+from claim_scrubber.models.ruleset import (
+    PayerDirectory,
+    PayerIdEntry,
+    PayerProfile,
+    RuleOverride,
+    Ruleset,
+)
 
 __all__ = [
     "ClaimEvent",
     "ClaimLine",
+    "ConvertedFileSource",
     "DeadLetter",
     "DeadLetterError",
     "DeadLetterKind",
@@ -32,6 +40,8 @@ __all__ = [
     "Finding",
     "Outcome",
     "Payer",
+    "PayerDirectory",
+    "PayerIdEntry",
     "PayerKind",
     "PayerProfile",
     "Product",

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "ConvertedFileSource",
     "DeadLetter",
     "DeadLetterError",
     "DeadLetterKafkaSource",
@@ -45,6 +46,9 @@ class DeadLetterKind(StrEnum):
     UNSUPPORTED_SCHEMA_VERSION = "unsupported_schema_version"
     SCHEMA_VIOLATION = "schema_violation"
     PROCESSING_ERROR = "processing_error"
+    INVALID_X12 = "invalid_x12"
+    INVALID_FHIR = "invalid_fhir"
+    UNSUPPORTED_TRANSACTION = "unsupported_transaction"
 
 
 # A plain dataclass rather than a model: the engine makes one per hit on the hot path.
@@ -79,6 +83,16 @@ class FileSource(BaseModel):
     line: int
 
 
+class ConvertedFileSource(BaseModel):
+    """Where a claim converted offline from an 837P or FHIR file came from: its file and its
+    1-based ordinal among the file's claims (`convert`, `scrub --from`)."""
+
+    model_config = _OUTPUT_MODEL
+
+    file: str
+    claim_index: int | None = Field(description="null when the whole file is unusable")
+
+
 class ScrubResult(BaseModel):
     """Published to `claims.clean` or `claims.needs-review`, keyed by claim_id."""
 
@@ -92,7 +106,7 @@ class ScrubResult(BaseModel):
     findings: list[Finding]
     ruleset_version: str
     scrubbed_at: datetime
-    source: KafkaSource | FileSource
+    source: KafkaSource | FileSource | ConvertedFileSource
     claim: dict[str, Any] = Field(description="the input claim object, as received")
 
 
@@ -121,6 +135,11 @@ class DeadLetterKafkaSource(BaseModel):
     key: str | None = Field(
         description="the input key as UTF-8 text; null when absent or not UTF-8"
     )
+    claim_index: int | None = Field(
+        default=None,
+        description="intake only: the 1-based ordinal of the unusable claim in the inbound "
+        "record (absent when the whole record is unusable)",
+    )
 
 
 class DeadLetter(BaseModel):
@@ -130,7 +149,7 @@ class DeadLetter(BaseModel):
 
     schema_version: Literal["1"] = "1"
     error: DeadLetterError
-    source: DeadLetterKafkaSource | FileSource
+    source: DeadLetterKafkaSource | FileSource | ConvertedFileSource
     payload_base64: str = Field(
         description="the original record value, whole unless payload_truncated is true"
     )

@@ -17,6 +17,8 @@ from claim_scrubber.models.event import PayerKind
 __all__ = [
     "ApplicationFamily",
     "JwJzPolicy",
+    "PayerDirectory",
+    "PayerIdEntry",
     "PayerProfile",
     "PlaceOfService",
     "Rate",
@@ -132,6 +134,61 @@ class JwJzPolicy(BaseModel):
         return self
 
 
+PayerId = Annotated[str, Field(pattern=r"^[0-9A-Z]{2,80}$")]
+
+
+class PayerIdEntry(BaseModel):
+    """What one payer id (837P 2010BB NM109, FHIR insurer identifier) stands for."""
+
+    model_config = _RULESET_MODEL
+
+    kind: PayerKind
+    mac: Annotated[str, Field(pattern=r"^[a-z0-9_]{2,20}$")] | None = Field(
+        default=None, description="the Medicare administrative contractor (medicare only)"
+    )
+
+    @model_validator(mode="after")
+    def _mac_only_for_medicare(self) -> Self:
+        if self.mac is not None and self.kind is not PayerKind.MEDICARE:
+            raise ValueError("mac is given for medicare payer ids only")
+        return self
+
+
+def _standard_filing_indicators() -> dict[str, PayerKind]:
+    return {
+        "MA": PayerKind.MEDICARE,
+        "MB": PayerKind.MEDICARE,
+        "16": PayerKind.MEDICARE_ADVANTAGE,
+        "BL": PayerKind.BCBS,
+    }
+
+
+class PayerDirectory(BaseModel):
+    """How intake names the payer family and MAC of an 837P or FHIR claim, which carry
+    neither: first the claim filing indicator (837P SBR09), then the payer id; else other."""
+
+    model_config = _RULESET_MODEL
+
+    filing_indicators: dict[Annotated[str, Field(pattern=r"^[0-9A-Z]{2}$")], PayerKind] = Field(
+        default_factory=_standard_filing_indicators,
+        description="SBR09 codes that name the payer family by themselves",
+    )
+    payer_ids: dict[PayerId, PayerIdEntry] = Field(
+        default_factory=dict, description="payer ids, upper-case, to their family and MAC"
+    )
+
+    def resolve(
+        self, filing_indicator: str | None, payer_id: str | None
+    ) -> tuple[PayerKind, str | None]:
+        """The payer kind and MAC of a claim; unknown ids are `other`."""
+        entry = self.payer_ids.get((payer_id or "").strip().upper())
+        kind = self.filing_indicators.get((filing_indicator or "").strip().upper())
+        if kind is None:
+            kind = entry.kind if entry is not None else PayerKind.OTHER
+        mac = entry.mac if entry is not None and entry.kind is kind else None
+        return kind, mac
+
+
 class Ruleset(BaseModel):
     """The complete, validated reference data of one ruleset version."""
 
@@ -153,6 +210,10 @@ class Ruleset(BaseModel):
     rules: dict[RuleId, RuleOverride] = Field(
         default_factory=dict,
         description='severity overrides by rule id: [rules."UNITS-005"] severity = "off"',
+    )
+    payer_directory: PayerDirectory = Field(
+        default_factory=PayerDirectory,
+        description="intake: payer family and MAC of 837P and FHIR claims (contract section 7)",
     )
 
     def override_for(self, rule_id: str, payer_kind: PayerKind) -> RuleOverride | None:

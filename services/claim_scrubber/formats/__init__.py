@@ -1,0 +1,25 @@
+"""Intake: 837P interchanges and FHIR R4 Claims turned into ClaimEvents (contract section 7).
+
+Pure like the scrubber: bytes in, ClaimEvent documents (or the reasons a claim is not one)
+out; the zone of X12 dates and the payer directory are passed in.
+"""
+
+from claim_scrubber.formats._conversion import (
+    Conversion,
+    ConvertedClaim,
+    RejectedClaim,
+    SkippedClaim,
+)
+from claim_scrubber.formats.fhir import DOCUMENTATION_SYSTEM, WOUND_LOCATION_SYSTEM, read_fhir
+from claim_scrubber.formats.x12 import read_837p
+
+__all__ = [
+    "DOCUMENTATION_SYSTEM",
+    "WOUND_LOCATION_SYSTEM",
+    "Conversion",
+    "ConvertedClaim",
+    "RejectedClaim",
+    "SkippedClaim",
+    "read_837p",
+    "read_fhir",
+]

@@ -1,0 +1,125 @@
+"""What converting one 837P interchange or one FHIR submission gives: per claim, a ClaimEvent
+document, a skipped void, or the reason the claim (or the whole input) is unusable.
+
+Pure: the caller passes the zone and the payer directory. No message built here quotes a
+claim value: messages name segments, elements and positions only, because they reach the
+dead-letter topic and the logs.
+"""
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+from pydantic import ValidationError
+
+from claim_scrubber.models import ClaimEvent, DeadLetterKind
+
+__all__ = [
+    "Conversion",
+    "ConvertedClaim",
+    "RejectedClaim",
+    "SkippedClaim",
+    "event_id",
+    "finish_claim",
+]
+
+_EVENT_IDS: Final = uuid.UUID("6f1c4f2e-5a7e-4c55-9d53-0c1f3c9b2a10")
+"""The UUIDv5 namespace of intake's event ids (never change it: re-sent files would get new
+ids)."""
+
+
+def event_id(*parts: str) -> str:
+    """A deterministic event id, the UUIDv5 of the parts joined by `|`: the same input claim
+    always gets the same id (uuid.uuid5's result, formatted without building a UUID)."""
+    digest = bytearray(hashlib.sha1(_EVENT_IDS.bytes + "|".join(parts).encode()).digest()[:16])  # noqa: S324 - UUIDv5 is SHA-1 by definition
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertedClaim:
+    index: int
+    """1-based ordinal of the claim in its input."""
+    event_id: str
+    claim_id: str
+    event_type: str
+    document: bytes
+    """The ClaimEvent JSON, validated against the contract model."""
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedClaim:
+    """A claim that is not scrubbed (837P void, CLM05-3 = 8), with its control numbers."""
+
+    index: int
+    claim_id: str
+    reason: str
+    control_numbers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedClaim:
+    index: int | None
+    """None when the whole input is unusable."""
+    kind: DeadLetterKind
+    message: str
+    details: tuple[tuple[str, str], ...] = ()
+    claim_id: str | None = None
+
+
+Outcome = ConvertedClaim | SkippedClaim | RejectedClaim
+
+
+@dataclass(slots=True)
+class Conversion:
+    """Every claim of one input, in input order."""
+
+    claims: list[Outcome] = field(default_factory=list)
+
+    @property
+    def converted(self) -> list[ConvertedClaim]:
+        return [claim for claim in self.claims if isinstance(claim, ConvertedClaim)]
+
+    @property
+    def skipped(self) -> list[SkippedClaim]:
+        return [claim for claim in self.claims if isinstance(claim, SkippedClaim)]
+
+    @property
+    def rejected(self) -> list[RejectedClaim]:
+        return [claim for claim in self.claims if isinstance(claim, RejectedClaim)]
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def finish_claim(
+    index: int, document: dict[str, Any], kind: DeadLetterKind, where: str
+) -> ConvertedClaim | RejectedClaim:
+    """Validate a built ClaimEvent document against the contract; a violation rejects the
+    claim with the model's own (value-free) messages."""
+    claim_id = str(document["claim"]["claim_id"])
+    try:
+        ClaimEvent.model_validate(document)
+    except ValidationError as error:
+        problems = error.errors(include_url=False, include_input=False, include_context=False)
+        details = tuple((_location(p["loc"]), p["msg"]) for p in problems[:20])
+        first_loc, first_msg = details[0]
+        return RejectedClaim(
+            index=index,
+            kind=kind,
+            message=f"{where}: the converted claim breaks the ClaimEvent contract at "
+            f"{first_loc}: {first_msg}",
+            details=details,
+        )
+    return ConvertedClaim(
+        index=index,
+        event_id=str(document["event_id"]),
+        claim_id=claim_id,
+        event_type=str(document["event_type"]),
+        document=orjson.dumps(document),
+    )

@@ -1,0 +1,594 @@
+"""ANSI X12 5010 837P (005010X222A1) → ClaimEvents: one per claim (2300 loop) of an interchange.
+
+The reader takes what the rules need and nothing else, following the TR3's loop structure:
+- delimiters from ISA (element separator ISA[3], component ISA16, segment terminator the
+  character after it), CR/LF after terminators, a BOM or whitespace before ISA;
+- the HL hierarchy: a claim belongs to the nearest subscriber (22) or patient (23) level,
+  under the nearest billing provider (20);
+- 2010BB payer `NM1*PR` versus the 2330B other payer inside a COB loop (2320 `SBR` on);
+- `NM1*82` by position: 2310B (claim rendering), 2420A (line rendering), 2330D (ignored);
+- ICD-10 codes (ABK/ABF) dotted after the third character; ICD-9 (BK/BF) unchanged;
+- money and units through Decimal; D8 and RD8 dates (an RD8 range keeps its start).
+
+Documentation is never in an 837P, so it stays absent (the DOC rules say what is missing);
+PWK segments become `claim.attachments`. Voids (CLM05-3 = 8) are skipped; replacements (7)
+become `claim.resubmitted`. Messages name segments and positions, never a value.
+"""
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+from claim_scrubber.formats._conversion import (
+    Conversion,
+    ConvertedClaim,
+    RejectedClaim,
+    SkippedClaim,
+    event_id,
+    finish_claim,
+)
+from claim_scrubber.models import DeadLetterKind, PayerDirectory
+
+__all__ = ["read_837p"]
+
+_PROFESSIONAL: Final = frozenset({"005010X222A1", "005010X222A2", "005010X222"})
+_ICD10: Final = frozenset({"ABK", "ABF"})
+_ICD9: Final = frozenset({"BK", "BF"})
+_VOID: Final = "8"
+_REPLACEMENT: Final = "7"
+_CENT: Final = Decimal("0.01")
+_NO_FRACTION: Final = Decimal(1)
+_ISA_ELEMENTS: Final = 16
+
+
+class _UnusableError(Exception):
+    """The interchange, a transaction or a claim cannot be converted; the message says where
+    and why, without a value."""
+
+    def __init__(self, message: str, kind: DeadLetterKind = DeadLetterKind.INVALID_X12) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(slots=True)
+class _Envelope:
+    sender: str = ""
+    interchange: str = ""
+    group: str = ""
+    transaction: str = ""
+    occurred_at: str = ""
+
+
+@dataclass(slots=True)
+class _Party:
+    """The HL levels a claim inherits from: billing provider, subscriber, patient."""
+
+    billing: dict[str, Any] = field(default_factory=dict)
+    filing_indicator: str = ""
+    payer_id: str | None = None
+    payer_name: str | None = None
+    subscriber: dict[str, str | None] = field(default_factory=dict)
+    patient: dict[str, str | None] | None = None
+
+
+@dataclass(slots=True)
+class _Claim:
+    index: int
+    position: int
+    """Segment number of its CLM, for messages."""
+    elements: list[str]
+    party: _Party
+    rendering_npi: str | None = None
+    prior_authorization: str | None = None
+    diagnoses: list[str] = field(default_factory=list)
+    attachments: list[dict[str, str | None]] = field(default_factory=list)
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    in_cob: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Delimiters:
+    element: str
+    component: str
+    segment: str
+
+
+def _delimiters(text: str) -> _Delimiters:
+    """ISA's own separators: the 4th character, ISA16 (found by counting element separators,
+    not by column) and the character after ISA16."""
+    if not text.startswith("ISA") or len(text) < 4:
+        raise _UnusableError("not an X12 interchange: it does not start with an ISA segment")
+    element = text[3]
+    if element.isalnum() or element.isspace():
+        raise _UnusableError("ISA: the element separator must be a special character")
+    position = 3
+    for _ in range(_ISA_ELEMENTS - 1):
+        position = text.find(element, position + 1)
+        if position < 0:
+            raise _UnusableError("ISA: fewer than 16 elements")
+    if position + 2 >= len(text):
+        raise _UnusableError("ISA: the interchange ends inside ISA")
+    component, segment = text[position + 1], text[position + 2]
+    if len({element, component, segment}) != 3 or segment.isalnum():
+        raise _UnusableError("ISA: element, component and segment separators must differ")
+    return _Delimiters(element, component, segment)
+
+
+def _decode(data: bytes) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("latin-1")
+    return text.lstrip("\ufeff \t\r\n")
+
+
+def _element(elements: list[str], number: int) -> str:
+    """An element's value; X12 pads none but ISA's, so values are taken as sent."""
+    return elements[number] if number < len(elements) else ""
+
+
+class _BadValueError(ValueError):
+    """An element's value is unusable; the caller adds which element."""
+
+
+def _date(text: str) -> date:
+    if len(text) != 8 or not text.isdigit():
+        raise _BadValueError("expected a date CCYYMMDD")
+    try:
+        return date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        raise _BadValueError("not a calendar date") from None
+
+
+def _time(text: str) -> tuple[int, int, int]:
+    if len(text) not in {4, 6, 7, 8} or not text.isdigit():
+        raise _BadValueError("expected a time HHMM[SS[D[D]]]")
+    hour, minute = int(text[:2]), int(text[2:4])
+    second = int(text[4:6]) if len(text) >= 6 else 0
+    if hour > 23 or minute > 59 or second > 59:
+        raise _BadValueError("not a time of day")
+    return hour, minute, second
+
+
+def _decimal(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise _BadValueError("not a number") from None
+    if not value.is_finite():
+        raise _BadValueError("not a number")
+    return value
+
+
+def _money(text: str) -> str:
+    whole, dot, cents = text.partition(".")
+    if whole.isdigit() and whole.isascii() and (not dot or (cents.isdigit() and len(cents) <= 2)):
+        return f"{int(whole)}.{cents:0<2}"
+    value = _decimal(text)
+    if value < 0:
+        raise _BadValueError("a negative amount")
+    return str(value.quantize(_CENT))
+
+
+def _units(text: str) -> int | float:
+    if text.isdigit() and text.isascii():
+        return int(text)
+    value = _decimal(text)
+    if value == value.to_integral_value():
+        return int(value.quantize(_NO_FRACTION))
+    return float(value)
+
+
+def _dotted(code: str) -> str:
+    """ICD-10-CM as the rules compare it: a dot after the category (`E11621` → `E11.621`)."""
+    if len(code) > 3 and "." not in code:
+        return f"{code[:3]}.{code[3:]}"
+    return code
+
+
+def _service_date(elements: list[str]) -> str:
+    qualifier, value = _element(elements, 2), _element(elements, 3)
+    if qualifier == "D8":
+        return _date(value).isoformat()
+    if qualifier == "RD8":
+        return _date(value.partition("-")[0]).isoformat()
+    raise _BadValueError("the date format qualifier must be D8 or RD8")
+
+
+class _Reader:
+    def __init__(self, directory: PayerDirectory, zone: ZoneInfo) -> None:
+        self._directory = directory
+        self._zone = zone
+        self._component = ":"
+
+    def read(self, data: bytes) -> Conversion:
+        conversion = Conversion()
+        try:
+            text = _decode(data)
+            delimiters = _delimiters(text)
+            self._component = delimiters.component
+            segments = self._segments(text, delimiters)
+            self._walk(segments, conversion)
+        except _UnusableError as problem:
+            conversion.claims = [RejectedClaim(index=None, kind=problem.kind, message=str(problem))]
+        return conversion
+
+    @staticmethod
+    def _segments(text: str, delimiters: _Delimiters) -> list[list[str]]:
+        segments = []
+        for raw in text.split(delimiters.segment):
+            stripped = raw.strip("\r\n")
+            if stripped:
+                segments.append(stripped.lstrip().split(delimiters.element))
+        if not segments or segments[-1][0] != "IEA":
+            raise _UnusableError("the interchange does not end with IEA (cut short?)")
+        return segments
+
+    def _walk(  # noqa: PLR0912 - one branch per envelope segment; loops are delegated
+        self, segments: list[list[str]], conversion: Conversion
+    ) -> None:
+        envelope = _Envelope()
+        party = _Party()
+        levels: dict[str, _Party] = {}
+        claim: _Claim | None = None
+        line: dict[str, Any] | None = None
+        last_entity = ""
+        in_transaction = False
+        index = 0
+        for position, elements in enumerate(segments, start=1):
+            tag = elements[0]
+            if tag in {"CLM", "HL", "SE"} and claim is not None:
+                self._finish(claim, envelope, conversion)
+                claim, line = None, None
+            if tag == "ISA":
+                envelope.sender = _element(elements, 6).strip()  # fixed width, space-padded
+                envelope.interchange = _element(elements, 13).strip()
+            elif tag == "GS":
+                envelope.group = _element(elements, 6)
+            elif tag == "ST":
+                self._start_transaction(elements, position)
+                envelope.transaction = _element(elements, 2)
+                envelope.occurred_at = ""
+                levels, party, in_transaction = {}, _Party(), True
+            elif tag == "SE":
+                in_transaction = False
+            elif not in_transaction:
+                continue
+            elif tag == "BHT":
+                envelope.occurred_at = self._occurred_at(elements, position)
+            elif tag == "HL":
+                party = self._level(elements, position, levels)
+                last_entity = ""
+            elif tag == "CLM":
+                index += 1
+                if not envelope.occurred_at:
+                    raise _UnusableError(f"segment {position} (CLM): no BHT before the first claim")
+                claim = _Claim(index=index, position=position, elements=elements, party=party)
+                if not party.billing or not party.subscriber:
+                    conversion.claims.append(
+                        RejectedClaim(
+                            index=index,
+                            kind=DeadLetterKind.INVALID_X12,
+                            message=f"claim {index} (segment {position}): not under a billing "
+                            "provider (HL 20) and a subscriber (HL 22)",
+                        )
+                    )
+                    claim = None
+            elif claim is None:
+                last_entity = self._party_segment(tag, elements, party, last_entity)
+            else:
+                line = self._claim_segment(tag, elements, position, claim, line)
+        if claim is not None:
+            self._finish(claim, envelope, conversion)
+
+    @staticmethod
+    def _start_transaction(elements: list[str], position: int) -> None:
+        if _element(elements, 1) != "837":
+            raise _UnusableError(
+                f"segment {position} (ST): transaction set {_element(elements, 1)[:3]!r} is "
+                "not an 837 claim",
+                DeadLetterKind.UNSUPPORTED_TRANSACTION,
+            )
+        version = _element(elements, 3)
+        if version and version not in _PROFESSIONAL:
+            raise _UnusableError(
+                f"segment {position} (ST03): implementation guide {version[:12]!r} is not the "
+                "837P (005010X222A1); institutional and dental claims are not scrubbed",
+                DeadLetterKind.UNSUPPORTED_TRANSACTION,
+            )
+
+    def _occurred_at(self, elements: list[str], position: int) -> str:
+        try:
+            day = _date(_element(elements, 4))
+        except _BadValueError as problem:
+            raise _UnusableError(f"segment {position} (BHT04): {problem}") from None
+        clock = _element(elements, 5)
+        try:
+            hour, minute, second = _time(clock) if clock else (0, 0, 0)
+        except _BadValueError as problem:
+            raise _UnusableError(f"segment {position} (BHT05): {problem}") from None
+        moment = datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=self._zone)
+        return moment.isoformat(timespec="seconds")
+
+    @staticmethod
+    def _level(elements: list[str], position: int, levels: dict[str, _Party]) -> _Party:
+        number, parent, code = (_element(elements, n) for n in (1, 2, 3))
+        inherited = levels.get(parent) if parent else None
+        if code == "20":
+            party = _Party()
+        elif code in {"22", "23"}:
+            if inherited is None:
+                raise _UnusableError(f"segment {position} (HL02): the parent level is not defined")
+            party = _Party(
+                billing=inherited.billing,
+                filing_indicator=inherited.filing_indicator,
+                payer_id=inherited.payer_id,
+                payer_name=inherited.payer_name,
+                subscriber=inherited.subscriber,
+                patient={} if code == "23" else None,
+            )
+        else:
+            raise _UnusableError(f"segment {position} (HL03): level code is not 20, 22 or 23")
+        levels[number] = party
+        return party
+
+    @staticmethod
+    def _party_segment(tag: str, elements: list[str], party: _Party, last_entity: str) -> str:
+        """A segment of loops 2000A-2010CA; returns the entity the next REF/DMG belongs to."""
+        if tag == "NM1":
+            entity = _element(elements, 1)
+            identifier = _element(elements, 9) or None
+            if entity == "85":
+                is_person = _element(elements, 2) == "1"
+                last, first = _element(elements, 3), _element(elements, 4)
+                party.billing = {
+                    "npi": identifier if _element(elements, 8) == "XX" and identifier else "",
+                    "name": f"{first} {last}".strip() if is_person else last or None,
+                }
+            elif entity == "IL":
+                party.subscriber = {
+                    "member_id": identifier,
+                    "first_name": _element(elements, 4) or None,
+                    "last_name": _element(elements, 3) or None,
+                }
+            elif entity == "QC" and party.patient is not None:
+                party.patient.update(
+                    first_name=_element(elements, 4) or None,
+                    last_name=_element(elements, 3) or None,
+                )
+            elif entity == "PR":
+                party.payer_id = identifier
+                party.payer_name = _element(elements, 3) or None
+            return entity
+        if tag == "SBR":
+            party.filing_indicator = _element(elements, 9)
+        elif tag == "REF" and last_entity == "85" and _element(elements, 1) == "EI":
+            party.billing["tax_id"] = _element(elements, 2) or None
+        elif tag == "DMG" and last_entity in {"IL", "QC"}:
+            person = party.subscriber if last_entity == "IL" else party.patient
+            if person is not None:
+                birth = _element(elements, 2)
+                person["birth_date"] = (
+                    f"{birth[:4]}-{birth[4:6]}-{birth[6:]}"
+                    if len(birth) == 8 and birth.isdigit()
+                    else None
+                )
+                person["sex"] = _element(elements, 3) or None
+        return last_entity
+
+    def _claim_segment(
+        self,
+        tag: str,
+        elements: list[str],
+        position: int,
+        claim: _Claim,
+        line: dict[str, Any] | None,
+    ) -> dict[str, Any] | None:
+        """A segment of loops 2300-2440; returns the current service line."""
+        if tag == "LX":
+            line = {"LX": _element(elements, 1), "position": position, "notes": []}
+            claim.lines.append(line)
+            claim.in_cob = False
+        elif tag == "SBR":  # 2320: other payers' loops until the first LX
+            claim.in_cob = True
+        elif claim.in_cob:
+            pass
+        elif tag == "PWK":
+            claim.attachments.append(_attachment(elements))
+        elif line is None:
+            self._claim_level(tag, elements, claim)
+        else:
+            _line_level(tag, elements, position, line)
+        return line
+
+    def _claim_level(self, tag: str, elements: list[str], claim: _Claim) -> None:
+        """Loops 2300 and 2310A-F."""
+        if tag == "HI":
+            claim.diagnoses.extend(_diagnoses(elements, self._component))
+        elif tag == "REF" and _element(elements, 1) == "G1":
+            claim.prior_authorization = _element(elements, 2) or None
+        elif tag == "NM1" and _element(elements, 1) == "82":
+            claim.rendering_npi = _npi(elements)
+
+    def _finish(self, claim: _Claim, envelope: _Envelope, conversion: Conversion) -> None:
+        where = f"claim {claim.index} (segment {claim.position})"
+        try:
+            outcome = self._claim_event(claim, envelope, where)
+        except _UnusableError as problem:
+            conversion.claims.append(
+                RejectedClaim(index=claim.index, kind=problem.kind, message=f"{where}: {problem}")
+            )
+            return
+        conversion.claims.append(outcome)
+
+    def _claim_event(
+        self, claim: _Claim, envelope: _Envelope, where: str
+    ) -> ConvertedClaim | RejectedClaim | SkippedClaim:
+        elements = claim.elements
+        claim_id = _element(elements, 1)
+        place, _, rest = _element(elements, 5).partition(self._component)
+        frequency = rest.partition(self._component)[2].strip()
+        control_numbers = {
+            "interchange": envelope.interchange,
+            "group": envelope.group,
+            "transaction": envelope.transaction,
+        }
+        if frequency == _VOID:
+            return SkippedClaim(claim.index, claim_id, "void (CLM05-3 = 8)", control_numbers)
+        if not claim.lines:
+            raise _UnusableError("the claim has no service line (LX)")
+        party = claim.party
+        kind, mac = self._directory.resolve(party.filing_indicator, party.payer_id)
+        patient = dict(party.subscriber)
+        if party.patient is not None:
+            patient.update(party.patient)
+        document: dict[str, Any] = {
+            "schema_version": "1",
+            "event_id": event_id(
+                envelope.sender,
+                envelope.interchange,
+                envelope.group,
+                envelope.transaction,
+                claim_id,
+                str(claim.index),
+            ),
+            "event_type": ("claim.resubmitted" if frequency == _REPLACEMENT else "claim.submitted"),
+            "occurred_at": envelope.occurred_at,
+            "claim": {
+                "claim_id": claim_id,
+                "claim_version": 1,
+                "claim_type": "professional",
+                "payer": _present(
+                    {
+                        "kind": kind.value,
+                        "payer_id": party.payer_id,
+                        "name": party.payer_name,
+                        "mac": mac,
+                    }
+                ),
+                "patient": _present(patient),
+                "billing_provider": _present(party.billing),
+                "place_of_service": place.strip(),
+                "diagnoses": claim.diagnoses,
+                "lines": [self._line(line, place.strip()) for line in claim.lines],
+            },
+        }
+        body = document["claim"]
+        if claim.rendering_npi is not None:
+            body["rendering_provider"] = {"npi": claim.rendering_npi}
+        if claim.prior_authorization is not None:
+            body["prior_authorization_number"] = claim.prior_authorization
+        if claim.attachments:
+            body["attachments"] = claim.attachments
+        return finish_claim(claim.index, document, DeadLetterKind.INVALID_X12, where)
+
+    def _line(self, line: dict[str, Any], claim_place: str) -> dict[str, Any]:
+        number = line["LX"]
+        if not number.isdigit() or int(number) < 1:
+            raise _UnusableError(
+                f"segment {line['position']} (LX01): the line number is not a positive whole number"
+            )
+        if "SV1" not in line:
+            raise _UnusableError(f"service line at segment {line['position']}: no SV1")
+        elements, position = line["SV1"]
+        elements = elements + [""] * (8 - len(elements))
+        procedure = elements[1].split(self._component)
+        procedure += [""] * (7 - len(procedure))
+        if procedure[0] != "HC":
+            raise _UnusableError(
+                f"segment {position} (SV101-1): the procedure code is not a CPT/HCPCS (HC) code"
+            )
+        if "DTP" not in line:
+            raise _UnusableError(
+                f"service line at segment {line['position']}: no date of service (DTP*472)"
+            )
+        date_elements, date_position = line["DTP"]
+        notes = [text for text in (procedure[6], *line["notes"]) if text]
+        pointers = [
+            int(pointer)
+            for pointer in elements[7].split(self._component)
+            if pointer.strip().isdigit()
+        ]
+        field = "SV104"
+        try:
+            units = _units(elements[4])
+            field = "SV102"
+            charge = _money(elements[2])
+            field = "DTP"
+            service_date = _service_date(date_elements)
+        except _BadValueError as problem:
+            at = date_position if field == "DTP" else position
+            raise _UnusableError(f"segment {at} ({field}): {problem}") from None
+        converted: dict[str, Any] = {
+            "line_number": int(number),
+            "procedure_code": procedure[1],
+            "modifiers": [code for code in procedure[2:6] if code],
+            "units": units,
+            "unit_basis": elements[3] or None,
+            "charge": charge,
+            "service_date": service_date,
+            "diagnosis_pointers": pointers,
+        }
+        place = elements[5]
+        if place and place != claim_place:
+            converted["place_of_service"] = place
+        if "rendering_npi" in line:
+            converted["rendering_npi"] = line["rendering_npi"]
+        if notes:
+            converted["note"] = " | ".join(notes)
+        return converted
+
+
+def _present(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields the 837P gave (an absent optional field is left out, not null)."""
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def _line_level(tag: str, elements: list[str], position: int, line: dict[str, Any]) -> None:
+    """Loops 2400 and 2420A-H."""
+    if tag == "SV1":
+        line["SV1"] = (elements, position)
+    elif tag == "DTP" and _element(elements, 1) == "472":
+        line["DTP"] = (elements, position)
+    elif tag == "NTE" and _element(elements, 1) == "ADD":
+        line["notes"].append(_element(elements, 2))
+    elif tag == "NM1" and _element(elements, 1) == "82":
+        line["rendering_npi"] = _npi(elements)
+
+
+def _npi(elements: list[str]) -> str | None:
+    if _element(elements, 8) != "XX":
+        return None
+    return _element(elements, 9) or None
+
+
+def _attachment(elements: list[str]) -> dict[str, str | None]:
+    control = _element(elements, 6) if _element(elements, 5) == "AC" else ""
+    return {
+        "report_type": _element(elements, 1) or None,
+        "transmission": _element(elements, 2) or None,
+        "control_number": control or None,
+    }
+
+
+def _diagnoses(elements: list[str], component: str) -> list[str]:
+    found = []
+    for composite in elements[1:]:
+        qualifier, _, rest = composite.partition(component)
+        code = rest.partition(component)[0].strip()
+        qualifier = qualifier.strip()
+        if not code:
+            continue
+        if qualifier in _ICD10:
+            found.append(_dotted(code))
+        elif qualifier in _ICD9:
+            found.append(code)
+    return found
+
+
+def read_837p(data: bytes, *, directory: PayerDirectory, zone: ZoneInfo) -> Conversion:
+    """Every claim of one X12 interchange, in order: converted, skipped (void) or rejected
+    with its reason; an unusable interchange is one rejection with no claim index."""
+    return _Reader(directory, zone).read(data)
