@@ -362,7 +362,8 @@ class _Mapper:
         if not claim_id:
             raise _UnusableError("the Claim has neither an identifier value nor an id")
         version_text = str((claim.meta or {}).get("versionId") or "")
-        version = int(version_text) if version_text.isdigit() and int(version_text) > 0 else 1
+        numeric = version_text.isascii() and version_text.isdigit()
+        version = int(version_text) if numeric and int(version_text) > 0 else 1
         resubmitted = any(
             related.relationship is not None and related.relationship.code() == "prior"
             for related in claim.related

@@ -83,7 +83,7 @@ class _Claim:
     rendering_npi: str | None = None
     prior_authorization: str | None = None
     diagnoses: list[str] = field(default_factory=list)
-    attachments: list[dict[str, str | None]] = field(default_factory=list)
+    attachments: list[dict[str, Any]] = field(default_factory=list)
     lines: list[dict[str, Any]] = field(default_factory=list)
     in_cob: bool = False
 
@@ -129,12 +129,17 @@ def _element(elements: list[str], number: int) -> str:
     return elements[number] if number < len(elements) else ""
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only (str.isdigit also accepts '²', which int() refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 class _BadValueError(ValueError):
     """An element's value is unusable; the caller adds which element."""
 
 
 def _date(text: str) -> date:
-    if len(text) != 8 or not text.isdigit():
+    if len(text) != 8 or not _digits(text):
         raise _BadValueError("expected a date CCYYMMDD")
     try:
         return date(int(text[:4]), int(text[4:6]), int(text[6:]))
@@ -143,7 +148,7 @@ def _date(text: str) -> date:
 
 
 def _time(text: str) -> tuple[int, int, int]:
-    if len(text) not in {4, 6, 7, 8} or not text.isdigit():
+    if len(text) not in {4, 6, 7, 8} or not _digits(text):
         raise _BadValueError("expected a time HHMM[SS[D[D]]]")
     hour, minute = int(text[:2]), int(text[2:4])
     second = int(text[4:6]) if len(text) >= 6 else 0
@@ -164,7 +169,7 @@ def _decimal(text: str) -> Decimal:
 
 def _money(text: str) -> str:
     whole, dot, cents = text.partition(".")
-    if whole.isdigit() and whole.isascii() and (not dot or (cents.isdigit() and len(cents) <= 2)):
+    if _digits(whole) and (not dot or (_digits(cents) and len(cents) <= 2)):
         return f"{int(whole)}.{cents:0<2}"
     value = _decimal(text)
     if value < 0:
@@ -173,7 +178,7 @@ def _money(text: str) -> str:
 
 
 def _units(text: str) -> int | float:
-    if text.isdigit() and text.isascii():
+    if _digits(text):
         return int(text)
     value = _decimal(text)
     if value == value.to_integral_value():
@@ -372,7 +377,7 @@ class _Reader:
                 birth = _element(elements, 2)
                 person["birth_date"] = (
                     f"{birth[:4]}-{birth[4:6]}-{birth[6:]}"
-                    if len(birth) == 8 and birth.isdigit()
+                    if len(birth) == 8 and _digits(birth)
                     else None
                 )
                 person["sex"] = _element(elements, 3) or None
@@ -486,7 +491,7 @@ class _Reader:
 
     def _line(self, line: dict[str, Any], claim_place: str) -> dict[str, Any]:
         number = line["LX"]
-        if not number.isdigit() or int(number) < 1:
+        if not _digits(number) or int(number) < 1:
             raise _UnusableError(
                 f"segment {line['position']} (LX01): the line number is not a positive whole number"
             )
@@ -509,7 +514,7 @@ class _Reader:
         pointers = [
             int(pointer)
             for pointer in elements[7].split(self._component)
-            if pointer.strip().isdigit()
+            if _digits(pointer.strip())
         ]
         field = "SV104"
         try:
@@ -564,13 +569,15 @@ def _npi(elements: list[str]) -> str | None:
     return _element(elements, 9) or None
 
 
-def _attachment(elements: list[str]) -> dict[str, str | None]:
+def _attachment(elements: list[str]) -> dict[str, Any]:
     control = _element(elements, 6) if _element(elements, 5) == "AC" else ""
-    return {
-        "report_type": _element(elements, 1) or None,
-        "transmission": _element(elements, 2) or None,
-        "control_number": control or None,
-    }
+    return _present(
+        {
+            "report_type": _element(elements, 1) or None,
+            "transmission": _element(elements, 2) or None,
+            "control_number": control or None,
+        }
+    )
 
 
 def _diagnoses(elements: list[str], component: str) -> list[str]:

@@ -1,0 +1,240 @@
+"""The 837P reader on the cases the samples do not cover: delimiters, COB loops, voids and
+replacements, ICD-10, and the reasons it refuses an interchange or a claim."""
+
+import uuid
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+
+from claim_scrubber.adapters.ruleset_file import load_ruleset
+from claim_scrubber.formats import Conversion, read_837p
+from claim_scrubber.models import DeadLetterKind
+from tests.formats.samples import (
+    PROVIDER,
+    Delimiters,
+    interchange,
+    q4390_claim,
+    sample,
+    subscriber,
+    transaction,
+)
+
+UTC = ZoneInfo("UTC")
+
+
+def read(data: bytes) -> Conversion:
+    return read_837p(data, directory=load_ruleset().payer_directory, zone=UTC)
+
+
+def only_claim(data: bytes) -> dict[str, Any]:
+    conversion = read(data)
+    assert not conversion.rejected, conversion.rejected
+    [converted] = conversion.converted
+    claim: dict[str, Any] = orjson.loads(converted.document)["claim"]
+    return claim
+
+
+def test_a_q4390_claim_maps_icd10_dots_medicare_mac_and_rendering_npi() -> None:
+    claim = only_claim(interchange(transaction(subscriber(2), q4390_claim())))
+    assert claim["diagnoses"] == ["L97.412", "E11.621"]
+    assert claim["payer"] == {
+        "kind": "medicare",
+        "payer_id": "04412",
+        "name": "NOVITAS SOLUTIONS",
+        "mac": "novitas",
+    }
+    assert claim["rendering_provider"] == {"npi": "1245319599"}
+    q4390 = claim["lines"][1]
+    assert q4390["procedure_code"] == "Q4390"
+    assert q4390["modifiers"] == ["JW", "RT"]
+    assert q4390["units"] == 20
+    assert q4390["charge"] == "2242.80"
+    assert q4390["diagnosis_pointers"] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "delimiters",
+    [
+        Delimiters(),
+        Delimiters(component=">"),
+        Delimiters(after_segment="\r\n"),
+        Delimiters(element="|", component="^", segment="\n"),
+    ],
+    ids=["star-colon", "component-gt", "crlf-after-terminator", "pipe-caret-newline"],
+)
+def test_delimiters_come_from_isa(delimiters: Delimiters) -> None:
+    claim = only_claim(interchange(transaction(subscriber(2), q4390_claim()), delimiters))
+    assert claim["lines"][1]["modifiers"] == ["JW", "RT"]
+    assert claim["diagnoses"] == ["L97.412", "E11.621"]
+
+
+def test_a_real_sample_reads_the_same_with_a_bom_and_gt_components() -> None:
+    original = sample("837p/X222-anesthesia.edi").decode()
+    isa_end = original.index("~")
+    changed = original[: isa_end - 1] + ">" + original[isa_end:].replace(":", ">")
+    converted = read(b"\xef\xbb\xbf" + changed.encode()).converted
+    assert [orjson.loads(c.document) for c in converted] == [
+        orjson.loads(c.document) for c in read(original.encode()).converted
+    ]
+
+
+def test_other_payer_loops_do_not_replace_the_claims_payer_or_rendering_provider() -> None:
+    cob = [
+        "SBR*S*18*******CI",
+        "NM1*IL*1*OTHERLAST*OTHERFIRST****MI*OTHERMEMBER",
+        "NM1*PR*2*OTHER PAYER*****PI*60054",
+        "NM1*82*1*OTHER*RENDER****XX*1999999984",
+    ]
+    claim = only_claim(
+        interchange(
+            transaction(
+                subscriber(2),
+                q4390_claim(lines=[], extra=[])
+                + cob
+                + [
+                    "LX*1",
+                    "SV1*HC:15275*300*UN*1***1",
+                    "DTP*472*D8*20261120",
+                ],
+            )
+        )
+    )
+    assert claim["payer"]["payer_id"] == "04412"
+    assert claim["payer"]["kind"] == "medicare"
+    assert claim["rendering_provider"] == {"npi": "1245319599"}
+    assert claim["patient"]["member_id"] == "CANARYMEMBER1"
+
+
+def test_a_line_rendering_provider_and_line_place_of_service_are_kept() -> None:
+    lines = [
+        "LX*1",
+        "SV1*HC:15275*300*UN*1*22**1",
+        "DTP*472*D8*20261120",
+        "NM1*82*1*LINE*RENDER****XX*1497758544",
+        "NTE*ADD*CANARYNOTE",
+    ]
+    [line] = only_claim(interchange(transaction(subscriber(2), q4390_claim(lines=lines))))["lines"]
+    assert line["place_of_service"] == "22"
+    assert line["rendering_npi"] == "1497758544"
+    assert line["note"] == "CANARYNOTE"
+
+
+def test_a_void_is_skipped_with_its_control_numbers_and_a_replacement_is_resubmitted() -> None:
+    conversion = read(
+        interchange(
+            transaction(
+                subscriber(2),
+                q4390_claim("VOID-1", frequency="8"),
+                q4390_claim("REPLACE-1", frequency="7"),
+            )
+        )
+    )
+    [void] = conversion.skipped
+    assert (void.index, void.claim_id) == (1, "VOID-1")
+    assert void.control_numbers == {
+        "interchange": "000000101",
+        "group": "101",
+        "transaction": "0001",
+    }
+    [replacement] = conversion.converted
+    assert (replacement.index, replacement.event_type) == (2, "claim.resubmitted")
+
+
+def test_claim_ids_with_spaces_and_hash_are_kept() -> None:
+    claim = only_claim(interchange(transaction(subscriber(2), q4390_claim("R03996273 #01"))))
+    assert claim["claim_id"] == "R03996273 #01"
+
+
+def test_event_ids_are_uuid5_of_sender_control_numbers_claim_id_and_ordinal() -> None:
+    data = interchange(transaction(subscriber(2), q4390_claim("A"), q4390_claim("A")))
+    first, second = read(data).converted
+    namespace = uuid.UUID("6f1c4f2e-5a7e-4c55-9d53-0c1f3c9b2a10")
+    assert first.event_id == str(uuid.uuid5(namespace, "SUBMITTER01|000000101|101|0001|A|1"))
+    assert second.event_id == str(uuid.uuid5(namespace, "SUBMITTER01|000000101|101|0001|A|2"))
+
+
+def test_commercial_payers_come_from_the_payer_id_table_and_bcbs_from_sbr09() -> None:
+    aetna = only_claim(
+        interchange(transaction(subscriber(2, indicator="CI", payer_id="60054"), q4390_claim()))
+    )
+    bcbs = only_claim(
+        interchange(transaction(subscriber(2, indicator="BL", payer_id="00000"), q4390_claim()))
+    )
+    advantage = only_claim(
+        interchange(transaction(subscriber(2, indicator="16", payer_id="87726"), q4390_claim()))
+    )
+    unknown = only_claim(
+        interchange(transaction(subscriber(2, indicator="CI", payer_id="ZZ999"), q4390_claim()))
+    )
+    assert aetna["payer"]["kind"] == "aetna"
+    assert bcbs["payer"]["kind"] == "bcbs"
+    assert advantage["payer"]["kind"] == "medicare_advantage"
+    assert unknown["payer"]["kind"] == "other"
+
+
+def test_a_bad_claim_is_rejected_alone_and_its_message_quotes_no_value() -> None:
+    bad_lines = ["LX*1", "SV1*HC:15275*CANARY12*UN*1***1", "DTP*472*D8*20261120"]
+    conversion = read(
+        interchange(
+            transaction(subscriber(2), q4390_claim("GOOD-1"), q4390_claim("BAD-1", lines=bad_lines))
+        )
+    )
+    assert [c.claim_id for c in conversion.converted] == ["GOOD-1"]
+    [rejected] = conversion.rejected
+    assert rejected.index == 2
+    assert rejected.kind is DeadLetterKind.INVALID_X12
+    assert "SV102" in rejected.message
+    assert "not a number" in rejected.message
+    assert "CANARY" not in rejected.message
+
+
+@pytest.mark.parametrize(
+    ("data", "kind", "words"),
+    [
+        (b"", DeadLetterKind.INVALID_X12, "does not start with an ISA"),
+        (b'{"schema_version": "1"}', DeadLetterKind.INVALID_X12, "does not start with an ISA"),
+        (b"ISA*00*", DeadLetterKind.INVALID_X12, "fewer than 16 elements"),
+        (
+            interchange(transaction(subscriber(2), q4390_claim()))[:-40],
+            DeadLetterKind.INVALID_X12,
+            "does not end with IEA",
+        ),
+        (
+            interchange(["ST*835*0001*005010X221A1", "BPR*I", "SE*3*0001"]),
+            DeadLetterKind.UNSUPPORTED_TRANSACTION,
+            "not an 837",
+        ),
+        (
+            interchange(
+                ["ST*837*0001*005010X223A2", "BHT*0019*00*1*20261127*1530*CH", "SE*3*0001"]
+            ),
+            DeadLetterKind.UNSUPPORTED_TRANSACTION,
+            "institutional",
+        ),
+    ],
+    ids=["empty", "json", "short-isa", "cut-short", "an-835", "an-837i"],
+)
+def test_an_unusable_interchange_is_one_rejection_that_says_why(
+    data: bytes, kind: DeadLetterKind, words: str
+) -> None:
+    [rejected] = read(data).claims
+    assert rejected.index is None
+    assert rejected.kind is kind
+    assert words in rejected.message
+
+
+def test_a_claim_outside_a_subscriber_level_is_rejected() -> None:
+    segments = [*PROVIDER, *q4390_claim(), "SE*20*0001"]
+    [rejected] = read(interchange(segments)).rejected
+    assert "HL 22" in rejected.message
+
+
+def test_a_claim_over_the_contracts_line_limit_is_rejected_with_the_models_reason() -> None:
+    lines = []
+    for number in range(1, 52):
+        lines += [f"LX*{number}", "SV1*HC:15275*1*UN*1***1", "DTP*472*D8*20261120"]
+    [rejected] = read(interchange(transaction(subscriber(2), q4390_claim(lines=lines)))).rejected
+    assert "claim.lines" in rejected.message
+    assert rejected.details
