@@ -309,8 +309,11 @@ class _Mapper:
             raise _UnusableError(
                 "not a FHIR Claim or Bundle (resourceType)", DeadLetterKind.UNSUPPORTED_TRANSACTION
             )
+        listed = document.get("entry")
+        if listed is not None and not isinstance(listed, list):
+            raise _UnusableError("Bundle.entry is not an array")
         entries = []
-        for entry in document.get("entry") or []:
+        for entry in listed or []:
             resource = entry.get("resource") if isinstance(entry, dict) else None
             if isinstance(resource, dict):
                 full_url = entry.get("fullUrl")
@@ -452,6 +455,17 @@ class _Mapper:
             fields["member_id"] = coverage.subscriberId
         if patient is None:
             return fields
+        if "member_id" not in fields:
+            member = next(
+                (
+                    i.value
+                    for i in patient.identifier
+                    if i.value and i.type is not None and i.type.code() == "MB"
+                ),
+                None,
+            )
+            if member:
+                fields["member_id"] = member
         if isinstance(patient.name, list) and patient.name:
             name = patient.name[0]
             if name.given:

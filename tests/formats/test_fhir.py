@@ -1,0 +1,320 @@
+"""FHIR R4 Claim intake on the real HL7 and Da Vinci examples (../shared/samples/claim-formats/fhir),
+with fhir.resources' R4B models as the oracle, and our documentation profile."""
+
+import json
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from fhir.resources.R4B.claim import Claim as R4BClaim
+
+from claim_scrubber.adapters.ruleset_file import load_ruleset
+from claim_scrubber.formats import (
+    DOCUMENTATION_SYSTEM,
+    WOUND_LOCATION_SYSTEM,
+    Conversion,
+    ConvertedClaim,
+    read_fhir,
+)
+from claim_scrubber.models import ClaimEvent, DeadLetterKind
+from tests.formats.samples import sample
+
+CMS1500 = "fhir/claim-example-cms1500-medical.json"
+PAS_CLAIM = "fhir/davinci-pas-claim-referral-authorization.json"
+PAS_BUNDLE = "fhir/davinci-pas-request-bundle-referral-authorization.json"
+
+
+def read(data: bytes, zone: str = "UTC") -> Conversion:
+    return read_fhir(data, directory=load_ruleset().payer_directory, zone=ZoneInfo(zone))
+
+
+def converted(data: bytes) -> dict[str, Any]:
+    conversion = read(data)
+    assert not conversion.rejected, conversion.rejected
+    [claim] = conversion.converted
+    event: dict[str, Any] = orjson.loads(claim.document)
+    return event
+
+
+def test_the_hl7_cms1500_example_converts_with_its_fields() -> None:
+    event = converted(sample(CMS1500))
+    claim = event["claim"]
+    assert event["occurred_at"] == "2015-10-16T00:00:00-07:00"
+    assert event["event_type"] == "claim.submitted"
+    assert claim["claim_id"] == "MED-00050"
+    assert claim["claim_type"] == "institutional"  # as the example says, though CMS-1500
+    assert claim["payer"] == {"kind": "other", "payer_id": "123456", "name": "Humana Inc."}
+    assert claim["billing_provider"] == {"npi": ""}  # Organization/1 does not resolve: CLM-001
+    assert claim["patient"] == {
+        "first_name": "Alvina",
+        "last_name": "Ashcraft",
+        "birth_date": "1954-06-11",
+        "sex": "F",
+    }
+    assert claim["diagnoses"] == ["M96.1", "G89.4", "M53.88", "M47.816"]
+    assert claim["place_of_service"] == "24"  # from the item: R4 has no claim-level POS
+    assert claim["lines"] == [
+        {
+            "line_number": 1,
+            "procedure_code": "62264",
+            "modifiers": [],
+            "units": 1,
+            "unit_basis": "UN",
+            "charge": "12500.00",
+            "service_date": "2015-10-13",
+            "diagnosis_pointers": [2, 4],
+        }
+    ]
+    assert "documentation" not in claim
+
+
+def test_our_mapping_agrees_with_fhir_resources_r4b_on_the_cms1500_example() -> None:
+    data = sample(CMS1500)
+    oracle = R4BClaim.model_validate_json(data)
+    claim = converted(data)["claim"]
+    assert claim["claim_id"] == oracle.identifier[0].value
+    assert claim["diagnoses"] == [
+        d.diagnosisCodeableConcept.coding[0].code
+        for d in sorted(oracle.diagnosis, key=lambda d: d.sequence)
+    ]
+    for line, item in zip(claim["lines"], oracle.item, strict=True):
+        assert line["line_number"] == item.sequence
+        assert line["procedure_code"] == item.productOrService.coding[0].code
+        assert Decimal(line["charge"]) == Decimal(str(item.net.value))
+        assert line["service_date"] == item.servicedDate.isoformat()
+        assert line["diagnosis_pointers"] == item.diagnosisSequence
+        assert claim["place_of_service"] == item.locationCodeableConcept.coding[0].code
+    [patient] = [r for r in oracle.contained if r.get_resource_type() == "Patient"]
+    assert claim["patient"]["last_name"] == patient.name[0].family
+    assert claim["patient"]["birth_date"] == patient.birthDate.isoformat()
+
+
+@pytest.mark.parametrize("name", [PAS_CLAIM, PAS_BUNDLE])
+def test_a_prior_authorization_request_is_an_unsupported_transaction(name: str) -> None:
+    [rejected] = read(sample(name)).claims
+    assert rejected.kind is DeadLetterKind.UNSUPPORTED_TRANSACTION
+    assert "Claim.use is not 'claim'" in rejected.message
+
+
+def pas_bundle_as_a_claim() -> dict[str, Any]:
+    """The real Da Vinci bundle, its Claim turned into a claim for payment with a charge and a
+    date of service (in memory; the file is unchanged)."""
+    bundle: dict[str, Any] = json.loads(sample(PAS_BUNDLE))
+    claim = next(e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Claim")
+    claim["use"] = "claim"
+    claim["item"][0] |= {"net": {"value": 150, "currency": "USD"}, "servicedDate": "2005-05-02"}
+    return bundle
+
+
+def test_bundle_references_resolve_by_full_url_and_type_and_id() -> None:
+    event = converted(json.dumps(pas_bundle_as_a_claim()).encode())
+    claim = event["claim"]
+    assert event["occurred_at"] == "2005-05-02T11:01:00+05:00"
+    assert claim["billing_provider"] == {"npi": "8189991234", "name": "DR. JOE SMITH CORPORATION"}
+    assert claim["payer"] == {
+        "kind": "other",
+        "payer_id": "789312",  # six digits: CLM rules judge it, intake keeps it
+        "name": "MARYLAND CAPITAL INSURANCE COMPANY",
+    }
+    assert claim["patient"]["last_name"] == "SMITH"
+    assert claim["diagnoses"] == ["G89.4"]
+    [line] = claim["lines"]
+    assert line["rendering_npi"] == "987654321"  # item.careTeamSequence -> Practitioner
+    assert line["procedure_code"] == "3"  # X12 1365, not CPT: the rules say so
+    assert claim["place_of_service"] == "11"
+
+
+def documented_claim() -> dict[str, Any]:
+    def info(sequence: int, code: str, **value: Any) -> dict[str, Any]:
+        return {
+            "sequence": sequence,
+            "category": {"coding": [{"system": DOCUMENTATION_SYSTEM, "code": code}]},
+            **value,
+        }
+
+    return {
+        "resourceType": "Claim",
+        "id": "q4390-1",
+        "identifier": [{"use": "official", "value": "Q4390-CLAIM-1"}],
+        "use": "claim",
+        "type": {"coding": [{"code": "professional"}]},
+        "created": "2026-11-27",
+        "provider": {"reference": "#clinic"},
+        "insurer": {"identifier": {"value": "04412"}, "display": "Novitas"},
+        "contained": [
+            {
+                "resourceType": "Organization",
+                "id": "clinic",
+                "identifier": [{"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}],
+                "name": "Wound Clinic",
+            },
+            {
+                "resourceType": "Device",
+                "id": "graft",
+                "deviceName": [{"name": "Ascendion", "type": "user-friendly-name"}],
+                "lotNumber": "LOT-7",
+            },
+        ],
+        "supportingInfo": [
+            info(1, "wound-area", valueQuantity={"value": 20.5, "unit": "cm2"}),
+            info(2, "wound-laterality", valueString="right"),
+            info(3, "standard-of-care-weeks", valueQuantity={"value": 4}),
+            info(4, "application-number", valueQuantity={"value": 1}),
+            info(5, "episode-start", timingDate="2026-11-01"),
+            info(6, "product-applied", valueQuantity={"value": 20}),
+            info(7, "product-wasted", valueQuantity={"value": 0}),
+            info(8, "medical-necessity", valueString="CANARYNECESSITY"),
+            {
+                "sequence": 9,
+                "category": {"coding": [{"code": "info"}]},
+                "valueString": "CANARYNOTE",
+            },
+        ],
+        "diagnosis": [
+            {
+                "sequence": 1,
+                "diagnosisCodeableConcept": {
+                    "coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "L97412"}]
+                },
+            },
+        ],
+        "item": [
+            {
+                "sequence": 1,
+                "productOrService": {
+                    "coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "15275"}]
+                },
+                "servicedDate": "2026-11-20",
+                "net": {"value": 300},
+                "diagnosisSequence": [1],
+                "locationCodeableConcept": {"coding": [{"code": "11"}]},
+                "bodySite": {"coding": [{"system": WOUND_LOCATION_SYSTEM, "code": "foot"}]},
+            },
+            {
+                "sequence": 2,
+                "productOrService": {"coding": [{"code": "Q4390"}]},
+                "modifier": [{"coding": [{"code": "JZ"}]}],
+                "quantity": {"value": 20},
+                "unitPrice": {"value": 112.14},
+                "servicedDate": "2026-11-20",
+                "diagnosisSequence": [1],
+                "informationSequence": [9],
+                "locationCodeableConcept": {"coding": [{"code": "22"}]},
+                "udi": [{"reference": "#graft"}],
+            },
+        ],
+    }
+
+
+def test_our_profile_carries_the_wound_documentation() -> None:
+    event = converted(json.dumps(documented_claim()).encode())
+    claim = event["claim"]
+    assert event["occurred_at"] == "2026-11-27T00:00:00+00:00"  # a date: midnight in the zone
+    assert claim["documentation"] == {
+        "wound": {
+            "area_cm2": 20.5,
+            "laterality": "right",
+            "standard_of_care_weeks": 4,
+            "application_number": 1,
+            "episode_start_date": "2026-11-01",
+            "location": "foot",
+        },
+        "product": {
+            "quantity_applied_cm2": 20,
+            "quantity_wasted_cm2": 0,
+            "name": "Ascendion",
+            "lot_numbers": ["LOT-7"],
+        },
+        "medical_necessity": "CANARYNECESSITY",
+    }
+    assert claim["payer"] == {
+        "kind": "medicare",
+        "payer_id": "04412",
+        "name": "Novitas",
+        "mac": "novitas",
+    }
+    assert claim["diagnoses"] == ["L97.412"]
+    q4390 = claim["lines"][1]
+    assert q4390["charge"] == "2242.80"  # unitPrice x quantity
+    assert q4390["units"] == 20
+    assert q4390["place_of_service"] == "22"  # differs from the claim's (the first item's)
+    assert q4390["note"] == "CANARYNOTE"
+
+
+def test_a_claim_without_our_profile_has_no_documentation() -> None:
+    claim = documented_claim()
+    for info in claim["supportingInfo"]:
+        info["category"]["coding"][0]["system"] = "http://example.org/other"
+    claim["item"][0].pop("bodySite")
+    claim["item"][1].pop("udi")
+    assert "documentation" not in converted(json.dumps(claim).encode())["claim"]
+
+
+@pytest.mark.parametrize(
+    ("change", "kind", "words"),
+    [
+        ({"created": "2026-11-27T10:00:00"}, DeadLetterKind.INVALID_FHIR, "no time zone"),
+        ({"item": []}, DeadLetterKind.INVALID_FHIR, "at item"),
+        (
+            {"type": {"coding": [{"code": "oral"}]}},
+            DeadLetterKind.UNSUPPORTED_TRANSACTION,
+            "Claim.type",
+        ),
+        ({"use": "predetermination"}, DeadLetterKind.UNSUPPORTED_TRANSACTION, "Claim.use"),
+        ({"identifier": [{"value": 12}]}, DeadLetterKind.INVALID_FHIR, "identifier.0.value"),
+    ],
+    ids=["time-without-zone", "no-items", "oral", "predetermination", "number-as-identifier"],
+)
+def test_an_unusable_claim_is_rejected_with_the_element_and_no_value(
+    change: dict[str, Any], kind: DeadLetterKind, words: str
+) -> None:
+    claim = documented_claim() | change
+    [rejected] = read(json.dumps(claim).encode()).claims
+    assert rejected.kind is kind
+    assert words in rejected.message
+    assert "CANARY" not in rejected.message
+
+
+@pytest.mark.parametrize(
+    ("data", "kind"),
+    [
+        (b"not json", DeadLetterKind.INVALID_FHIR),
+        (b"[1, 2]", DeadLetterKind.INVALID_FHIR),
+        (b"\xff\xfe", DeadLetterKind.INVALID_FHIR),
+        (b'{"resourceType": "Patient"}', DeadLetterKind.UNSUPPORTED_TRANSACTION),
+        (b'{"resourceType": "Bundle", "entry": []}', DeadLetterKind.UNSUPPORTED_TRANSACTION),
+    ],
+    ids=["text", "array", "not-utf8", "a-patient", "empty-bundle"],
+)
+def test_an_unusable_document_is_one_rejection(data: bytes, kind: DeadLetterKind) -> None:
+    [rejected] = read(data).claims
+    assert rejected.index is None
+    assert rejected.kind is kind
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+CLAIM_ELEMENTS = sorted(documented_claim())
+
+
+@given(st.dictionaries(st.sampled_from(CLAIM_ELEMENTS), json_values, max_size=4))
+def test_any_json_in_a_claims_elements_never_makes_the_mapping_raise(
+    changes: dict[str, Any],
+) -> None:
+    for outcome in read(json.dumps(documented_claim() | changes).encode()).claims:
+        if isinstance(outcome, ConvertedClaim):
+            ClaimEvent.model_validate_json(outcome.document)
+
+
+@given(json_values)
+def test_any_bundle_entries_never_make_the_mapping_raise(entries: Any) -> None:
+    read(json.dumps({"resourceType": "Bundle", "entry": entries}).encode())
