@@ -4,8 +4,9 @@ import os
 import socket
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -48,6 +49,22 @@ class OfflineSettings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     max_message_bytes: Annotated[int, Field(ge=1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    intake_timezone: str = Field(
+        default="UTC", description="IANA zone of X12 dates and times (BHT04/BHT05)"
+    )
+
+    @field_validator("intake_timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not an IANA time zone name (e.g. UTC, America/Chicago)") from None
+        return name
+
+    @property
+    def intake_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.intake_timezone)
 
 
 class Settings(OfflineSettings):
@@ -61,6 +78,12 @@ class Settings(OfflineSettings):
     topic_clean: Annotated[str, Field(min_length=1)] = "claims.clean"
     topic_review: Annotated[str, Field(min_length=1)] = "claims.needs-review"
     topic_dead_letter: Annotated[str, Field(min_length=1)] = "claims.dead-letter"
+    topic_inbound_x12: Annotated[str, Field(min_length=1)] = Field(
+        default="claims.inbound.x12", description="intake: one X12 837P interchange per record"
+    )
+    topic_inbound_fhir: Annotated[str, Field(min_length=1)] = Field(
+        default="claims.inbound.fhir", description="intake: one FHIR Claim or Bundle per record"
+    )
     topic_partitions: Annotated[int, Field(ge=1, le=1000)] = Field(
         default=6, description="partitions of the topics `make kafka-up` creates (not the worker)"
     )
@@ -116,6 +139,11 @@ class Settings(OfflineSettings):
         )
     )
 
+    @property
+    def intake_group_id(self) -> str:
+        """The consumer group of `claim-scrubber intake` (the worker's is group_id)."""
+        return f"{self.group_id}.intake"
+
     @model_validator(mode="after")
     def _topics_are_distinct(self) -> "Settings":
         """An output equal to the input would feed the worker its own results forever; two
@@ -125,13 +153,13 @@ class Settings(OfflineSettings):
             "SCRUBBER_TOPIC_CLEAN": self.topic_clean,
             "SCRUBBER_TOPIC_REVIEW": self.topic_review,
             "SCRUBBER_TOPIC_DEAD_LETTER": self.topic_dead_letter,
+            "SCRUBBER_TOPIC_INBOUND_X12": self.topic_inbound_x12,
+            "SCRUBBER_TOPIC_INBOUND_FHIR": self.topic_inbound_fhir,
         }
         seen: dict[str, str] = {}
         for setting, topic in named.items():
             if topic in seen:
-                message = (
-                    f"{setting} names the same topic as {seen[topic]}; the four topics must differ"
-                )
+                message = f"{setting} names the same topic as {seen[topic]}; the topics must differ"
                 raise ValueError(message)
             seen[topic] = setting
         return self

@@ -4,7 +4,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,6 +12,13 @@ from typing import BinaryIO
 
 import orjson
 
+from claim_scrubber.adapters.intake import (
+    FORMATS,
+    Format,
+    Intake,
+    audit_fields,
+    rejection_document,
+)
 from claim_scrubber.adapters.logging import configure_logging, get_logger
 from claim_scrubber.adapters.published_docs import catalog_entries
 from claim_scrubber.adapters.ruleset_file import RulesetError, load_ruleset
@@ -21,6 +28,7 @@ from claim_scrubber.adapters.settings import (
     load_offline_settings,
     load_settings,
 )
+from claim_scrubber.formats import ConvertedClaim, RejectedClaim
 from claim_scrubber.models import PayerKind, Ruleset
 from claim_scrubber.scrubber import Scrubber, timestamp_text
 from claim_scrubber.scrubber.impact import compare
@@ -103,9 +111,11 @@ def _open_input(file: str | None) -> Iterator[tuple[str, BinaryIO]]:
         yield file, handle
 
 
-def _scrub(file: str | None) -> int:
+def _scrub(file: str | None, format_name: Format | None) -> int:
     settings = _offline()
     scrubber = Scrubber(_ruleset(settings.ruleset), max_message_bytes=settings.max_message_bytes)
+    if format_name is not None:
+        return _convert(file, format_name, settings, scrubber)
     log = get_logger()
     counts: dict[str, int] = {}
     out = sys.stdout.buffer
@@ -135,6 +145,54 @@ def _scrub(file: str | None) -> int:
             )
     out.flush()
     log.info("scrub.finished", source_file=name, lines=sum(counts.values()), outcomes=counts)
+    return EXIT_OK
+
+
+def _convert(
+    file: str | None,
+    format_name: Format,
+    settings: OfflineSettings,
+    scrubber: Scrubber | None = None,
+) -> int:
+    """One file of 837P or FHIR to ClaimEvent JSON lines (or, with a scrubber, to their
+    results), in file order; an unusable claim or file gives a DeadLetter line."""
+    ruleset = scrubber.ruleset if scrubber is not None else _ruleset(settings.ruleset)
+    intake = Intake(ruleset.payer_directory, settings.intake_zone)
+    log = get_logger()
+    with _open_input(file) as (name, handle):
+        payload = handle.read()
+    decided_at = timestamp_text(datetime.now(UTC))
+    conversion = intake.convert(format_name, payload)
+    out = sys.stdout.buffer
+    for claim in conversion.claims:
+        source = {"file": name, "claim_index": claim.index}
+        if isinstance(claim, RejectedClaim):
+            out.write(rejection_document(payload, claim, {"file": name}, decided_at) + b"\n")
+        elif isinstance(claim, ConvertedClaim):
+            if scrubber is None:
+                out.write(claim.document + b"\n")
+                continue
+            decision = scrubber.decide(
+                claim.document,
+                result_source=source,
+                dead_letter_source=source,
+                decided_at=decided_at,
+            )
+            out.write(decision.document + b"\n")
+            log.info(
+                "claim.dead_lettered" if decision.is_dead_letter else "claim.scrubbed",
+                event_id=decision.event_id,
+                claim_id=decision.claim_id,
+                claim_version=decision.claim_version,
+                outcome=decision.outcome,
+                rule_ids=list(decision.rule_ids),
+                ruleset_version=ruleset.version,
+                source_file=name,
+                claim_index=claim.index,
+                dead_letter_kind=decision.dead_letter_kind,
+            )
+    out.flush()
+    log.info("intake.converted", format=format_name, source_file=name, **audit_fields(conversion))
     return EXIT_OK
 
 
@@ -234,6 +292,19 @@ def _parser() -> argparse.ArgumentParser:
         "scrub", help="scrub ClaimEvent JSON lines from FILE or stdin to stdout, offline"
     )
     scrub.add_argument("file", nargs="?", metavar="FILE", help="JSON lines; '-' or none: stdin")
+    scrub.add_argument(
+        "--from",
+        dest="format",
+        choices=FORMATS,
+        help="FILE is one X12 837P interchange or one FHIR Claim/Bundle: convert, then scrub",
+    )
+    convert = commands.add_parser(
+        "convert",
+        help="837P or FHIR to ClaimEvent JSON lines on stdout (a DeadLetter line per "
+        "unusable claim)",
+    )
+    convert.add_argument("--from", dest="format", choices=FORMATS, required=True)
+    convert.add_argument("file", nargs="?", metavar="FILE", help="'-' or none: stdin")
     rules = commands.add_parser("rules", help="print the rule catalog")
     rules.add_argument("--json", action="store_true", help="machine-readable, with the docs")
     rules.add_argument(
@@ -265,17 +336,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "worker": lambda _: _worker(),
+    "scrub": lambda arguments: _scrub(arguments.file, arguments.format),
+    "convert": lambda arguments: _convert(arguments.file, arguments.format, _offline()),
+    "rules": lambda arguments: _rules(as_json=arguments.json, ruleset_file=arguments.ruleset),
+    "impact": lambda arguments: _impact(arguments.ruleset, arguments.baseline, arguments.claims),
+    "schemas": lambda arguments: _schemas(arguments.out, check=arguments.check),
+}
+
+
 def _run(arguments: argparse.Namespace) -> int:
     try:
-        if arguments.command == "worker":
-            return _worker()
-        if arguments.command == "scrub":
-            return _scrub(arguments.file)
-        if arguments.command == "rules":
-            return _rules(as_json=arguments.json, ruleset_file=arguments.ruleset)
-        if arguments.command == "impact":
-            return _impact(arguments.ruleset, arguments.baseline, arguments.claims)
-        return _schemas(arguments.out, check=arguments.check)
+        return _COMMANDS[arguments.command](arguments)
     except _StartError as error:
         return _fail(str(error))
 

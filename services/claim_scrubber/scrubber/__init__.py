@@ -7,6 +7,7 @@ from claim_scrubber.scrubber.core import (
     DocumentLimits,
     Scrubber,
     Verdict,
+    dead_letter_document,
     timestamp_text,
 )
 from claim_scrubber.scrubber.intake import Accepted, Rejected, read_claim_event
@@ -20,6 +21,7 @@ __all__ = [
     "Rejected",
     "Scrubber",
     "Verdict",
+    "dead_letter_document",
     "read_claim_event",
     "timestamp_text",
 ]

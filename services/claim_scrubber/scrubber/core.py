@@ -23,6 +23,7 @@ __all__ = [
     "DocumentLimits",
     "Scrubber",
     "Verdict",
+    "dead_letter_document",
     "timestamp_text",
 ]
 
@@ -79,6 +80,26 @@ def _dead_letter_document(
     kept = max(0, limit - envelope) // 4 * 3
     document["payload_base64"] = base64.b64encode(payload[:kept]).decode("ascii")
     return orjson.dumps(document)
+
+
+def dead_letter_document(
+    payload: bytes,
+    kind: DeadLetterKind,
+    message: str,
+    source: dict[str, Any],
+    received_at: str,
+    *,
+    details: Sequence[tuple[str, str]] = (),
+    limit: int | None = None,
+) -> bytes:
+    """A DeadLetter of `payload` (contract section 4): whole when it fits `limit`, else cut
+    to fit with the whole payload's length and SHA-256."""
+    error: dict[str, object] = {
+        "kind": kind.value,
+        "message": message,
+        "details": [{"loc": loc, "msg": msg} for loc, msg in details],
+    }
+    return _dead_letter_document(payload, error, source, received_at, limit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,70 @@
+"""Intake shared by `convert`, `scrub --from` and the Kafka intake: the reader of each
+format, the dead letter of an unusable claim, and the audit fields of one inbound input.
+
+Audit fields name claims by claim id, event id and control numbers only, never a patient
+field or a raw segment.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Literal
+from zoneinfo import ZoneInfo
+
+from claim_scrubber.formats import Conversion, RejectedClaim, read_837p, read_fhir
+from claim_scrubber.models import PayerDirectory
+from claim_scrubber.scrubber import dead_letter_document
+
+__all__ = ["FORMATS", "Format", "Intake", "audit_fields", "rejection_document"]
+
+Format = Literal["x12", "fhir"]
+FORMATS: Final[tuple[Format, ...]] = ("x12", "fhir")
+
+_Reader = Callable[..., Conversion]
+_READERS: Final[dict[Format, _Reader]] = {"x12": read_837p, "fhir": read_fhir}
+
+
+@dataclass(frozen=True, slots=True)
+class Intake:
+    """Converts one input of a format with the ruleset's payer directory and the zone."""
+
+    directory: PayerDirectory
+    zone: ZoneInfo
+
+    def convert(self, format_name: Format, payload: bytes) -> Conversion:
+        return _READERS[format_name](payload, directory=self.directory, zone=self.zone)
+
+
+def rejection_document(
+    payload: bytes,
+    rejected: RejectedClaim,
+    source: dict[str, object],
+    received_at: str,
+    limit: int | None = None,
+) -> bytes:
+    """The DeadLetter of an unusable input or claim: the whole input's bytes, and the claim's
+    ordinal in `source.claim_index` (null when the whole input is unusable)."""
+    return dead_letter_document(
+        payload,
+        rejected.kind,
+        rejected.message,
+        source | {"claim_index": rejected.index},
+        received_at,
+        details=rejected.details,
+        limit=limit,
+    )
+
+
+def audit_fields(conversion: Conversion) -> dict[str, object]:
+    """What one inbound input became: counts, the event ids written, the skipped voids with
+    their control numbers and the dead-letter kinds."""
+    return {
+        "claims_converted": len(conversion.converted),
+        "claims_skipped": len(conversion.skipped),
+        "claims_dead_lettered": len(conversion.rejected),
+        "event_ids": [claim.event_id for claim in conversion.converted],
+        "skipped": [
+            {"claim_index": s.index, "claim_id": s.claim_id, "reason": s.reason} | s.control_numbers
+            for s in conversion.skipped
+        ],
+        "dead_letter_kinds": sorted({r.kind.value for r in conversion.rejected}),
+    }
