@@ -20,11 +20,8 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-run: install ## the worker in the foreground, on a local broker unless SCRUBBER_KAFKA_BOOTSTRAP_SERVERS is set
-	@if [ -z "$$SCRUBBER_KAFKA_BOOTSTRAP_SERVERS" ]; then \
-	  $(KAFKA) up && export SCRUBBER_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092; \
-	fi; \
-	exec $(BIN)/claim-scrubber worker
+run: install ## the worker and intake, on a local broker unless SCRUBBER_KAFKA_BOOTSTRAP_SERVERS is set
+	@bash deploy/run-local.sh
 
 test: install ## lint, type-check and run every test (unit and real Kafka); stops what it started
 	bash deploy/run-tests.sh

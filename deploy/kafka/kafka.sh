@@ -2,7 +2,7 @@
 # Local single-node Apache Kafka (KRaft, broker+controller) on 127.0.0.1:9092/9093, with the
 # worker's secured listeners: 9094 SASL_SSL (SCRAM), 9095 mutual TLS, 9096 OAUTHBEARER.
 #   kafka.sh up     start it (fetching the jars on first use), wait until a client can list
-#                   topics, create the four claim topics, the users and the least-privilege
+#                   topics, create the claim topics (and intake's inbound ones), the users and the least-privilege
 #                   ACLs of user `scrubber`, and write .kafka/secure.env (the settings a worker
 #                   needs to connect on 9094 as `scrubber`); a running broker is left as it is
 #   kafka.sh down   SIGTERM the broker and wait for it to exit; the data is kept
@@ -215,12 +215,18 @@ wait_ready() {
 # largest record the input topic accepts (the broker default, 1 MiB) fits (contract section 4).
 output_max_message_bytes=2097152
 
+# Intake's inbound topics (contract section 7) keep the broker's default record size.
+inbound_topics=(
+  "${SCRUBBER_TOPIC_INBOUND_X12:-claims.inbound.x12}"
+  "${SCRUBBER_TOPIC_INBOUND_FHIR:-claims.inbound.fhir}"
+)
+
 create_topics() {
   local existing pids=() t config
   existing=$(topic_cmd --list)
-  for t in "${topics[@]}"; do
+  for t in "${topics[@]}" "${inbound_topics[@]}"; do
     config=()
-    if [ "$t" != "${topics[0]}" ]; then
+    if [ "$t" != "${topics[0]}" ] && ! printf '%s\n' "${inbound_topics[@]}" | grep -qxF "$t"; then
       config=(--config "max.message.bytes=$output_max_message_bytes")
     fi
     if grep -qxF "$t" <<<"$existing"; then
@@ -261,7 +267,7 @@ up() {
   secure_users
   write_secure_env
   say "ready on $bootstrap (secured: 9094 SASL_SSL, 9095 mutual TLS, 9096 OAUTHBEARER;" \
-    "settings in .kafka/secure.env); topics: ${topics[*]} ($partitions partitions)"
+    "settings in .kafka/secure.env); topics: ${topics[*]} ${inbound_topics[*]} ($partitions partitions)"
 }
 
 down() {

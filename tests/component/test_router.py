@@ -27,7 +27,7 @@ from claim_scrubber.adapters.logging import get_logger
 from claim_scrubber.adapters.operations import WorkerMetrics
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.models import DeadLetter, ScrubResult
-from claim_scrubber.scrubber import Scrubber
+from claim_scrubber.scrubber import Decision, Scrubber
 from tests.claims import default_event, event_bytes, patched
 from tests.component.fakes import FakeGroup, FakeMember, settle
 
@@ -73,7 +73,7 @@ class FlakyMapping(OutboundMapping):
 
     failing: set[tuple[int, int]]
 
-    def route(self, record: InputRecord, decided_at: str, *, shrink: int = 0) -> Routed:
+    def route(self, record: InputRecord, decided_at: str, *, shrink: int = 0) -> Routed[Decision]:
         if (record.partition, record.offset) in self.failing:
             raise RuntimeError("bug")
         return super().route(record, decided_at, shrink=shrink)

@@ -78,23 +78,36 @@ def rules_page() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _asyncapi() -> str:
+def _asyncapi(stage: str) -> str:
     # Only here: the offline commands that list rules never import the Kafka stack.
-    from claim_scrubber.adapters.kafka.app import build_app  # noqa: PLC0415
+    from claim_scrubber.adapters.kafka.app import build_app, build_intake_app  # noqa: PLC0415
 
     settings = Settings.model_construct(worker_id="asyncapi")  # defaults, not the environment
-    app = build_app(settings, Scrubber(load_ruleset(), max_message_bytes=1), log=get_logger())
+    ruleset = load_ruleset()
+    if stage == "worker":
+        app = build_app(settings, Scrubber(ruleset, max_message_bytes=1), log=get_logger())
+        inbound: dict[str, Any] = ClaimEvent.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
+        inbound_name = "ClaimEvent"
+    else:
+        app = build_intake_app(settings, ruleset, log=get_logger())
+        inbound = {
+            "type": "string",
+            "description": "an X12 5010 837P interchange (ISA...IEA), or FHIR R4 Claim or "
+            "Bundle JSON: README 'Feeding 837P or FHIR'",
+        }
+        inbound_name = "InboundClaims"
     document = json.loads(app.schema.to_specification().to_json())
-    # The handler takes raw batches (it parses with orjson itself), so FastStream cannot infer
-    # the input payload: describe it with the ClaimEvent model.
+    # The handler takes raw batches (it parses the bytes itself), so FastStream cannot infer
+    # the input payload: describe it here.
     components = document["components"]
-    claim_event = ClaimEvent.model_json_schema(ref_template="#/components/schemas/{model}")
-    components["schemas"].update(claim_event.pop("$defs", {}))
-    components["schemas"]["ClaimEvent"] = claim_event
+    components["schemas"].update(inbound.pop("$defs", {}))
+    components["schemas"][inbound_name] = inbound
     components["schemas"].pop("EmptyPayload", None)
     for message in components["messages"].values():
         if message["payload"] == {"$ref": "#/components/schemas/EmptyPayload"}:
-            message["payload"] = {"$ref": "#/components/schemas/ClaimEvent"}
+            message["payload"] = {"$ref": f"#/components/schemas/{inbound_name}"}
     return _json(document, sort_keys=True)  # FastStream lists publishers in no fixed order
 
 
@@ -105,6 +118,7 @@ def generated_documents() -> dict[str, str]:
         "scrub-result.schema.json": _json(ScrubResult.model_json_schema()),
         "dead-letter.schema.json": _json(DeadLetter.model_json_schema()),
         "ruleset.schema.json": _json(Ruleset.model_json_schema()),
-        "asyncapi.json": _asyncapi(),
+        "asyncapi.json": _asyncapi("worker"),
+        "asyncapi-intake.json": _asyncapi("intake"),
         "RULES.md": rules_page(),
     }

@@ -67,12 +67,15 @@ def _ruleset(path: Path | None) -> Ruleset:
         raise _StartError(str(error)) from None
 
 
-def _worker() -> int:
-    # The Kafka stack is imported for the worker only: the offline commands never load it.
+def _consume(stage: str) -> int:
+    """Run the worker or intake until stopped; exit 1 with one line if it cannot start or
+    stops itself."""
+    # The Kafka stack is imported here only: the offline commands never load it.
     from claim_scrubber.adapters.kafka import (  # noqa: PLC0415
         StartupError,
         WorkerFailure,
         build_app,
+        build_intake_app,
         connection,
     )
 
@@ -82,14 +85,18 @@ def _worker() -> int:
         kafka = connection(settings)
     except SettingsError as error:
         raise _StartError(str(error)) from None
-    scrubber = Scrubber(_ruleset(settings.ruleset), max_message_bytes=settings.max_message_bytes)
+    ruleset = _ruleset(settings.ruleset)
     log = get_logger(worker_id=settings.worker_id)
     failure = WorkerFailure()
-    app = build_app(settings, scrubber, log, kafka=kafka, failure=failure)
+    if stage == "worker":
+        scrubber = Scrubber(ruleset, max_message_bytes=settings.max_message_bytes)
+        app = build_app(settings, scrubber, log, kafka=kafka, failure=failure)
+    else:
+        app = build_intake_app(settings, ruleset, log, kafka=kafka, failure=failure)
     try:
         asyncio.run(app.run())
     except StartupError as error:
-        log.error("worker.start_failed", problem=str(error))  # noqa: TRY400 - no traceback
+        log.error(f"{stage}.start_failed", problem=str(error))  # noqa: TRY400 - no traceback
         print(f"{_PROGRAM}: error: {error}", file=sys.stderr)
         return EXIT_FAILED
     if failure.problem is not None:
@@ -288,6 +295,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("worker", help="run the Kafka worker (settings: SCRUBBER_* variables)")
+    commands.add_parser(
+        "intake",
+        help="run Kafka intake: 837P and FHIR from the inbound topics to ClaimEvents on "
+        "the worker's input topic",
+    )
     scrub = commands.add_parser(
         "scrub", help="scrub ClaimEvent JSON lines from FILE or stdin to stdout, offline"
     )
@@ -337,7 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "worker": lambda _: _worker(),
+    "worker": lambda _: _consume("worker"),
+    "intake": lambda _: _consume("intake"),
     "scrub": lambda arguments: _scrub(arguments.file, arguments.format),
     "convert": lambda arguments: _convert(arguments.file, arguments.format, _offline()),
     "rules": lambda arguments: _rules(as_json=arguments.json, ruleset_file=arguments.ruleset),

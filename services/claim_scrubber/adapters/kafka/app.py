@@ -1,40 +1,49 @@
-"""The worker as a FastStream application on Kafka.
+"""The worker and intake as FastStream applications on Kafka.
 
-FastStream owns the consumer (group membership, batches, rebalance callbacks, signals and
+FastStream owns the consumers (group membership, batches, rebalance callbacks, signals and
 graceful shutdown) and describes the topics in AsyncAPI. Output goes through
 PartitionOwnership's transactional producers instead of FastStream publishers: FastStream
 has no Kafka transactions (faststream#2512), and exactly-once needs the output and the
 consumed offsets in one. The publishers declared here document the output topics and are
 never called.
 
+Both stages run the same machinery per input topic (_Stream: ownership, subscriber, commit
+loop); only the mapping from an input record to its outputs differs: the scrubber's
+(OutboundMapping) or intake's (IntakeMapping, one ClaimEvent per claim).
+
 Shutdown order (SIGTERM): stop starting batches, let the transactions in flight end (commit
-or abort), stop the producers, and only then let FastStream stop the consumer, which leaves
-the group: a partition's next owner never starts while this worker's transaction is open.
+or abort), stop the producers, and only then let FastStream stop the consumers, which leave
+the group: a partition's next owner never starts while this process's transaction is open.
 """
 
 import asyncio
 import gc
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Final, Generic, TypeVar
 
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage, Topic
 from faststream.message import StreamMessage
 from faststream.specification import AsyncAPI
+from pydantic import BaseModel
 from structlog.typing import FilteringBoundLogger
 
 from claim_scrubber import __version__
+from claim_scrubber.adapters.intake import Format, Intake
 from claim_scrubber.adapters.kafka.group import (
     ConsumerMember,
     OwnershipListener,
     transactional_producers,
 )
-from claim_scrubber.adapters.kafka.outbound import InputRecord, OutboundMapping, OutputTopics
+from claim_scrubber.adapters.kafka.intake import IntakeMapping
+from claim_scrubber.adapters.kafka.outbound import OutboundMapping, OutputTopics, RecordMapping
 from claim_scrubber.adapters.kafka.ownership import PartitionOwnership, ProducerFactory
-from claim_scrubber.adapters.kafka.router import ClaimRouter, Cursor
+from claim_scrubber.adapters.kafka.router import ClaimRouter
 from claim_scrubber.adapters.kafka.security import KafkaConnection, connection
 from claim_scrubber.adapters.kafka.startup import (
+    Stage,
     StartupError,
     check_permissions,
     check_topic_sizes,
@@ -49,11 +58,13 @@ from claim_scrubber.adapters.operations import (
 )
 from claim_scrubber.adapters.settings import Settings
 from claim_scrubber.adapters.tracing import Tracing
-from claim_scrubber.models import DeadLetter, ScrubResult
+from claim_scrubber.models import ClaimEvent, DeadLetter, Ruleset, ScrubResult
 from claim_scrubber.rules import ruleset_gaps
 from claim_scrubber.scrubber import Scrubber
 
-__all__ = ["StartupError", "WorkerFailure", "build_app"]
+__all__ = ["StartupError", "WorkerFailure", "build_app", "build_intake_app"]
+
+Detail = TypeVar("Detail")
 
 
 @dataclass
@@ -69,57 +80,99 @@ async def _undecoded(message: StreamMessage[object]) -> None:
     del message
 
 
-class _Worker:
-    """The router, built at start once the topics' sizes are known."""
+class _Stream(Generic[Detail]):
+    """One input topic of a stage: its partitions' ownership, its subscriber, and the router
+    that is built at start, once the topics' sizes are known."""
 
     def __init__(
-        self, settings: Settings, scrubber: Scrubber, ownership: PartitionOwnership
+        self,
+        *,
+        broker: KafkaBroker,
+        settings: Settings,
+        stage: Stage,
+        topic: str,
+        producer_factory: ProducerFactory,
+        log: FilteringBoundLogger,
+        operations: "_Operations",
+        on_fatal: Callable[[str], None],
+        title: str,
+        description: str,
     ) -> None:
-        self._settings = settings
-        self._scrubber = scrubber
-        self._ownership = ownership
-        self.router: ClaimRouter | None = None
+        self.topic = topic
+        self.router: ClaimRouter[Detail] | None = None
+        self.ownership = PartitionOwnership(
+            group_id=stage.group_id,
+            input_topic=topic,
+            producer_factory=producer_factory,
+            member=ConsumerMember(lambda: subscriber.consumer, topic),
+            log=log,
+            fence_quarantine_s=settings.transaction_timeout_ms / 1000,
+            on_fatal=on_fatal,
+        )
+        subscriber = broker.subscriber(
+            # Nothing here creates a topic: a missing one is a start-up error.
+            Topic(topic, declare=False),
+            group_id=stage.group_id,
+            batch=True,
+            max_records=settings.batch_max_records,
+            batch_timeout_ms=settings.batch_timeout_ms,
+            ack_policy=AckPolicy.MANUAL,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed",
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 4),
+            max_partition_fetch_bytes=max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
+            listener=OwnershipListener(
+                topic=topic,
+                ownership=self.ownership,
+                log=log,
+                health=operations.health,
+                metrics=operations.metrics,
+            ),
+            decoder=_undecoded,
+            title=title,
+            description=description,
+        )
+
+        @subscriber
+        async def handle(message: KafkaMessage) -> None:
+            """Decide a batch and publish each record's outputs exactly once."""
+            consumer = subscriber.consumer
+            if consumer is None or self.router is None:  # stopped between fetch and handling
+                return
+            await self.router.handle(message.raw_message, consumer)
 
     def start(
         self,
-        max_bytes: dict[str, int],
+        mapping: RecordMapping[Detail],
         log: FilteringBoundLogger,
         metrics: WorkerMetrics,
         tracing: Tracing,
     ) -> None:
-        settings = self._settings
-        topics = OutputTopics(
-            clean=settings.topic_clean,
-            review=settings.topic_review,
-            dead_letter=settings.topic_dead_letter,
-            max_bytes=dict(max_bytes),
-        )
-        mapping = OutboundMapping(
-            scrubber=self._scrubber, topics=topics, worker_id=settings.worker_id
-        )
         self.router = ClaimRouter(
-            mapping=mapping, ownership=self._ownership, log=log, metrics=metrics, tracing=tracing
+            mapping=mapping, ownership=self.ownership, log=log, metrics=metrics, tracing=tracing
         )
-
-    async def handle(self, records: Sequence[InputRecord], consumer: Cursor) -> None:
-        if self.router is not None:
-            await self.router.handle(records, consumer)
 
     async def stop(self) -> None:
         if self.router is not None:
             await self.router.close()
-        await self._ownership.close()
+        await self.ownership.close()
 
 
 class _Operations:
-    """The worker's metrics, health flags and the HTTP server that serves them."""
+    """The process's metrics, health flags and the HTTP server that serves them."""
 
-    def __init__(self, port: int, ruleset_version: str, ownership: PartitionOwnership) -> None:
+    def __init__(self, port: int, ruleset_version: str) -> None:
         self.metrics = WorkerMetrics(ruleset_version=ruleset_version)
-        self.metrics.partitions_owned.set_function(lambda: len(ownership.owned()))
-        self.health = Health(producers_up=lambda: ownership.settled)
+        self.health = Health()
         self._port = port
         self._server: OperationsServer | None = None
+
+    def watch(self, streams: Sequence[_Stream[Any]]) -> None:
+        self.metrics.partitions_owned.set_function(
+            lambda: sum(len(stream.ownership.owned()) for stream in streams)
+        )
+        self.health.producers_up = lambda: all(stream.ownership.settled for stream in streams)
 
     def serve(self) -> None:
         """Start the server (port 0: none); a port that cannot be bound is a start-up error."""
@@ -146,23 +199,33 @@ class _Operations:
             self._server.stop()
 
 
-def build_app(
+MappingFactory = Callable[[str, dict[str, int]], RecordMapping[Any]]
+"""(input topic, every topic's max.message.bytes) -> the stream's mapping, built at start."""
+
+
+@dataclass(frozen=True, slots=True)
+class _StreamSpec:
+    topic: str
+    title: str
+    description: str
+
+
+def _application(
     settings: Settings,
-    scrubber: Scrubber,
+    stage: Stage,
+    ruleset: Ruleset,
     log: FilteringBoundLogger,
     *,
-    kafka: KafkaConnection | None = None,
-    producer_factory: ProducerFactory | None = None,
-    failure: WorkerFailure | None = None,
-    tracing: Tracing | None = None,
+    streams: Sequence[_StreamSpec],
+    mapping_for: MappingFactory,
+    publishers: Sequence[tuple[str, type[BaseModel], str]],
+    kafka: KafkaConnection | None,
+    producer_factory: ProducerFactory | None,
+    failure: WorkerFailure | None,
+    tracing: Tracing | None,
 ) -> FastStream:
-    """The worker application: consume, scrub, publish and commit exactly once.
-
-    `kafka` is how every client connects (default: built from `settings`, which raises
-    SettingsError for an unusable secret or certificate file); `producer_factory` replaces
-    aiokafka's transactional producers (tests); `failure` receives the reason when the worker
-    stops itself (a permission the broker refuses), after a graceful stop.
-    """
+    """A stage as a FastStream application: consume its inputs, publish and commit exactly
+    once per input partition, audit, serve /metrics, /livez and /readyz."""
     kafka = kafka or connection(settings)
     failure = failure if failure is not None else WorkerFailure()
     tracing = tracing or Tracing.from_settings(
@@ -175,124 +238,100 @@ def build_app(
     def stop_for_good(problem: str) -> None:
         if failure.problem is None:
             failure.problem = problem
-            log.error("worker.failed", problem=problem)
+            log.error(f"{stage.name}.failed", problem=problem)
             for app in running:
                 app.exit()
 
+    client_id = f"claim-scrubber-{settings.worker_id}"
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
         security=kafka.faststream_security(),
         sasl_oauth_token_provider=kafka.token_provider,
-        client_id=f"claim-scrubber-{settings.worker_id}",
+        client_id=client_id,
         logger=logging.getLogger("faststream.claim_scrubber"),
         log_level=logging.DEBUG,
         graceful_timeout=settings.shutdown_timeout_s,
     )
-    ownership = PartitionOwnership(
-        group_id=settings.group_id,
-        input_topic=settings.topic_input,
-        producer_factory=producer_factory
-        or transactional_producers(
-            connection=kafka,
-            client_id=f"claim-scrubber-{settings.worker_id}",
-            transaction_timeout_ms=settings.transaction_timeout_ms,
-        ),
-        member=ConsumerMember(lambda: subscriber.consumer, settings.topic_input),
-        log=log,
-        fence_quarantine_s=settings.transaction_timeout_ms / 1000,
-        on_fatal=stop_for_good,
+    producers = producer_factory or transactional_producers(
+        connection=kafka,
+        client_id=client_id,
+        transaction_timeout_ms=settings.transaction_timeout_ms,
     )
-    worker = _Worker(settings, scrubber, ownership)
-    operations = _Operations(settings.http_port, scrubber.ruleset.version, ownership)
-    metrics, health = operations.metrics, operations.health
-
-    subscriber = broker.subscriber(
-        # The worker never creates a topic: a missing one is a start-up error.
-        Topic(settings.topic_input, declare=False),
-        group_id=settings.group_id,
-        batch=True,
-        max_records=settings.batch_max_records,
-        batch_timeout_ms=settings.batch_timeout_ms,
-        ack_policy=AckPolicy.MANUAL,
-        auto_offset_reset="earliest",
-        isolation_level="read_committed",
-        session_timeout_ms=settings.session_timeout_ms,
-        heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 4),
-        max_partition_fetch_bytes=max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
-        listener=OwnershipListener(
-            topic=settings.topic_input,
-            ownership=ownership,
+    operations = _Operations(settings.http_port, ruleset.version)
+    consumed: list[_Stream[Any]] = [
+        _Stream(
+            broker=broker,
+            settings=settings,
+            stage=stage,
+            topic=spec.topic,
+            producer_factory=producers,
             log=log,
-            health=health,
-            metrics=metrics,
-        ),
-        decoder=_undecoded,
-        title=f"{settings.topic_input}:scrub",
-        description="ClaimEvent JSON, schema_version 1 (schemas/claim-event.schema.json)",
-    )
-    for topic, model, what in (
-        (settings.topic_clean, ScrubResult, "ScrubResult with outcome clean, keyed by claim_id"),
-        (settings.topic_review, ScrubResult, "ScrubResult with outcome needs_review"),
-        (settings.topic_dead_letter, DeadLetter, "DeadLetter with the original bytes, input key"),
-    ):
+            operations=operations,
+            on_fatal=stop_for_good,
+            title=spec.title,
+            description=spec.description,
+        )
+        for spec in streams
+    ]
+    operations.watch(consumed)
+    metrics, health = operations.metrics, operations.health
+    for topic, model, what in publishers:
         broker.publisher(topic, title=f"{topic}:publish", description=what, schema=model)
-
-    @subscriber
-    async def scrub_claims(message: KafkaMessage) -> None:
-        """Scrub a batch of claim events and publish each result exactly once."""
-        consumer = subscriber.consumer
-        if consumer is None:  # stopped between fetching and handling: nothing was consumed
-            return
-        await worker.handle(message.raw_message, consumer)
 
     watch: list[asyncio.Task[None]] = []
 
     async def starting() -> None:
-        # Liveness answers while the worker waits for the brokers; readiness once it owns.
+        # Liveness answers while the stage waits for the brokers; readiness once it owns.
         watch.append(asyncio.create_task(beat_while_running(health), name="heartbeat"))
         operations.serve()
-        await wait_for_broker(settings, kafka, log)
+        await wait_for_broker(settings, stage, kafka, log)
         operations.broker_answered(answered=True)
-        await check_permissions(settings, kafka)
-        sizes = await check_topic_sizes(settings, kafka)
-        worker.start(sizes.by_topic, log, metrics, tracing)
+        await check_permissions(stage, kafka)
+        sizes = await check_topic_sizes(settings, stage, kafka)
+        for stream in consumed:
+            stream.start(mapping_for(stream.topic, sizes.by_topic), log, metrics, tracing)
 
     async def started() -> None:
-        # Everything allocated so far lives as long as the worker: leave it out of garbage
+        # Everything allocated so far lives as long as the process: leave it out of garbage
         # collection, whose full passes over it stalled the event loop 20-50 ms each.
         gc.collect()
         gc.freeze()
         watch.append(
             asyncio.create_task(
-                watch_broker(settings, kafka, log, stop_for_good, operations.broker_answered),
+                watch_broker(
+                    settings,
+                    stage,
+                    kafka,
+                    log,
+                    on_fatal=stop_for_good,
+                    on_reachable=operations.broker_answered,
+                ),
                 name="broker-watch",
             )
         )
-        gaps = ruleset_gaps(scrubber.ruleset)
+        gaps = ruleset_gaps(ruleset)
         if gaps:
-            log.warning(
-                "ruleset.incomplete", ruleset_version=scrubber.ruleset.version, missing=list(gaps)
-            )
+            log.warning("ruleset.incomplete", ruleset_version=ruleset.version, missing=list(gaps))
         log.info(
-            "worker.started",
+            f"{stage.name}.started",
             version=__version__,
-            ruleset_version=scrubber.ruleset.version,
+            ruleset_version=ruleset.version,
             bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=settings.group_id,
-            input_topic=settings.topic_input,
+            group_id=stage.group_id,
+            input_topics=list(stage.inputs),
         )
 
     async def stopping() -> None:
-        log.info("worker.stopping")
+        log.info(f"{stage.name}.stopping")
         health.in_group = False
         for task in watch:
             task.cancel()
-        await worker.stop()
+        await asyncio.gather(*(stream.stop() for stream in consumed))
 
     async def stopped() -> None:
         operations.stop()
         tracing.shutdown()
-        log.info("worker.stopped")
+        log.info(f"{stage.name}.stopped")
 
     application = FastStream(
         broker,
@@ -302,10 +341,136 @@ def build_app(
         on_shutdown=[stopping],
         after_shutdown=[stopped],
         specification=AsyncAPI(
-            title="claim-scrubber",
+            title=f"claim-scrubber {stage.name}",
             version=__version__,
-            description="Scrubs claim events for HCPCS Q4390 and claim integrity, exactly once.",
+            description=_DESCRIPTIONS[stage.name],
         ),
     )
     running.append(application)
     return application
+
+
+_DESCRIPTIONS: Final = {
+    "worker": "Scrubs claim events for HCPCS Q4390 and claim integrity, exactly once.",
+    "intake": "Turns X12 837P interchanges and FHIR R4 Claims into claim events, exactly once.",
+}
+
+
+def _output_topics(settings: Settings, sizes: dict[str, int]) -> OutputTopics:
+    return OutputTopics(
+        clean=settings.topic_clean,
+        review=settings.topic_review,
+        dead_letter=settings.topic_dead_letter,
+        max_bytes=dict(sizes),
+    )
+
+
+def build_app(
+    settings: Settings,
+    scrubber: Scrubber,
+    log: FilteringBoundLogger,
+    *,
+    kafka: KafkaConnection | None = None,
+    producer_factory: ProducerFactory | None = None,
+    failure: WorkerFailure | None = None,
+    tracing: Tracing | None = None,
+) -> FastStream:
+    """The worker: consume claim events, scrub, publish and commit exactly once.
+
+    `kafka` is how every client connects (default: built from `settings`, which raises
+    SettingsError for an unusable secret or certificate file); `producer_factory` replaces
+    aiokafka's transactional producers (tests); `failure` receives the reason when the worker
+    stops itself (a permission the broker refuses), after a graceful stop.
+    """
+    return _application(
+        settings,
+        Stage.worker(settings),
+        scrubber.ruleset,
+        log,
+        streams=[
+            _StreamSpec(
+                settings.topic_input,
+                f"{settings.topic_input}:scrub",
+                "ClaimEvent JSON, schema_version 1 (schemas/claim-event.schema.json)",
+            )
+        ],
+        mapping_for=lambda _, sizes: OutboundMapping(
+            scrubber=scrubber,
+            topics=_output_topics(settings, sizes),
+            worker_id=settings.worker_id,
+        ),
+        publishers=[
+            (
+                settings.topic_clean,
+                ScrubResult,
+                "ScrubResult with outcome clean, keyed by claim_id",
+            ),
+            (settings.topic_review, ScrubResult, "ScrubResult with outcome needs_review"),
+            (
+                settings.topic_dead_letter,
+                DeadLetter,
+                "DeadLetter with the original bytes, input key",
+            ),
+        ],
+        kafka=kafka,
+        producer_factory=producer_factory,
+        failure=failure,
+        tracing=tracing,
+    )
+
+
+def build_intake_app(
+    settings: Settings,
+    ruleset: Ruleset,
+    log: FilteringBoundLogger,
+    *,
+    kafka: KafkaConnection | None = None,
+    producer_factory: ProducerFactory | None = None,
+    failure: WorkerFailure | None = None,
+    tracing: Tracing | None = None,
+) -> FastStream:
+    """Intake: consume 837P interchanges and FHIR Claims, publish one ClaimEvent per claim
+    to the worker's input topic (an unusable one as a dead letter), exactly once."""
+    intake = Intake(ruleset.payer_directory, settings.intake_zone)
+    formats: dict[str, Format] = {
+        settings.topic_inbound_x12: "x12",
+        settings.topic_inbound_fhir: "fhir",
+    }
+    return _application(
+        settings,
+        Stage.intake(settings),
+        ruleset,
+        log,
+        streams=[
+            _StreamSpec(
+                settings.topic_inbound_x12,
+                f"{settings.topic_inbound_x12}:convert",
+                "one X12 5010 837P interchange (ISA...IEA) per record, any number of claims",
+            ),
+            _StreamSpec(
+                settings.topic_inbound_fhir,
+                f"{settings.topic_inbound_fhir}:convert",
+                "one FHIR R4 Claim, or a Bundle of Claims and the resources they reference",
+            ),
+        ],
+        mapping_for=lambda topic, sizes: IntakeMapping(
+            intake=intake,
+            format_name=formats[topic],
+            output_topic=settings.topic_input,
+            dead_letter_topic=settings.topic_dead_letter,
+            dead_letter_max_bytes=sizes.get(settings.topic_dead_letter),
+            worker_id=settings.worker_id,
+        ),
+        publishers=[
+            (settings.topic_input, ClaimEvent, "ClaimEvent, one per claim, keyed by claim_id"),
+            (
+                settings.topic_dead_letter,
+                DeadLetter,
+                "DeadLetter of an unusable interchange, Claim or claim, with the record's bytes",
+            ),
+        ],
+        kafka=kafka,
+        producer_factory=producer_factory,
+        failure=failure,
+        tracing=tracing,
+    )

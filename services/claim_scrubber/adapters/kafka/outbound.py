@@ -6,19 +6,23 @@ at start) bound every document, so a record never becomes an output its topic re
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, Generic, Protocol, TypeVar
 
 from claim_scrubber.adapters.kafka.ownership import OutboundRecord
 from claim_scrubber.scrubber import DEAD_LETTER, Decision, DocumentLimits, Scrubber
 
 __all__ = [
     "RECORD_OVERHEAD_BYTES",
+    "AuditLine",
     "InputRecord",
     "OutboundMapping",
     "OutputTopics",
+    "RecordMapping",
     "Routed",
+    "Tally",
     "dead_letter_bytes_needed",
     "result_bytes_needed",
+    "traceparent_of",
 ]
 
 _JSON: Final = b"application/json"
@@ -80,13 +84,64 @@ class OutputTopics:
     max_bytes: Mapping[str, int | None]
 
 
+Detail = TypeVar("Detail")
+
+
 @dataclass(frozen=True, slots=True)
-class Routed:
+class Tally:
+    """What one committed input record adds to the metrics."""
+
+    outcomes: tuple[str, ...]
+    dead_letter_kinds: tuple[str, ...] = ()
+    findings: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AuditLine:
+    event: str
+    fields: dict[str, object]
+    warning: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Routed(Generic[Detail]):
+    """One input record, what it was decided to be, and the records to publish for it."""
+
     record: InputRecord
-    decision: Decision
-    output: OutboundRecord
+    detail: Detail
+    outputs: tuple[OutboundRecord, ...]
+    tally: Tally
     traceparent: bytes | None = None
-    """The input's W3C trace context, copied to the output."""
+    """The input's W3C trace context, copied to the outputs."""
+
+
+class RecordMapping(Protocol[Detail]):
+    """How a stage turns its input records into outputs and audit lines (pure)."""
+
+    def route(self, record: InputRecord, decided_at: str, *, shrink: int = 0) -> Routed[Detail]:
+        """Decide the record (never raises for bad input); `shrink`: halve the documents'
+        room that many times after the broker refused one as too large."""
+        ...
+
+    def processing_error(
+        self,
+        record: InputRecord,
+        decided_at: str,
+        *,
+        attempts: int,
+        error_type: str,
+        shrink: int = 0,
+    ) -> Routed[Detail]:
+        """The dead letter of a record the stage failed on `attempts` times."""
+        ...
+
+    def audit(
+        self, routed: Routed[Detail], committed_ms: float, trace_id: str | None = None
+    ) -> AuditLine: ...
+
+
+def traceparent_of(record: InputRecord) -> bytes | None:
+    return next((v for k, v in record.headers if k == _TRACEPARENT), None)
 
 
 def _key_text(key: bytes | None) -> str | None:
@@ -143,7 +198,7 @@ class OutboundMapping:
         }
         return result_source, dead_letter_source
 
-    def route(self, record: InputRecord, decided_at: str, *, shrink: int = 0) -> Routed:
+    def route(self, record: InputRecord, decided_at: str, *, shrink: int = 0) -> Routed[Decision]:
         """Decide the record and build its output (never raises for bad input)."""
         result_source, dead_letter_source = self._sources(record)
         decision = self._scrubber.decide(
@@ -163,7 +218,7 @@ class OutboundMapping:
         attempts: int,
         error_type: str,
         shrink: int = 0,
-    ) -> Routed:
+    ) -> Routed[Decision]:
         """The dead letter of a record the worker failed on `attempts` times."""
         _, dead_letter_source = self._sources(record)
         decision = self._scrubber.processing_error(
@@ -176,7 +231,7 @@ class OutboundMapping:
         )
         return self._routed(record, decision)
 
-    def _routed(self, record: InputRecord, decision: Decision) -> Routed:
+    def _routed(self, record: InputRecord, decision: Decision) -> Routed[Decision]:
         claim_id = (decision.claim_id or "").encode()
         headers = [
             ("content-type", _JSON),
@@ -185,7 +240,7 @@ class OutboundMapping:
             ("outcome", decision.outcome.encode()),
             ("ruleset-version", self._ruleset_version),
         ]
-        traceparent = next((v for k, v in record.headers if k == _TRACEPARENT), None)
+        traceparent = traceparent_of(record)
         if traceparent is not None:
             headers.append((_TRACEPARENT, traceparent))
         output = OutboundRecord(
@@ -194,14 +249,19 @@ class OutboundMapping:
             value=decision.document,
             headers=headers,
         )
-        return Routed(record, decision, output, traceparent)
+        tally = Tally(
+            (decision.outcome,),
+            () if decision.dead_letter_kind is None else (decision.dead_letter_kind.value,),
+            decision.findings,
+        )
+        return Routed(record, decision, (output,), tally, traceparent)
 
     def audit(
-        self, routed: Routed, committed_ms: float, trace_id: str | None = None
-    ) -> tuple[str, dict[str, object]]:
+        self, routed: Routed[Decision], committed_ms: float, trace_id: str | None = None
+    ) -> AuditLine:
         """The audit event name and its allow-listed fields (contract section 5), with the
         batch's trace id when tracing is on."""
-        decision, record = routed.decision, routed.record
+        decision, record = routed.detail, routed.record
         fields: dict[str, object] = {
             "event_id": decision.event_id,
             "claim_id": decision.claim_id,
@@ -212,13 +272,13 @@ class OutboundMapping:
             "source_topic": record.topic,
             "source_partition": record.partition,
             "source_offset": record.offset,
-            "output_topic": routed.output.topic,
+            "output_topic": routed.outputs[0].topic,
             "latency_ms": max(0, round(committed_ms - record.timestamp)),
             "worker_id": self._worker_id,
         }
         if trace_id is not None:
             fields["trace_id"] = trace_id
         if decision.dead_letter_kind is None:
-            return "claim.scrubbed", fields
+            return AuditLine("claim.scrubbed", fields)
         fields["dead_letter_kind"] = decision.dead_letter_kind.value
-        return "claim.dead_lettered", fields
+        return AuditLine("claim.dead_lettered", fields, warning=True)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Final, Protocol
+from typing import Final, Generic, Protocol, TypeVar
 
 from aiokafka import TopicPartition
 from aiokafka.errors import (
@@ -25,7 +25,7 @@ from aiokafka.errors import (
 from opentelemetry.trace import Span
 from structlog.typing import FilteringBoundLogger
 
-from claim_scrubber.adapters.kafka.outbound import InputRecord, OutboundMapping, Routed
+from claim_scrubber.adapters.kafka.outbound import InputRecord, RecordMapping, Routed
 from claim_scrubber.adapters.kafka.ownership import (
     PartitionFencedError,
     PartitionOwnership,
@@ -62,22 +62,27 @@ class _Failures:
     error_type: str = ""
 
 
+Detail = TypeVar("Detail")
+
+
 @dataclass(slots=True)
-class _PartitionBatch:
+class _PartitionBatch(Generic[Detail]):
     """One partition's share of a batch, the partition's epoch when it was read, and the
     batch's span."""
 
     partition: int
     epoch: int
     span: Span
-    routed: list[Routed] = field(default_factory=list)
+    routed: list[Routed[Detail]] = field(default_factory=list)
 
 
-class ClaimRouter:
+class ClaimRouter(Generic[Detail]):
+    """The commit loop of one input topic, for any stage's RecordMapping."""
+
     def __init__(
         self,
         *,
-        mapping: OutboundMapping,
+        mapping: RecordMapping[Detail],
         ownership: PartitionOwnership,
         log: FilteringBoundLogger,
         metrics: WorkerMetrics | None = None,
@@ -108,7 +113,7 @@ class ClaimRouter:
     async def _handle(self, records: Sequence[InputRecord], consumer: Cursor, span: Span) -> None:
         decided_at = timestamp_text(datetime.now(UTC))
         deciding_since = time.perf_counter()
-        parts: dict[int, _PartitionBatch] = {}
+        parts: dict[int, _PartitionBatch[Detail]] = {}
         skipped: set[int] = set()
         for record in records:
             partition = record.partition
@@ -145,7 +150,7 @@ class ClaimRouter:
         if batch:
             self._in_flight = asyncio.create_task(self._commit(batch, consumer))
 
-    def _route(self, record: InputRecord, decided_at: str) -> Routed | None:
+    def _route(self, record: InputRecord, decided_at: str) -> Routed[Detail] | None:
         """The record's output, or None when deciding it failed (its partition will read it
         again) — after MAX_ATTEMPTS failures, its `processing_error` dead letter."""
         failures = self._failures.get((record.partition, record.offset))
@@ -211,13 +216,13 @@ class ClaimRouter:
         async with self._handling:
             await self.drain()
 
-    async def _commit_one(self, part: _PartitionBatch) -> None:
+    async def _commit_one(self, part: _PartitionBatch[Detail]) -> None:
         started = time.perf_counter()
         try:
             with self._tracing.transaction(part.span, part.partition, len(part.routed)):
                 await self._ownership.commit(
                     part.partition,
-                    [routed.output for routed in part.routed],
+                    [output for routed in part.routed for output in routed.outputs],
                     part.routed[-1].record.offset + 1,
                     epoch=part.epoch,
                 )
@@ -225,7 +230,7 @@ class ClaimRouter:
             if self._metrics is not None:
                 self._metrics.commit_seconds.observe(time.perf_counter() - started)
 
-    async def _commit(self, batch: list[_PartitionBatch], consumer: Cursor) -> None:
+    async def _commit(self, batch: list[_PartitionBatch[Detail]], consumer: Cursor) -> None:
         outcomes = await asyncio.gather(
             *(self._commit_one(part) for part in batch), return_exceptions=True
         )
@@ -241,25 +246,25 @@ class ClaimRouter:
                 # A refusal of one record's size is that record's; any other failure is the
                 # partition's or the broker's and counts against no record.
                 if outcome.record_index is not None and isinstance(outcome.cause, _SIZE_ERRORS):
-                    self._failed(part.routed[outcome.record_index].record, outcome.cause)
+                    self._failed(_input_of(part, outcome.record_index), outcome.cause)
             elif isinstance(outcome, PartitionFencedError):
                 self._count(part, "fenced", consumer)
             else:
                 self._log.error("transaction.aborted", partition=part.partition, exc_info=outcome)
 
-    def _count(self, part: _PartitionBatch, result: str, consumer: Cursor) -> None:
+    def _count(self, part: _PartitionBatch[Detail], result: str, consumer: Cursor) -> None:
         metrics = self._metrics
         if metrics is None:
             return
         metrics.transactions.labels(result=result).inc()
         if result != "committed":
             return
-        decisions = [routed.decision for routed in part.routed]
+        tallies = [routed.tally for routed in part.routed]
         committed_s = time.time()
         metrics.committed(
-            (d.outcome for d in decisions),
-            (d.dead_letter_kind.value for d in decisions if d.dead_letter_kind is not None),
-            (finding for d in decisions for finding in d.findings),
+            (outcome for t in tallies for outcome in t.outcomes),
+            (kind for t in tallies for kind in t.dead_letter_kinds),
+            (finding for t in tallies for finding in t.findings),
             (max(0.0, committed_s - routed.record.timestamp / 1000) for routed in part.routed),
         )
         first = part.routed[0].record
@@ -268,15 +273,24 @@ class ClaimRouter:
             lag = max(0, highwater - (part.routed[-1].record.offset + 1))
             metrics.consumer_lag.labels(partition=str(part.partition)).set(lag)
 
-    def _committed(self, part: _PartitionBatch, committed_ms: float) -> None:
+    def _committed(self, part: _PartitionBatch[Detail], committed_ms: float) -> None:
         trace_id = Tracing.trace_id(part.span)
         for routed in part.routed:
-            event, fields = self._mapping.audit(routed, committed_ms, trace_id)
-            if event == "claim.scrubbed":
-                self._log.info(event, **fields)
+            line = self._mapping.audit(routed, committed_ms, trace_id)
+            if line.warning:
+                self._log.warning(line.event, **line.fields)
             else:
-                self._log.warning(event, **fields)
+                self._log.info(line.event, **line.fields)
         if self._failures:
             end = part.routed[-1].record.offset
             for key in [k for k in self._failures if k[0] == part.partition and k[1] <= end]:
                 del self._failures[key]
+
+
+def _input_of(part: _PartitionBatch[Detail], output_index: int) -> InputRecord:
+    """The input record whose outputs include the transaction's `output_index`th record."""
+    for routed in part.routed:
+        if output_index < len(routed.outputs):
+            return routed.record
+        output_index -= len(routed.outputs)
+    return part.routed[-1].record

@@ -1,7 +1,7 @@
 """Before and while the worker consumes: are the brokers there, and are the topics usable?
 
-At start the worker waits (with backoff, up to the start-up timeout) until the brokers answer
-and its four topics exist; it never creates a topic. It then reads the topics'
+At start the worker (and intake) waits (with backoff, up to the start-up timeout) until the
+brokers answer and its topics exist; it never creates a topic. It then reads the topics'
 `max.message.bytes` and refuses to start unless every output it can produce fits its topic
 (contract section 4): a dead letter of the largest record the input topic accepts, and the
 result of the largest claim it scrubs.
@@ -38,6 +38,7 @@ from claim_scrubber.adapters.settings import Settings
 
 __all__ = [
     "OUTPUT_TOPIC_CONFIGS",
+    "Stage",
     "StartupError",
     "TopicSizes",
     "check_permissions",
@@ -76,13 +77,43 @@ def _admin(kafka: KafkaConnection) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**kafka.client_args(), request_timeout_ms=5_000)
 
 
-def _topics(settings: Settings) -> list[str]:
-    return [
-        settings.topic_input,
-        settings.topic_clean,
-        settings.topic_review,
-        settings.topic_dead_letter,
-    ]
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """What one consuming process reads and writes: the worker (claims.submitted to results)
+    or intake (the inbound 837P and FHIR topics to claims.submitted)."""
+
+    name: str
+    group_id: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    dead_letter: str
+    results: tuple[str, ...] = ()
+    """Outputs that carry scrub results (each must hold the largest claim's result)."""
+
+    @property
+    def topics(self) -> list[str]:
+        return [*self.inputs, *self.outputs, self.dead_letter]
+
+    @classmethod
+    def worker(cls, settings: Settings) -> "Stage":
+        return cls(
+            "worker",
+            settings.group_id,
+            (settings.topic_input,),
+            (settings.topic_clean, settings.topic_review),
+            settings.topic_dead_letter,
+            results=(settings.topic_clean, settings.topic_review),
+        )
+
+    @classmethod
+    def intake(cls, settings: Settings) -> "Stage":
+        return cls(
+            "intake",
+            settings.intake_group_id,
+            (settings.topic_inbound_x12, settings.topic_inbound_fhir),
+            (settings.topic_input,),
+            settings.topic_dead_letter,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +123,8 @@ class _TopicConfig:
     max_message_bytes: int | None
 
 
-async def _describe_topics(settings: Settings, kafka: KafkaConnection) -> list[_TopicConfig]:
-    """The four topics' `max.message.bytes` as the brokers describe them, with each topic's
+async def _describe_topics(stage: Stage, kafka: KafkaConnection) -> list[_TopicConfig]:
+    """The stage's topics' `max.message.bytes` as the brokers describe them, with each topic's
     error code (0, UNKNOWN_TOPIC_OR_PARTITION, TOPIC_AUTHORIZATION_FAILED, …)."""
     admin = _admin(kafka)
     try:
@@ -101,7 +132,7 @@ async def _describe_topics(settings: Settings, kafka: KafkaConnection) -> list[_
         responses = await admin.describe_configs(
             [
                 ConfigResource(ConfigResourceType.TOPIC, topic, configs={_MAX_MESSAGE_BYTES: None})
-                for topic in _topics(settings)
+                for topic in stage.topics
             ]
         )
     finally:
@@ -148,8 +179,8 @@ async def _authenticate(kafka: KafkaConnection) -> _BrokerProblem | None:
     return None
 
 
-async def _probe(settings: Settings, kafka: KafkaConnection) -> _BrokerProblem | None:
-    """None when the brokers answer and all four topics exist; a problem to retry otherwise.
+async def _probe(settings: Settings, stage: Stage, kafka: KafkaConnection) -> _BrokerProblem | None:
+    """None when the brokers answer and all the stage's topics exist; a problem to retry otherwise.
 
     Raises StartupError when retrying cannot help: refused credentials, a TLS certificate
     that does not verify, a topic this worker may not describe.
@@ -159,7 +190,7 @@ async def _probe(settings: Settings, kafka: KafkaConnection) -> _BrokerProblem |
         if problem is not None:
             return problem
     try:
-        described = await _describe_topics(settings, kafka)
+        described = await _describe_topics(stage, kafka)
     except (KafkaError, OSError) as error:
         return _BrokerProblem(
             f"cannot reach Kafka at {settings.kafka_bootstrap_servers}",
@@ -170,8 +201,8 @@ async def _probe(settings: Settings, kafka: KafkaConnection) -> _BrokerProblem |
         topic, error_code = found.topic, found.error_code
         if error_code == TopicAuthorizationFailedError.errno:
             raise StartupError(
-                f"{_principal(kafka)} may not describe topic {topic} (the worker needs "
-                "Describe and DescribeConfigs on its four topics; README, 'Connecting to a "
+                f"{_principal(kafka)} may not describe topic {topic} (the {stage.name} needs "
+                "Describe and DescribeConfigs on its topics; README, 'Connecting to a "
                 "managed Kafka')"
             )
         if error_code == UnknownTopicOrPartitionError.errno:
@@ -191,16 +222,16 @@ def _principal(kafka: KafkaConnection) -> str:
     return "this worker's principal"
 
 
-async def _check_reading(settings: Settings, kafka: KafkaConnection) -> None:
-    """Raise StartupError without Read on the group or on the input topic."""
+async def _check_reading(stage: Stage, kafka: KafkaConnection) -> None:
+    """Raise StartupError without Read on the group or on an input topic."""
     admin = _admin(kafka)
     try:
         await admin.start()
-        await admin.list_consumer_group_offsets(settings.group_id)
+        await admin.list_consumer_group_offsets(stage.group_id)
     except GroupAuthorizationFailedError:
         raise StartupError(
-            f"{_principal(kafka)} may not read consumer group {settings.group_id} "
-            "(the worker needs Read on its group)"
+            f"{_principal(kafka)} may not read consumer group {stage.group_id} "
+            f"(the {stage.name} needs Read on its group)"
         ) from None
     except (KafkaError, OSError):
         return  # an outage: the probe reports it
@@ -208,16 +239,18 @@ async def _check_reading(settings: Settings, kafka: KafkaConnection) -> None:
         await admin.close()
     # A fetch at the end of one input partition reads nothing, but needs Read on the topic.
     reader = AIOKafkaConsumer(**kafka.client_args(), group_id=None, request_timeout_ms=10_000)
-    partition = TopicPartition(settings.topic_input, 0)
+    topic = stage.inputs[0]
     try:
         await reader.start()
-        reader.assign([partition])
-        await reader.seek_to_end(partition)
-        await reader.getmany(partition, timeout_ms=300)
+        for topic in stage.inputs:
+            partition = TopicPartition(topic, 0)
+            reader.assign([partition])
+            await reader.seek_to_end(partition)
+            await reader.getmany(partition, timeout_ms=300)
     except TopicAuthorizationFailedError:
         raise StartupError(
-            f"{_principal(kafka)} may not read topic {settings.topic_input} "
-            "(the worker needs Read on its input topic)"
+            f"{_principal(kafka)} may not read topic {topic} "
+            f"(the {stage.name} needs Read on its input topics)"
         ) from None
     except (KafkaError, OSError):
         return
@@ -225,29 +258,30 @@ async def _check_reading(settings: Settings, kafka: KafkaConnection) -> None:
         await reader.stop()
 
 
-async def check_permissions(settings: Settings, kafka: KafkaConnection) -> None:
-    """Refuse to start, in one line, without Read on the group and the input topic or Write
+async def check_permissions(stage: Stage, kafka: KafkaConnection) -> None:
+    """Refuse to start, in one line, without Read on the group and the input topics or Write
     on the transactional ids (Write on the output topics shows at the first transaction,
-    which then stops the worker the same way, committing nothing)."""
-    await _check_reading(settings, kafka)
-    transactional_id = f"{settings.group_id}-{settings.topic_input}-preflight"
-    producer = AIOKafkaProducer(
-        **kafka.client_args(), transactional_id=transactional_id, request_timeout_ms=10_000
-    )
-    try:
-        await producer.start()
-    except TransactionalIdAuthorizationFailed:
-        raise StartupError(
-            f"{_principal(kafka)} may not use transactional id {transactional_id} (the worker "
-            f"needs Write and Describe on transactional ids prefixed "
-            f"{settings.group_id}-{settings.topic_input}-)"
-        ) from None
-    except (KafkaError, OSError) as error:
-        raise StartupError(
-            f"cannot start a transactional producer ({type(error).__name__})"
-        ) from None
-    finally:
-        await producer.stop()
+    which then stops the process the same way, committing nothing)."""
+    await _check_reading(stage, kafka)
+    for topic in stage.inputs:
+        prefix = f"{stage.group_id}-{topic}-"
+        transactional_id = f"{prefix}preflight"
+        producer = AIOKafkaProducer(
+            **kafka.client_args(), transactional_id=transactional_id, request_timeout_ms=10_000
+        )
+        try:
+            await producer.start()
+        except TransactionalIdAuthorizationFailed:
+            raise StartupError(
+                f"{_principal(kafka)} may not use transactional id {transactional_id} (the "
+                f"{stage.name} needs Write and Describe on transactional ids prefixed {prefix})"
+            ) from None
+        except (KafkaError, OSError) as error:
+            raise StartupError(
+                f"cannot start a transactional producer ({type(error).__name__})"
+            ) from None
+        finally:
+            await producer.stop()
 
 
 def _log_outage(log: FilteringBoundLogger, found: _BrokerProblem, backoff: Backoff) -> float:
@@ -264,12 +298,12 @@ def _log_outage(log: FilteringBoundLogger, found: _BrokerProblem, backoff: Backo
 
 
 async def wait_for_broker(
-    settings: Settings, kafka: KafkaConnection, log: FilteringBoundLogger
+    settings: Settings, stage: Stage, kafka: KafkaConnection, log: FilteringBoundLogger
 ) -> None:
     """Retry the brokers with backoff until they answer and the topics exist, or give up."""
     backoff = Backoff(first_s=0.5, cap_s=10.0)
     deadline = time.monotonic() + settings.startup_timeout_s
-    while (found := await _probe(settings, kafka)) is not None:
+    while (found := await _probe(settings, stage, kafka)) is not None:
         if time.monotonic() >= deadline:
             raise StartupError(f"{found.problem} (gave up after {settings.startup_timeout_s:g} s)")
         await asyncio.sleep(_log_outage(log, found, backoff))
@@ -277,8 +311,10 @@ async def wait_for_broker(
 
 async def watch_broker(
     settings: Settings,
+    stage: Stage,
     kafka: KafkaConnection,
     log: FilteringBoundLogger,
+    *,
     on_fatal: Callable[[str], None],
     on_reachable: Callable[[bool], None],
 ) -> None:
@@ -295,9 +331,9 @@ async def watch_broker(
     while True:
         probes += 1
         try:
-            found = await _probe(settings, kafka)
+            found = await _probe(settings, stage, kafka)
             if found is None and probes % _READ_CHECK_EVERY == 0:
-                await _check_reading(settings, kafka)
+                await _check_reading(stage, kafka)
         except StartupError as error:
             on_fatal(str(error))
             return
@@ -320,9 +356,9 @@ class TopicSizes:
     by_topic: dict[str, int]
 
 
-async def _read_topic_sizes(settings: Settings, kafka: KafkaConnection) -> TopicSizes:
+async def _read_topic_sizes(settings: Settings, stage: Stage, kafka: KafkaConnection) -> TopicSizes:
     try:
-        described = await _describe_topics(settings, kafka)
+        described = await _describe_topics(stage, kafka)
     except (KafkaError, OSError) as error:
         raise StartupError(
             f"cannot read the topics' {_MAX_MESSAGE_BYTES} on {settings.kafka_bootstrap_servers}"
@@ -339,19 +375,20 @@ async def _read_topic_sizes(settings: Settings, kafka: KafkaConnection) -> Topic
     return TopicSizes(sizes)
 
 
-async def check_topic_sizes(settings: Settings, kafka: KafkaConnection) -> TopicSizes:
-    """Read the topics' sizes and refuse to start unless every output fits its topic."""
-    sizes = await _read_topic_sizes(settings, kafka)
-    largest_input = sizes.by_topic[settings.topic_input]
+async def check_topic_sizes(settings: Settings, stage: Stage, kafka: KafkaConnection) -> TopicSizes:
+    """Read the topics' sizes and refuse to start unless every output fits its topic: a dead
+    letter of the largest input record and (for the worker) the largest claim's result."""
+    sizes = await _read_topic_sizes(settings, stage, kafka)
+    largest_topic = max(stage.inputs, key=lambda topic: sizes.by_topic[topic])
+    largest_input = sizes.by_topic[largest_topic]
     needs = {
-        settings.topic_dead_letter: (
+        stage.dead_letter: (
             dead_letter_bytes_needed(largest_input),
-            f"a dead letter of the largest record {settings.topic_input} accepts "
-            f"({largest_input} bytes)",
+            f"a dead letter of the largest record {largest_topic} accepts ({largest_input} bytes)",
         ),
     }
     largest_claim = min(largest_input, settings.max_message_bytes)
-    for topic in (settings.topic_clean, settings.topic_review):
+    for topic in stage.results:
         needs[topic] = (
             result_bytes_needed(largest_claim),
             f"the result of the largest claim scrubbed ({largest_claim} bytes)",

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# `make run`: the worker in the foreground and intake beside it (837P/FHIR from the inbound
+# topics to claims.submitted), on the local broker unless SCRUBBER_KAFKA_BOOTSTRAP_SERVERS is
+# set. Ctrl-C (or SIGTERM) stops both gracefully; when either exits, the other is stopped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=.venv/bin
+
+if [ -z "${SCRUBBER_KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+  bash deploy/kafka/kafka.sh up
+  export SCRUBBER_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092
+fi
+
+port="${SCRUBBER_HTTP_PORT:-8080}"
+intake_port=$(( port == 0 ? 0 : port + 1 ))   # /metrics, /livez, /readyz of intake
+
+SCRUBBER_HTTP_PORT="$intake_port" "$bin/claim-scrubber" intake &
+intake=$!
+"$bin/claim-scrubber" worker &
+worker=$!
+
+stop() { kill -TERM "$worker" "$intake" 2>/dev/null || true; }
+trap stop INT TERM
+status=0
+wait -n "$worker" "$intake" || status=$?
+stop
+wait "$worker" 2>/dev/null || true
+wait "$intake" 2>/dev/null || true
+exit "$status"

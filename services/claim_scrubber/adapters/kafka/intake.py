@@ -1,0 +1,192 @@
+"""Intake's mapping: one inbound record (an 837P interchange or a FHIR Claim/Bundle) to one
+ClaimEvent per claim on the worker's input topic, a dead letter per unusable claim (or one for
+an unusable record), and one audit line.
+
+Pure: no Kafka client, no clock, no logging. The ClaimEvents are keyed by claim id like the
+billing platform's own events, so a claim's versions stay in one partition of claims.submitted.
+"""
+
+from dataclasses import dataclass
+from typing import Final
+
+from claim_scrubber.adapters.intake import Format, Intake, audit_fields, rejection_document
+from claim_scrubber.adapters.kafka.outbound import (
+    RECORD_OVERHEAD_BYTES,
+    AuditLine,
+    InputRecord,
+    Routed,
+    Tally,
+    traceparent_of,
+)
+from claim_scrubber.adapters.kafka.ownership import OutboundRecord
+from claim_scrubber.formats import Conversion, ConvertedClaim, RejectedClaim
+from claim_scrubber.models import DeadLetterKind
+from claim_scrubber.scrubber import dead_letter_document
+
+__all__ = ["IntakeMapping", "IntakeOutcome"]
+
+_JSON: Final = b"application/json"
+CONVERTED: Final = "converted"
+SKIPPED: Final = "skipped"
+DEAD_LETTER: Final = "dead_letter"
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeOutcome:
+    """What one inbound record became (the conversion), or its processing error."""
+
+    conversion: Conversion
+    processing_error: str | None = None
+
+
+def _key_text(key: bytes | None) -> str | None:
+    if key is None:
+        return None
+    try:
+        return key.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+class IntakeMapping:
+    def __init__(
+        self,
+        *,
+        intake: Intake,
+        format_name: Format,
+        output_topic: str,
+        dead_letter_topic: str,
+        dead_letter_max_bytes: int | None,
+        worker_id: str,
+    ) -> None:
+        self._intake = intake
+        self._format: Format = format_name
+        self._output_topic = output_topic
+        self._dead_letter_topic = dead_letter_topic
+        self._dead_letter_max = dead_letter_max_bytes
+        self._worker_id = worker_id
+
+    def _dead_letter_room(self, key: bytes | None, shrink: int) -> int | None:
+        if self._dead_letter_max is None:
+            return None
+        return (self._dead_letter_max - RECORD_OVERHEAD_BYTES - len(key or b"")) >> shrink
+
+    @staticmethod
+    def _source(record: InputRecord) -> dict[str, object]:
+        return {
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "timestamp_ms": record.timestamp,
+            "key": _key_text(record.key),
+        }
+
+    def _headers(
+        self, record: InputRecord, pairs: list[tuple[str, bytes]]
+    ) -> list[tuple[str, bytes]]:
+        traceparent = traceparent_of(record)
+        headers = [("content-type", _JSON), *pairs]
+        if traceparent is not None:
+            headers.append(("traceparent", traceparent))
+        return headers
+
+    def route(
+        self, record: InputRecord, decided_at: str, *, shrink: int = 0
+    ) -> Routed[IntakeOutcome]:
+        """Convert the record; never raises for bad input."""
+        payload = record.value or b""
+        conversion = self._intake.convert(self._format, payload)
+        room = self._dead_letter_room(record.key, shrink)
+        outputs = []
+        for claim in conversion.claims:
+            if isinstance(claim, ConvertedClaim):
+                outputs.append(
+                    OutboundRecord(
+                        topic=self._output_topic,
+                        key=claim.claim_id.encode(),
+                        value=claim.document,
+                        headers=self._headers(
+                            record,
+                            [
+                                ("event-id", claim.event_id.encode()),
+                                ("claim-id", claim.claim_id.encode()),
+                            ],
+                        ),
+                    )
+                )
+            elif isinstance(claim, RejectedClaim):
+                outputs.append(
+                    OutboundRecord(
+                        topic=self._dead_letter_topic,
+                        key=record.key,
+                        value=rejection_document(
+                            payload, claim, self._source(record), decided_at, room
+                        ),
+                        headers=self._headers(record, [("outcome", DEAD_LETTER.encode())]),
+                    )
+                )
+        tally = Tally(
+            (CONVERTED,) * len(conversion.converted)
+            + (SKIPPED,) * len(conversion.skipped)
+            + (DEAD_LETTER,) * len(conversion.rejected),
+            tuple(claim.kind.value for claim in conversion.rejected),
+        )
+        return Routed(
+            record, IntakeOutcome(conversion), tuple(outputs), tally, traceparent_of(record)
+        )
+
+    def processing_error(
+        self,
+        record: InputRecord,
+        decided_at: str,
+        *,
+        attempts: int,
+        error_type: str,
+        shrink: int = 0,
+    ) -> Routed[IntakeOutcome]:
+        """The dead letter of an inbound record intake failed on `attempts` times."""
+        message = (
+            f"intake failed on this record {attempts} times ({error_type}); it is not retried again"
+        )
+        document = dead_letter_document(
+            record.value or b"",
+            DeadLetterKind.PROCESSING_ERROR,
+            message,
+            self._source(record),
+            decided_at,
+            limit=self._dead_letter_room(record.key, shrink),
+        )
+        output = OutboundRecord(
+            topic=self._dead_letter_topic,
+            key=record.key,
+            value=document,
+            headers=self._headers(record, [("outcome", DEAD_LETTER.encode())]),
+        )
+        tally = Tally((DEAD_LETTER,), (DeadLetterKind.PROCESSING_ERROR.value,))
+        return Routed(
+            record, IntakeOutcome(Conversion(), message), (output,), tally, traceparent_of(record)
+        )
+
+    def audit(
+        self, routed: Routed[IntakeOutcome], committed_ms: float, trace_id: str | None = None
+    ) -> AuditLine:
+        """One line per inbound record: what it became, never a claim's content."""
+        record, outcome = routed.record, routed.detail
+        fields: dict[str, object] = {
+            "format": self._format,
+            **audit_fields(outcome.conversion),
+            "source_topic": record.topic,
+            "source_partition": record.partition,
+            "source_offset": record.offset,
+            "output_topic": self._output_topic,
+            "latency_ms": max(0, round(committed_ms - record.timestamp)),
+            "worker_id": self._worker_id,
+        }
+        if trace_id is not None:
+            fields["trace_id"] = trace_id
+        if outcome.processing_error is not None:
+            fields["dead_letter_kinds"] = [DeadLetterKind.PROCESSING_ERROR.value]
+            return AuditLine("intake.dead_lettered", fields, warning=True)
+        if not outcome.conversion.converted and not outcome.conversion.skipped:
+            return AuditLine("intake.dead_lettered", fields, warning=True)
+        return AuditLine("intake.converted", fields, warning=bool(outcome.conversion.rejected))
