@@ -65,9 +65,8 @@ class WorkerStarter(Protocol):
     def __call__(self, name: str = "w1", **extra_env: str) -> WorkerProcess: ...
 
 
-@pytest.fixture
-def start_worker(
-    kafka_bootstrap: str, topics: Topics, workers: list[WorkerProcess]
+def _starter(
+    kafka_bootstrap: str, topics: Topics, workers: list[WorkerProcess], command: str
 ) -> WorkerStarter:
     def start(name: str = "w1", **extra_env: str) -> WorkerProcess:
         env = topics.env(kafka_bootstrap) | {
@@ -75,11 +74,26 @@ def start_worker(
             "SCRUBBER_BATCH_TIMEOUT_MS": "50",
         }
         env.update(extra_env)
-        worker = WorkerProcess(env, name)
+        worker = WorkerProcess(env, name, command)
         workers.append(worker)
         return worker
 
     return start
+
+
+@pytest.fixture
+def start_worker(
+    kafka_bootstrap: str, topics: Topics, workers: list[WorkerProcess]
+) -> WorkerStarter:
+    return _starter(kafka_bootstrap, topics, workers, "worker")
+
+
+@pytest.fixture
+def start_intake(
+    kafka_bootstrap: str, topics: Topics, workers: list[WorkerProcess]
+) -> WorkerStarter:
+    """`claim-scrubber intake` processes on the test's topics (killed when the test ends)."""
+    return _starter(kafka_bootstrap, topics, workers, "intake")
 
 
 DELIVERY_REPORT = pytest.StashKey[list[dict[str, object]]]()

@@ -57,6 +57,14 @@ class Topics:
         return f"{self.prefix}.dead-letter"
 
     @property
+    def inbound_x12(self) -> str:
+        return f"{self.prefix}.inbound.x12"
+
+    @property
+    def inbound_fhir(self) -> str:
+        return f"{self.prefix}.inbound.fhir"
+
+    @property
     def outputs(self) -> tuple[str, str, str]:
         return (self.clean, self.review, self.dead_letter)
 
@@ -89,6 +97,8 @@ class Topics:
             "SCRUBBER_TOPIC_CLEAN": self.clean,
             "SCRUBBER_TOPIC_REVIEW": self.review,
             "SCRUBBER_TOPIC_DEAD_LETTER": self.dead_letter,
+            "SCRUBBER_TOPIC_INBOUND_X12": self.inbound_x12,
+            "SCRUBBER_TOPIC_INBOUND_FHIR": self.inbound_fhir,
         }
 
 
@@ -106,7 +116,10 @@ async def create_topics(
     try:
         await admin.create_topics(
             [
-                NewTopic(topics.input, num_partitions=partitions, replication_factor=1),
+                *(
+                    NewTopic(t, num_partitions=partitions, replication_factor=1)
+                    for t in (topics.input, topics.inbound_x12, topics.inbound_fhir)
+                ),
                 *(
                     NewTopic(
                         t,
@@ -288,9 +301,9 @@ def _die_with_parent() -> None:
 
 
 class WorkerProcess:
-    """`claim-scrubber worker` as a child process whose log lines are kept for inspection."""
+    """`claim-scrubber worker` (or `intake`) as a child process whose log lines are kept."""
 
-    def __init__(self, env: dict[str, str], name: str) -> None:
+    def __init__(self, env: dict[str, str], name: str, command: str = "worker") -> None:
         self.name = name
         self.lines: list[str] = []
         self.stderr_lines: list[str] = []
@@ -299,7 +312,7 @@ class WorkerProcess:
         full_env.setdefault("SCRUBBER_WORKER_ID", name)
         full_env.setdefault("SCRUBBER_HTTP_PORT", "0")  # tests run several workers at once
         self.process = subprocess.Popen(
-            WORKER,
+            [WORKER[0], command],
             env=full_env,
             cwd=ROOT,
             stdout=subprocess.PIPE,
