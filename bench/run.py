@@ -1,4 +1,5 @@
-"""`make bench`: the scrubber core, the worker end to end, and a pass-through baseline.
+"""`make bench`: the scrubber core, the worker end to end, a pass-through baseline, and intake's
+conversion rate (837P and FHIR).
 
     python -m bench.run [--claims 100000] [--latency-seconds 20]
 
@@ -24,6 +25,7 @@ from typing import Any, BinaryIO
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from bench.convert import bench_convert
 from claim_scrubber.adapters.kafka.security import KafkaConnection, connection
 from claim_scrubber.adapters.kafka.startup import OUTPUT_TOPIC_CONFIGS
 from claim_scrubber.adapters.ruleset_file import load_ruleset
@@ -394,6 +396,8 @@ async def main() -> None:
     await _wait_for_quiet_broker()
     print(f"core: {arguments.core_seconds:g} s of the scrubber core ...", flush=True)
     results |= bench_core(arguments.core_seconds)
+    print(f"convert: {arguments.core_seconds:g} s of intake's 837P reader (and FHIR) ...")
+    results |= bench_convert(arguments.core_seconds)
 
     RESULTS.write_text(json.dumps(results, indent=2) + "\n", "utf-8")
     width = max(len(key) for key in results)
