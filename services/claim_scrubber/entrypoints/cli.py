@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import orjson
+from structlog.typing import FilteringBoundLogger
 
 from claim_scrubber.adapters.intake import (
     FORMATS,
@@ -30,7 +31,7 @@ from claim_scrubber.adapters.settings import (
 )
 from claim_scrubber.formats import ConvertedClaim, RejectedClaim
 from claim_scrubber.models import PayerKind, Ruleset
-from claim_scrubber.scrubber import Scrubber, timestamp_text
+from claim_scrubber.scrubber import Decision, Scrubber, timestamp_text
 from claim_scrubber.scrubber.impact import compare
 
 __all__ = ["main"]
@@ -118,6 +119,23 @@ def _open_input(file: str | None) -> Iterator[tuple[str, BinaryIO]]:
         yield file, handle
 
 
+def _audit(
+    log: FilteringBoundLogger, decision: Decision, ruleset_version: str, **where: object
+) -> None:
+    """The offline audit line of one decision (contract section 5, with its file position)."""
+    log.info(
+        "claim.dead_lettered" if decision.is_dead_letter else "claim.scrubbed",
+        event_id=decision.event_id,
+        claim_id=decision.claim_id,
+        claim_version=decision.claim_version,
+        outcome=decision.outcome,
+        rule_ids=list(decision.rule_ids),
+        ruleset_version=ruleset_version,
+        **where,
+        dead_letter_kind=decision.dead_letter_kind,
+    )
+
+
 def _scrub(file: str | None, format_name: Format | None) -> int:
     settings = _offline()
     scrubber = Scrubber(_ruleset(settings.ruleset), max_message_bytes=settings.max_message_bytes)
@@ -138,18 +156,7 @@ def _scrub(file: str | None, format_name: Format | None) -> int:
             )
             out.write(decision.document + b"\n")
             counts[decision.outcome] = counts.get(decision.outcome, 0) + 1
-            log.info(
-                "claim.dead_lettered" if decision.is_dead_letter else "claim.scrubbed",
-                event_id=decision.event_id,
-                claim_id=decision.claim_id,
-                claim_version=decision.claim_version,
-                outcome=decision.outcome,
-                rule_ids=list(decision.rule_ids),
-                ruleset_version=scrubber.ruleset.version,
-                source_file=name,
-                source_line=number,
-                dead_letter_kind=decision.dead_letter_kind,
-            )
+            _audit(log, decision, scrubber.ruleset.version, source_file=name, source_line=number)
     out.flush()
     log.info("scrub.finished", source_file=name, lines=sum(counts.values()), outcomes=counts)
     return EXIT_OK
@@ -186,18 +193,7 @@ def _convert(
                 decided_at=decided_at,
             )
             out.write(decision.document + b"\n")
-            log.info(
-                "claim.dead_lettered" if decision.is_dead_letter else "claim.scrubbed",
-                event_id=decision.event_id,
-                claim_id=decision.claim_id,
-                claim_version=decision.claim_version,
-                outcome=decision.outcome,
-                rule_ids=list(decision.rule_ids),
-                ruleset_version=ruleset.version,
-                source_file=name,
-                claim_index=claim.index,
-                dead_letter_kind=decision.dead_letter_kind,
-            )
+            _audit(log, decision, ruleset.version, source_file=name, claim_index=claim.index)
     out.flush()
     log.info("intake.converted", format=format_name, source_file=name, **audit_fields(conversion))
     return EXIT_OK

@@ -117,6 +117,17 @@ class _Party(BaseModel):
     def npi(self) -> str | None:
         return next((i.value for i in self.identifier if i.system == _NPI and i.value), None)
 
+    def identifier_of_type(self, code: str) -> str | None:
+        """The value of the first identifier whose type is coded `code` (TAX, MB, ...)."""
+        return next(
+            (
+                i.value
+                for i in self.identifier
+                if i.value and i.type is not None and i.type.code() == code
+            ),
+            None,
+        )
+
     def display_name(self) -> str | None:
         if isinstance(self.name, str):
             return self.name
@@ -433,14 +444,7 @@ class _Mapper:
         name = provider.display_name()
         if name:
             billing["name"] = name
-        tax_id = next(
-            (
-                i.value
-                for i in provider.identifier
-                if i.value and i.type is not None and i.type.code() == "TAX"
-            ),
-            None,
-        )
+        tax_id = provider.identifier_of_type("TAX")
         if tax_id:
             billing["tax_id"] = tax_id
         return billing
@@ -455,17 +459,9 @@ class _Mapper:
             fields["member_id"] = coverage.subscriberId
         if patient is None:
             return fields
-        if "member_id" not in fields:
-            member = next(
-                (
-                    i.value
-                    for i in patient.identifier
-                    if i.value and i.type is not None and i.type.code() == "MB"
-                ),
-                None,
-            )
-            if member:
-                fields["member_id"] = member
+        member = patient.identifier_of_type("MB")
+        if member and "member_id" not in fields:
+            fields["member_id"] = member
         if isinstance(patient.name, list) and patient.name:
             name = patient.name[0]
             if name.given:
