@@ -28,12 +28,13 @@ __all__ = [
 _EVENT_IDS: Final = uuid.UUID("6f1c4f2e-5a7e-4c55-9d53-0c1f3c9b2a10")
 """The UUIDv5 namespace of intake's event ids (never change it: re-sent files would get new
 ids)."""
+_NAMESPACE: Final = _EVENT_IDS.bytes
 
 
 def event_id(*parts: str) -> str:
     """A deterministic event id, the UUIDv5 of the parts joined by `|`: the same input claim
     always gets the same id (uuid.uuid5's result, formatted without building a UUID)."""
-    digest = bytearray(hashlib.sha1(_EVENT_IDS.bytes + "|".join(parts).encode()).digest()[:16])  # noqa: S324 - UUIDv5 is SHA-1 by definition
+    digest = bytearray(hashlib.sha1(_NAMESPACE + "|".join(parts).encode()).digest()[:16])  # noqa: S324 - UUIDv5 is SHA-1 by definition
     digest[6] = (digest[6] & 0x0F) | 0x50
     digest[8] = (digest[8] & 0x3F) | 0x80
     text = digest.hex()

@@ -18,6 +18,7 @@ become `claim.resubmitted`. Messages name segments and positions, never a value.
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -41,6 +42,8 @@ _REPLACEMENT: Final = "7"
 _CENT: Final = Decimal("0.01")
 _NO_FRACTION: Final = Decimal(1)
 _ISA_ELEMENTS: Final = 16
+_CLAIM_ENDS: Final = frozenset({"CLM", "HL", "SE", "GE", "IEA", "ST", "GS", "ISA"})
+"""Segments that end the current claim (its 2300 loop and everything under it)."""
 
 
 class _UnusableError(Exception):
@@ -138,6 +141,7 @@ class _BadValueError(ValueError):
     """An element's value is unusable; the caller adds which element."""
 
 
+@lru_cache(maxsize=4096)
 def _date(text: str) -> date:
     if len(text) != 8 or not _digits(text):
         raise _BadValueError("expected a date CCYYMMDD")
@@ -167,6 +171,7 @@ def _decimal(text: str) -> Decimal:
     return value
 
 
+@lru_cache(maxsize=4096)
 def _money(text: str) -> str:
     whole, dot, cents = text.partition(".")
     if _digits(whole) and (not dot or (_digits(cents) and len(cents) <= 2)):
@@ -177,6 +182,7 @@ def _money(text: str) -> str:
     return str(value.quantize(_CENT))
 
 
+@lru_cache(maxsize=4096)
 def _units(text: str) -> int | float:
     if _digits(text):
         return int(text)
@@ -193,12 +199,17 @@ def _dotted(code: str) -> str:
     return code
 
 
+@lru_cache(maxsize=4096)
+def _iso_date(text: str) -> str:
+    return _date(text).isoformat()
+
+
 def _service_date(elements: list[str]) -> str:
     qualifier, value = _element(elements, 2), _element(elements, 3)
     if qualifier == "D8":
-        return _date(value).isoformat()
+        return _iso_date(value)
     if qualifier == "RD8":
-        return _date(value.partition("-")[0]).isoformat()
+        return _iso_date(value.partition("-")[0])
     raise _BadValueError("the date format qualifier must be D8 or RD8")
 
 
@@ -222,11 +233,11 @@ class _Reader:
 
     @staticmethod
     def _segments(text: str, delimiters: _Delimiters) -> list[list[str]]:
-        segments = []
-        for raw in text.split(delimiters.segment):
-            stripped = raw.strip("\r\n")
-            if stripped:
-                segments.append(stripped.lstrip().split(delimiters.element))
+        raws = text.split(delimiters.segment)
+        if "\n" in text or "\r" in text:  # line breaks after (or as) terminators
+            raws = [raw.strip("\r\n").lstrip(" \t") for raw in raws]
+        element = delimiters.element
+        segments = [raw.split(element) for raw in raws if raw]
         if not segments or segments[-1][0] != "IEA":
             raise _UnusableError("the interchange does not end with IEA (cut short?)")
         return segments
@@ -244,7 +255,10 @@ class _Reader:
         index = 0
         for position, elements in enumerate(segments, start=1):
             tag = elements[0]
-            if tag in {"CLM", "HL", "SE"} and claim is not None:
+            if claim is not None:
+                if tag not in _CLAIM_ENDS:  # most segments: the claim's own loops
+                    line = self._claim_segment(tag, elements, position, claim, line)
+                    continue
                 self._finish(claim, envelope, conversion)
                 claim, line = None, None
             if tag == "ISA":
@@ -281,10 +295,8 @@ class _Reader:
                         )
                     )
                     claim = None
-            elif claim is None:
-                last_entity = self._party_segment(tag, elements, party, last_entity)
             else:
-                line = self._claim_segment(tag, elements, position, claim, line)
+                last_entity = self._party_segment(tag, elements, party, last_entity)
         if claim is not None:
             self._finish(claim, envelope, conversion)
 
@@ -292,15 +304,14 @@ class _Reader:
     def _start_transaction(elements: list[str], position: int) -> None:
         if _element(elements, 1) != "837":
             raise _UnusableError(
-                f"segment {position} (ST): transaction set {_element(elements, 1)[:3]!r} is "
-                "not an 837 claim",
+                f"segment {position} (ST01): the transaction set is not an 837 claim",
                 DeadLetterKind.UNSUPPORTED_TRANSACTION,
             )
         version = _element(elements, 3)
         if version and version not in _PROFESSIONAL:
             raise _UnusableError(
-                f"segment {position} (ST03): implementation guide {version[:12]!r} is not the "
-                "837P (005010X222A1); institutional and dental claims are not scrubbed",
+                f"segment {position} (ST03): the implementation guide is not the 837P "
+                "(005010X222A1); institutional and dental claims are not scrubbed",
                 DeadLetterKind.UNSUPPORTED_TRANSACTION,
             )
 
@@ -511,11 +522,7 @@ class _Reader:
             )
         date_elements, date_position = line["DTP"]
         notes = [text for text in (procedure[6], *line["notes"]) if text]
-        pointers = [
-            int(pointer)
-            for pointer in elements[7].split(self._component)
-            if _digits(pointer.strip())
-        ]
+        pointers = list(_pointers(elements[7], self._component))
         field = "SV104"
         try:
             units = _units(elements[4])
@@ -544,6 +551,12 @@ class _Reader:
         if notes:
             converted["note"] = " | ".join(notes)
         return converted
+
+
+@lru_cache(maxsize=1024)
+def _pointers(text: str, component: str) -> tuple[int, ...]:
+    """SV107's diagnosis pointers (non-numeric ones are left out for DX rules to notice)."""
+    return tuple(int(p) for p in text.split(component) if _digits(p.strip()))
 
 
 def _present(fields: dict[str, Any]) -> dict[str, Any]:
