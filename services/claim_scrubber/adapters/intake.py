@@ -19,6 +19,10 @@ __all__ = ["FORMATS", "Format", "Intake", "audit_fields", "rejection_document"]
 Format = Literal["x12", "fhir"]
 FORMATS: Final[tuple[Format, ...]] = ("x12", "fhir")
 
+_AUDITED_EVENT_IDS: Final = 500
+"""Event ids named in one audit line; a larger interchange's line counts the rest (the worker's
+own audit line names every claim's event id anyway)."""
+
 _Reader = Callable[..., Conversion]
 _READERS: Final[dict[Format, _Reader]] = {"x12": read_837p, "fhir": read_fhir}
 
@@ -57,11 +61,13 @@ def rejection_document(
 def audit_fields(conversion: Conversion) -> dict[str, object]:
     """What one inbound input became: counts, the event ids written, the skipped voids with
     their control numbers and the dead-letter kinds."""
+    event_ids = [claim.event_id for claim in conversion.converted]
     return {
         "claims_converted": len(conversion.converted),
         "claims_skipped": len(conversion.skipped),
         "claims_dead_lettered": len(conversion.rejected),
-        "event_ids": [claim.event_id for claim in conversion.converted],
+        "event_ids": event_ids[:_AUDITED_EVENT_IDS],
+        "event_ids_not_listed": max(0, len(event_ids) - _AUDITED_EVENT_IDS),
         "skipped": [
             {"claim_index": s.index, "claim_id": s.claim_id, "reason": s.reason} | s.control_numbers
             for s in conversion.skipped
