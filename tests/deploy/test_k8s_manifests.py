@@ -142,3 +142,32 @@ def test_credentials_come_from_secrets_never_from_literals(
                 if Path(path).is_relative_to(m["mountPath"])
             ]  # fmt: skip
             assert "secret" in mounted[mount["name"]], f"{setting} is read from a Secret"
+
+
+def test_the_disruption_budget_and_network_policy_select_the_workers_pods(
+    manifests: list[dict[str, Any]],
+) -> None:
+    pods = _one(manifests, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    budget = _one(manifests, "PodDisruptionBudget")["spec"]
+    policy = _one(manifests, "NetworkPolicy")["spec"]
+    # policy/v1: a PodDisruptionBudget without a selector protects no pod at all
+    for selector in (budget.get("selector"), policy["podSelector"]):
+        assert selector is not None
+        assert selector["matchLabels"]
+        assert selector["matchLabels"].items() <= pods.items()
+
+
+def test_the_network_policy_lets_the_worker_resolve_names_through_kube_dns(
+    manifests: list[dict[str, Any]],
+) -> None:
+    egress = _one(manifests, "NetworkPolicy")["spec"]["egress"]
+    dns = [
+        peer["podSelector"]
+        for rule in egress
+        for peer in rule["to"]
+        if "podSelector" in peer and any(p["port"] == 53 for p in rule["ports"])
+    ]
+    # the app's labels must not be merged into the DNS peer: no kube-dns pod carries them
+    assert dns == [
+        {"matchExpressions": [{"key": "k8s-app", "operator": "In", "values": ["kube-dns"]}]}
+    ]
