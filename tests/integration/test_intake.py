@@ -5,6 +5,7 @@ import asyncio
 import base64
 import signal
 from collections import Counter
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -128,8 +129,11 @@ async def test_fhir_and_unusable_records_become_results_and_dead_letters_with_no
         topics.inbound_fhir,
         [(b"cms1500", sample("fhir/claim-example-cms1500-medical.json")), (b"pas", pas)],
     )
+    void_only = interchange(transaction(subscriber(2), q4390_claim("VOID-ONLY", frequency="8")))
     await produce(
-        kafka_bootstrap, topics.inbound_x12, [(b"x12", canary_x12), (b"junk", b"not x12 at all")]
+        kafka_bootstrap,
+        topics.inbound_x12,
+        [(b"x12", canary_x12), (b"junk", b"not x12 at all"), (b"void", void_only)],
     )
     outputs = await collect(kafka_bootstrap, topics, expected=4)
     by_key = {o.key: o for o in outputs.outputs if o.topic == topics.dead_letter}
@@ -139,9 +143,16 @@ async def test_fhir_and_unusable_records_become_results_and_dead_letters_with_no
     assert by_key[b"junk"].body["source"]["claim_index"] is None
     results = {o.body["claim_id"] for o in outputs.outputs if o.topic != topics.dead_letter}
     assert results == {"MED-00050", "CANARY-CLAIM"}
-    await asyncio.sleep(1)
-    audit = intake.events("intake.converted") + intake.events("intake.dead_lettered")
-    assert len(audit) == 4  # one audit line per inbound record
+    audit: list[dict[str, Any]] = []
+    for _ in range(300):  # the void-only record has no output to wait for: wait for its audit
+        audit = intake.events("intake.converted") + intake.events("intake.dead_lettered")
+        if len(audit) >= 5:
+            break
+        await asyncio.sleep(0.1)
+    assert len(audit) == 5  # one audit line per inbound record
+    [void] = [line for line in audit if line["claims_skipped"]]
+    assert void["claims_converted"] == 0
+    assert void["skipped"][0]["claim_id"] == "VOID-ONLY"
     intake.signal(signal.SIGTERM)
     worker.signal(signal.SIGTERM)
     assert await intake.wait() == 0
