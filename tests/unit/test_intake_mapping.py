@@ -1,0 +1,116 @@
+"""IntakeMapping, the pure part of Kafka intake: what one inbound record is published as."""
+
+import base64
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from claim_scrubber.adapters.intake import Intake
+from claim_scrubber.adapters.kafka.intake import IntakeMapping
+from claim_scrubber.adapters.ruleset_file import load_ruleset
+from tests.formats.samples import interchange, q4390_claim, subscriber, transaction
+
+BAD_LINES = ["LX*1", "SV1*HC:Q4390*X*UN*20***1", "DTP*472*D8*20261120"]
+TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@dataclass(frozen=True)
+class Record:
+    value: bytes | None
+    key: bytes | None = b"batch-7"
+    topic: str = "claims.inbound.x12"
+    partition: int = 3
+    offset: int = 41
+    timestamp: int = 1_764_000_000_000
+    headers: list[tuple[str, bytes]] = field(default_factory=lambda: [("traceparent", TRACEPARENT)])
+
+
+def mapping(dead_letter_max_bytes: int | None = 2 * 1024 * 1024) -> IntakeMapping:
+    return IntakeMapping(
+        intake=Intake(load_ruleset().payer_directory, ZoneInfo("UTC")),
+        format_name="x12",
+        output_topic="claims.submitted",
+        dead_letter_topic="claims.dead-letter",
+        dead_letter_max_bytes=dead_letter_max_bytes,
+        worker_id="unit",
+    )
+
+
+def batch() -> bytes:
+    return interchange(
+        transaction(
+            subscriber(2),
+            q4390_claim("A-1"),
+            q4390_claim("A-2", frequency="8"),
+            q4390_claim("A-3", lines=BAD_LINES),
+        )
+    )
+
+
+def test_each_claim_is_a_keyed_event_and_an_unusable_claim_a_dead_letter_of_the_record() -> None:
+    data = batch()
+    routed = mapping().route(Record(data), "2026-11-28T12:00:00.000Z")
+    event, dead = routed.outputs
+    assert (event.topic, event.key) == ("claims.submitted", b"A-1")
+    assert orjson.loads(event.value)["claim"]["claim_id"] == "A-1"
+    assert dict(event.headers)["traceparent"] == TRACEPARENT
+    assert dict(event.headers)["event-id"] == orjson.loads(event.value)["event_id"].encode()
+    assert (dead.topic, dead.key) == ("claims.dead-letter", b"batch-7")
+    letter = orjson.loads(dead.value)
+    assert letter["error"]["kind"] == "invalid_x12"
+    assert letter["source"] == {
+        "topic": "claims.inbound.x12",
+        "partition": 3,
+        "offset": 41,
+        "timestamp_ms": 1_764_000_000_000,
+        "key": "batch-7",
+        "claim_index": 3,
+    }
+    assert base64.b64decode(letter["payload_base64"]) == data
+    assert routed.tally.outcomes == ("converted", "skipped", "dead_letter")
+    assert routed.tally.dead_letter_kinds == ("invalid_x12",)
+
+
+def test_the_audit_line_counts_the_claims_and_never_carries_their_content() -> None:
+    routed = mapping().route(Record(batch()), "2026-11-28T12:00:00.000Z")
+    line = mapping().audit(routed, committed_ms=1_764_000_000_250, trace_id="abc")
+    assert line.event == "intake.converted"
+    assert line.warning  # a claim was dead-lettered
+    assert line.fields["claims_converted"] == 1
+    assert line.fields["claims_skipped"] == 1
+    assert line.fields["claims_dead_lettered"] == 1
+    assert line.fields["latency_ms"] == 250
+    assert line.fields["trace_id"] == "abc"
+    text = orjson.dumps(line.fields)
+    assert b"CANARY" not in text
+    assert b"L97" not in text
+
+
+def test_an_unusable_record_is_one_dead_letter_and_a_dead_lettered_audit_line() -> None:
+    routed = mapping().route(Record(b"not x12", key=None), "2026-11-28T12:00:00.000Z")
+    [dead] = routed.outputs
+    assert orjson.loads(dead.value)["source"]["claim_index"] is None
+    assert mapping().audit(routed, 0).event == "intake.dead_lettered"
+
+
+def test_a_record_intake_keeps_failing_on_becomes_a_processing_error_dead_letter() -> None:
+    data = batch()
+    routed = mapping().processing_error(
+        Record(data), "2026-11-28T12:00:00.000Z", attempts=3, error_type="RuntimeError"
+    )
+    [dead] = routed.outputs
+    letter = orjson.loads(dead.value)
+    assert letter["error"]["kind"] == "processing_error"
+    assert "3 times (RuntimeError)" in letter["error"]["message"]
+    assert base64.b64decode(letter["payload_base64"]) == data
+    assert mapping().audit(routed, 0).fields["dead_letter_kinds"] == ["processing_error"]
+
+
+def test_a_dead_letter_that_would_not_fit_its_topic_is_cut_with_the_whole_records_hash() -> None:
+    data = batch()
+    routed = mapping(dead_letter_max_bytes=2 * 1024).route(Record(data), "2026-11-28T12:00:00.000Z")
+    letter = orjson.loads(routed.outputs[-1].value)
+    assert letter["payload_truncated"] is True
+    assert letter["payload_bytes"] == len(data)
+    assert len(routed.outputs[-1].value) <= 2 * 1024 - 1024 - len(b"batch-7")  # beside framing, key
