@@ -11,11 +11,12 @@ from typing import Final
 
 from claim_scrubber.adapters.intake import Format, Intake, audit_fields, rejection_document
 from claim_scrubber.adapters.kafka.outbound import (
-    RECORD_OVERHEAD_BYTES,
     AuditLine,
     InputRecord,
     Routed,
     Tally,
+    dead_letter_room,
+    dead_letter_source,
     traceparent_of,
 )
 from claim_scrubber.adapters.kafka.ownership import OutboundRecord
@@ -39,15 +40,6 @@ class IntakeOutcome:
     processing_error: str | None = None
 
 
-def _key_text(key: bytes | None) -> str | None:
-    if key is None:
-        return None
-    try:
-        return key.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-
-
 class IntakeMapping:
     def __init__(
         self,
@@ -66,21 +58,6 @@ class IntakeMapping:
         self._dead_letter_max = dead_letter_max_bytes
         self._worker_id = worker_id
 
-    def _dead_letter_room(self, key: bytes | None, shrink: int) -> int | None:
-        if self._dead_letter_max is None:
-            return None
-        return (self._dead_letter_max - RECORD_OVERHEAD_BYTES - len(key or b"")) >> shrink
-
-    @staticmethod
-    def _source(record: InputRecord) -> dict[str, object]:
-        return {
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-            "timestamp_ms": record.timestamp,
-            "key": _key_text(record.key),
-        }
-
     def _headers(
         self, record: InputRecord, pairs: list[tuple[str, bytes]]
     ) -> list[tuple[str, bytes]]:
@@ -96,7 +73,7 @@ class IntakeMapping:
         """Convert the record; never raises for bad input."""
         payload = record.value or b""
         conversion = self._intake.convert(self._format, payload)
-        room = self._dead_letter_room(record.key, shrink)
+        room = dead_letter_room(self._dead_letter_max, record.key, shrink)
         outputs = []
         for claim in conversion.claims:
             if isinstance(claim, ConvertedClaim):
@@ -120,7 +97,7 @@ class IntakeMapping:
                         topic=self._dead_letter_topic,
                         key=record.key,
                         value=rejection_document(
-                            payload, claim, self._source(record), decided_at, room
+                            payload, claim, dead_letter_source(record), decided_at, room
                         ),
                         headers=self._headers(record, [("outcome", DEAD_LETTER.encode())]),
                     )
@@ -152,9 +129,9 @@ class IntakeMapping:
             record.value or b"",
             DeadLetterKind.PROCESSING_ERROR,
             message,
-            self._source(record),
+            dead_letter_source(record),
             decided_at,
-            limit=self._dead_letter_room(record.key, shrink),
+            limit=dead_letter_room(self._dead_letter_max, record.key, shrink),
         )
         output = OutboundRecord(
             topic=self._dead_letter_topic,

@@ -21,6 +21,8 @@ __all__ = [
     "Routed",
     "Tally",
     "dead_letter_bytes_needed",
+    "dead_letter_room",
+    "dead_letter_source",
     "result_bytes_needed",
     "traceparent_of",
 ]
@@ -153,6 +155,26 @@ def _key_text(key: bytes | None) -> str | None:
         return None
 
 
+def dead_letter_source(record: InputRecord) -> dict[str, object]:
+    """A dead letter's `source`: the record's coordinates, timestamp and key (as UTF-8 text,
+    null when absent or not UTF-8)."""
+    return {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp_ms": record.timestamp,
+        "key": _key_text(record.key),
+    }
+
+
+def dead_letter_room(max_bytes: int | None, key: bytes | None, shrink: int) -> int | None:
+    """The room for a dead letter of a record with this key on a topic of `max_bytes`; halved
+    `shrink` times after a broker refused the record as too large anyway."""
+    if max_bytes is None:
+        return None
+    return (max_bytes - RECORD_OVERHEAD_BYTES - len(key or b"")) >> shrink
+
+
 class OutboundMapping:
     """Decides records with the scrubber and maps each decision to its output and audit."""
 
@@ -176,14 +198,12 @@ class OutboundMapping:
     def _limits(self, key: bytes | None, shrink: int) -> DocumentLimits:
         """The room for each document of a record with this key; halved `shrink` times after
         a broker refused the record as too large anyway."""
-        dead_letter = None
-        if self._dead_letter_max is not None:
-            dead_letter = self._dead_letter_max - RECORD_OVERHEAD_BYTES - len(key or b"")
         result = self._result_room
-        if shrink:
-            dead_letter = None if dead_letter is None else dead_letter >> shrink
-            result = None if result is None else result >> shrink
-        return DocumentLimits(result=result, dead_letter=dead_letter)
+        if shrink and result is not None:
+            result >>= shrink
+        return DocumentLimits(
+            result=result, dead_letter=dead_letter_room(self._dead_letter_max, key, shrink)
+        )
 
     @staticmethod
     def _sources(record: InputRecord) -> tuple[dict[str, object], dict[str, object]]:
@@ -192,11 +212,7 @@ class OutboundMapping:
             "partition": record.partition,
             "offset": record.offset,
         }
-        dead_letter_source = result_source | {
-            "timestamp_ms": record.timestamp,
-            "key": _key_text(record.key),
-        }
-        return result_source, dead_letter_source
+        return result_source, dead_letter_source(record)
 
     def route(self, record: InputRecord, decided_at: str, *, shrink: int = 0) -> Routed[Decision]:
         """Decide the record and build its output (never raises for bad input)."""
