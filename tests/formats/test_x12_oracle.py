@@ -36,6 +36,7 @@ def _line(line: dict[str, Any], claim_place: str) -> dict[str, Any]:
         served = f"{start[:4]}-{start[4:6]}-{start[6:]}"
     place = sv1.get("place_of_service_code")
     rendering = line.get("loop_2420a", {}).get("nm1_segment", {}).get("identification_code")
+    lin = line.get("loop_2410", {}).get("lin_segment", {})
     return {
         "line_number": int(line["lx_segment"]["assigned_number"]),
         "procedure_code": procedure[1],
@@ -50,6 +51,13 @@ def _line(line: dict[str, Any], claim_place: str) -> dict[str, Any]:
         "place_of_service": place if place and place != claim_place else None,
         "rendering_npi": rendering,
         "note": (procedure[6] or None) if len(procedure) > 6 else None,
+        "ndc": lin.get("national_drug_code_universal_product_number")
+        if lin.get("product_service_id_qualifier") == "N4"
+        else None,
+        "attachments": [
+            (p["report_type_code"], p["report_transmission_code"])
+            for p in line.get("pwk_segment", [])
+        ],
     }
 
 
@@ -108,14 +116,6 @@ def oracle(data: bytes) -> list[dict[str, Any]]:
                                             p["report_transmission_code"],
                                         )
                                         for p in claim.get("pwk_segment", [])
-                                    ]
-                                    + [
-                                        (
-                                            p["report_type_code"],
-                                            p["report_transmission_code"],
-                                        )
-                                        for line in claim["loop_2400"]
-                                        for p in line.get("pwk_segment", [])
                                     ],
                                     "lines": [_line(line, place) for line in claim["loop_2400"]],
                                 }
@@ -155,6 +155,11 @@ def ours(data: bytes) -> list[dict[str, Any]]:
                         "place_of_service": line.get("place_of_service"),
                         "rendering_npi": line.get("rendering_npi"),
                         "note": line.get("note"),
+                        "ndc": line.get("ndc"),
+                        "attachments": [
+                            (a["report_type"], a["transmission"])
+                            for a in line.get("attachments", [])
+                        ],
                     }
                     for line in claim["lines"]
                 ],

@@ -118,16 +118,17 @@ def test_anesthesia_claim_is_medicare_with_minutes_and_three_modifiers() -> None
     assert line["service_date"] == "2005-01-12"
 
 
-def test_wheelchair_claim_keeps_its_pwk_as_an_attachment_and_an_rd8_start() -> None:
+def test_wheelchair_claim_keeps_its_line_pwk_on_its_line_and_an_rd8_start() -> None:
     [event] = claims("lfh-demo.example8.837")
     claim = event["claim"]
     assert claim["claim_id"] == "SMI123"
     assert claim["payer"] == {"kind": "medicare", "payer_id": "99999", "name": "DMERC CARRIER"}
     assert claim["place_of_service"] == "12"
     assert claim["diagnoses"] == ["436", "3449"]
-    assert claim["attachments"] == [{"report_type": "CT", "transmission": "AA"}]
+    assert "attachments" not in claim  # the PWK is in loop 2400: the line's (v1.2)
     assert "documentation" not in claim  # a PWK says documentation exists; it is not it
     [line] = claim["lines"]
+    assert line["attachments"] == [{"report_type": "CT", "transmission": "AA"}]
     assert line["modifiers"] == ["RR", "KH", "BR"]
     assert line["units"] == 1  # 1.00
     assert line["charge"] == "75.00"
@@ -136,7 +137,7 @@ def test_wheelchair_claim_keeps_its_pwk_as_an_attachment_and_an_rd8_start() -> N
     assert "rendering_npi" not in line  # 2420E NM1*DK is the ordering provider
 
 
-def test_home_infusion_claim_has_six_lines_with_noc_notes() -> None:
+def test_home_infusion_claim_has_six_lines_with_noc_notes_and_their_ndcs() -> None:
     [event] = claims("lfh-demo.drug.example10.3.837")
     claim = event["claim"]
     assert claim["billing_provider"]["tax_id"] == "10-1234567"
@@ -154,6 +155,11 @@ def test_home_infusion_claim_has_six_lines_with_noc_notes() -> None:
         "Sod Chl 0.9%see NDC#",
         "Sod Chl 0.9% see NDC#",
         "Hep Lock see NDC#",
+    ]
+    assert [line.get("ndc") for line in lines[3:]] == [  # 2410 LIN*N4: three different drugs
+        "00338004938",
+        "08290033010",
+        "08290038005",
     ]
     assert all("place_of_service" not in line for line in lines)  # SV105 12 = CLM05-1
 

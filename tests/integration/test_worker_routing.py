@@ -45,14 +45,13 @@ class TestRouting:
             "event-id": b"ev-1",
             "claim-id": b"CLM-1",
             "outcome": b"clean",
-            "ruleset-version": b"2026.11.1",
+            "ruleset-version": b"2026.12.0",
         }
         assert review.key == b"CLM-2"
         assert review.headers["outcome"] == b"needs_review"
         assert [f["rule_id"] for f in review.body["findings"]] == [
             "CLM-001",
             "PRICE-001",
-            "UNITS-005",
         ]
         assert dead.key == b"raw-key"
         assert dead.headers["outcome"] == b"dead_letter"

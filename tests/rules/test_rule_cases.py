@@ -84,4 +84,4 @@ def test_the_default_claim_is_clean_with_only_the_expected_notes() -> None:
     assert isinstance(read, Accepted)
     verdict = _scrubber({}).verdict(read)
     assert verdict.outcome == "clean"
-    assert [f.rule_id for f in verdict.findings] == ["PRICE-001", "UNITS-005"]
+    assert [f.rule_id for f in verdict.findings] == ["PRICE-001"]

@@ -74,7 +74,7 @@ def test_rules_shows_the_severities_a_ruleset_sets(tmp_path: Path) -> None:
     ruleset = tmp_path / "ruleset.toml"
     ruleset.write_text(
         default_ruleset_text()
-        + '\n[rules."UNITS-005"]\nseverity = "off"\n'
+        + '\n[rules."PRICE-001"]\nseverity = "off"\n'
         + '[payers.aetna.rules."PAY-001"]\nseverity = "warning"\n',
         "utf-8",
     )
@@ -83,5 +83,5 @@ def test_rules_shows_the_severities_a_ruleset_sets(tmp_path: Path) -> None:
         [CLI, "rules", "--ruleset", str(ruleset)], capture_output=True, text=True, check=True
     ).stdout.splitlines()
 
-    assert any(line.startswith("UNITS-005") and "off (default info)" in line for line in shown)
+    assert any(line.startswith("PRICE-001") and "off (default info)" in line for line in shown)
     assert any(line.startswith("PAY-001") and "[aetna: warning]" in line for line in shown)

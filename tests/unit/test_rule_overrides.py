@@ -59,12 +59,12 @@ class TestOverrides:
         assert "CLM-001" not in [f.rule_id for f in _verdict(scrubber, **other).findings]
 
     def test_a_rule_turned_off_does_not_run(self, tmp_path: Path) -> None:
-        overrides = '[rules."UNITS-005"]\nseverity = "off"\n'
+        overrides = '[rules."PRICE-001"]\nseverity = "off"\n'
         scrubber = Scrubber(
             load_ruleset(_ruleset_file(tmp_path, overrides)), max_message_bytes=1 << 20
         )
 
-        assert "UNITS-005" not in [f.rule_id for f in _verdict(scrubber).findings]
+        assert "PRICE-001" not in [f.rule_id for f in _verdict(scrubber).findings]
 
 
 class TestBadOverrides:
@@ -76,9 +76,10 @@ class TestBadOverrides:
                 '[payers.aetna.rules."PAY-999"]\nseverity = "info"\n',
                 'payers.aetna.rules."PAY-999": no rule has this id',
             ),
-            ('[rules."UNITS-005"]\nseverity = "quiet"\n', "rules.UNITS-005.severity: Input should"),
+            ('[rules."PRICE-001"]\nseverity = "quiet"\n', "rules.PRICE-001.severity: Input should"),
             ('[rules."ENGINE-001"]\nseverity = "off"\n', "ENGINE-001 cannot be overridden"),
-            ('[rules."units-005"]\nseverity = "off"\n', "rules.units-005.[key]"),
+            ('[rules."price-001"]\nseverity = "off"\n', "rules.price-001.[key]"),
+            ('[rules."UNITS-005"]\nseverity = "off"\n', 'rules."UNITS-005": the rule is retired'),
         ],
     )
     def test_a_bad_override_stops_the_load_with_one_line_naming_the_entry(

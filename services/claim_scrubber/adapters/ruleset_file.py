@@ -8,7 +8,9 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from claim_scrubber.models import Ruleset
-from claim_scrubber.rules import CATALOG, ENGINE_FAILURE
+from claim_scrubber.models.code_sets import read_source
+from claim_scrubber.models.ruleset import READ_CODE_SET
+from claim_scrubber.rules import CATALOG, ENGINE_FAILURE, RETIRED_RULES
 
 __all__ = ["RulesetError", "default_ruleset_text", "load_ruleset"]
 
@@ -37,14 +39,18 @@ def load_ruleset(path: Path | None = None) -> Ruleset:
         raise RulesetError(f"ruleset {name}: cannot read it ({error.strerror})") from None
     except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as error:
         raise RulesetError(f"ruleset {name}: not valid TOML/JSON ({error})") from None
+    folder = path.parent if path is not None else None
     try:
-        ruleset = Ruleset.model_validate(document)
+        ruleset = Ruleset.model_validate(
+            document, context={READ_CODE_SET: lambda source: read_source(source, folder)}
+        )
     except ValidationError as error:
         problems = error.errors(include_url=False, include_input=False)
         first = problems[0]
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        message = first["msg"].removeprefix("Value error, ")
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise RulesetError(f"ruleset {name}: {where}: {first['msg']}{more}") from None
+        raise RulesetError(f"ruleset {name}: {where}: {message}{more}") from None
     _check_overrides(ruleset, name)
     return ruleset
 
@@ -57,6 +63,11 @@ def _check_overrides(ruleset: Ruleset, name: str) -> None:
         if rule_id == ENGINE_FAILURE.id:
             raise RulesetError(
                 f'ruleset {name}: {where}."{rule_id}": ENGINE-001 cannot be overridden'
+            )
+        if rule_id in RETIRED_RULES:
+            raise RulesetError(
+                f'ruleset {name}: {where}."{rule_id}": the rule is retired '
+                f"({RETIRED_RULES[rule_id]}); remove the entry"
             )
         if rule_id not in known:
             raise RulesetError(

@@ -31,6 +31,7 @@ from claim_scrubber.adapters.settings import (
 )
 from claim_scrubber.formats import ConvertedClaim, RejectedClaim
 from claim_scrubber.models import PayerKind, Ruleset
+from claim_scrubber.rules import RETIRED_RULES, ruleset_gaps
 from claim_scrubber.scrubber import Decision, Scrubber, timestamp_text
 from claim_scrubber.scrubber.impact import compare
 
@@ -217,15 +218,23 @@ def _rules(*, as_json: bool, ruleset_file: Path | None) -> int:
         sys.stdout.buffer.write(orjson.dumps(entries, option=orjson.OPT_INDENT_2) + b"\n")
         return EXIT_OK
     print(f"ruleset {ruleset.version}")
+    for code_set, releases in ruleset.code_sets.releases.items():
+        for release in releases:
+            print(f"  {code_set}: {release}")
+    for gap in ruleset_gaps(ruleset, datetime.now(UTC).date()):
+        print(f"  incomplete: {gap}")
     width = max(len(entry["id"]) for entry in entries)
     for entry in entries:
         scope = "Q4390" if entry["q4390_only"] else "all"
+        scope += " (professional)" if entry["professional_only"] else ""
         severity = entry["effective_severity"]
         if severity != entry["severity"]:
             severity = f"{severity} (default {entry['severity']})"
         payers = ", ".join(f"{kind}: {level}" for kind, level in entry["payer_severity"].items())
         suffix = f"  [{payers}]" if payers else ""
-        print(f"{entry['id']:<{width}}  {severity:<24}  {scope:<5}  {entry['title']}{suffix}")
+        print(f"{entry['id']:<{width}}  {severity:<24}  {scope:<18}  {entry['title']}{suffix}")
+    for rule_id, why in sorted(RETIRED_RULES.items()):
+        print(f"{rule_id:<{width}}  {'retired':<24}  {'-':<18}  {why}")
     return EXIT_OK
 
 

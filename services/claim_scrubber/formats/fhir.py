@@ -36,6 +36,7 @@ WOUND_LOCATION_SYSTEM: Final = "urn:claim-scrubber:fhir:wound-location"
 """Our CodeSystem of `item.bodySite` codes: the ruleset's wound locations (`foot`, `leg`...)."""
 
 _NPI: Final = "http://hl7.org/fhir/sid/us-npi"
+_NDC: Final = frozenset({"http://hl7.org/fhir/sid/ndc"})
 _ICD10: Final = frozenset({"http://hl7.org/fhir/sid/icd-10-cm", "http://hl7.org/fhir/sid/icd-10"})
 _PROCEDURES: Final = frozenset(
     {
@@ -91,6 +92,10 @@ class _Quantity(BaseModel):
 class _Period(BaseModel):
     model_config = _FHIR
     start: str | None = None
+    end: str | None = None
+
+    def first_day(self) -> str | None:
+        return self.start or self.end
 
 
 class _Name(BaseModel):
@@ -113,6 +118,7 @@ class _Party(BaseModel):
     subscriberId: str | None = None  # noqa: N815
     deviceName: list[dict[str, Any]] = []  # noqa: N815
     lotNumber: str | None = None  # noqa: N815
+    code: _Concept | None = None  # a Condition's diagnosis
 
     def npi(self) -> str | None:
         return next((i.value for i in self.identifier if i.system == _NPI and i.value), None)
@@ -158,6 +164,7 @@ class _Diagnosis(BaseModel):
     model_config = _FHIR
     sequence: int
     diagnosisCodeableConcept: _Concept | None = None  # noqa: N815
+    diagnosisReference: _Reference | None = None  # noqa: N815
 
 
 class _Insurance(BaseModel):
@@ -170,6 +177,11 @@ class _Insurance(BaseModel):
 class _Related(BaseModel):
     model_config = _FHIR
     relationship: _Concept | None = None
+
+
+class _Detail(BaseModel):
+    model_config = _FHIR
+    productOrService: _Concept | None = None  # noqa: N815
 
 
 class _Item(BaseModel):
@@ -189,6 +201,15 @@ class _Item(BaseModel):
     net: _Quantity | None = None
     bodySite: _Concept | None = None  # noqa: N815
     udi: list[_Reference] = []
+    detail: list[_Detail] = []
+
+    def ndc(self) -> str | None:
+        """The item's NDC: a productOrService coding, else its first detail's."""
+        found = self.productOrService.code(_NDC)
+        for detail in self.detail:
+            if found is None and detail.productOrService is not None:
+                found = detail.productOrService.code(_NDC)
+        return found
 
 
 class _Claim(BaseModel):
@@ -200,6 +221,7 @@ class _Claim(BaseModel):
     type: _Concept | None = None
     use: str | None = None
     created: str | None = None
+    billablePeriod: _Period | None = None  # noqa: N815
     patient: _Reference | None = None
     insurer: _Reference | None = None
     provider: _Reference | None = None
@@ -247,6 +269,14 @@ class _Resolver:
             raise _UnusableError(
                 f"{where}: the referenced resource {_first_problem(error)}"
             ) from None
+
+
+def _reference_npi(reference: _Reference | None) -> str | None:
+    """An NPI the reference itself carries as a logical identifier."""
+    identifier = reference.identifier if reference is not None else None
+    if identifier is not None and identifier.system == _NPI and identifier.value:
+        return identifier.value
+    return None
 
 
 def _first_problem(error: ValidationError) -> str:
@@ -388,7 +418,7 @@ class _Mapper:
             "claim_type": claim_type,
             "payer": self._payer(claim, resolver, where),
             "billing_provider": self._billing(claim, resolver, where),
-            "diagnoses": self._diagnoses(claim),
+            "diagnoses": self._diagnoses(claim, resolver, where),
         }
         patient = self._patient(claim, resolver, where)
         if patient:
@@ -438,9 +468,10 @@ class _Mapper:
     @staticmethod
     def _billing(claim: _Claim, resolver: _Resolver, where: str) -> dict[str, Any]:
         provider = resolver.find(claim.provider, claim, f"{where} provider")
+        npi = _reference_npi(claim.provider) or (provider.npi() if provider else None)
+        billing: dict[str, Any] = {"npi": npi or ""}
         if provider is None:
-            return {"npi": ""}
-        billing: dict[str, Any] = {"npi": provider.npi() or ""}
+            return billing
         name = provider.display_name()
         if name:
             billing["name"] = name
@@ -489,18 +520,30 @@ class _Mapper:
         else:
             members = [m for m in claim.careTeam if m.sequence in sequences[:1]]
         for member in members:
+            npi = _reference_npi(member.provider)
+            if npi:
+                return npi
             practitioner = resolver.find(member.provider, claim, f"{where} careTeam")
             if practitioner is not None and practitioner.npi():
                 return practitioner.npi()
         return None
 
     @staticmethod
-    def _diagnoses(claim: _Claim) -> list[str]:
+    def _diagnoses(claim: _Claim, resolver: _Resolver, where: str) -> list[str]:
+        """Each diagnosis in sequence order: its ICD-10-CM coding (dotted), else its first
+        coding as sent, for the rules to judge; a diagnosisReference is resolved to the
+        Condition's code. A diagnosis with no code at all stays an empty entry (CLM-005)."""
         found = []
         for diagnosis in sorted(claim.diagnosis, key=lambda d: d.sequence):
             concept = diagnosis.diagnosisCodeableConcept
-            code = concept.code(_ICD10) if concept is not None else None
-            found.append(_dotted(code) if code else "")
+            if concept is None and diagnosis.diagnosisReference is not None:
+                condition = resolver.find(
+                    diagnosis.diagnosisReference, claim, f"{where} diagnosis {diagnosis.sequence}"
+                )
+                concept = condition.code if condition is not None else None
+            icd10 = concept.code(_ICD10) if concept is not None else None
+            other = concept.code() if concept is not None else None
+            found.append(_dotted(icd10) if icd10 else other or "")
         return found
 
     def _line(self, claim: _Claim, item: _Item, resolver: _Resolver, where: str) -> dict[str, Any]:
@@ -510,15 +553,19 @@ class _Mapper:
             raise _UnusableError(f"{at}: productOrService has no code")
         quantity = item.quantity.value if item.quantity is not None else None
         units = quantity if quantity is not None else Decimal(1)
+        charge = None
         if item.net is not None and item.net.value is not None:
             charge = item.net.value
         elif item.unitPrice is not None and item.unitPrice.value is not None:
             charge = item.unitPrice.value * units * (item.factor or Decimal(1))
-        else:
-            raise _UnusableError(f"{at}: neither net nor unitPrice gives the line's charge")
-        served = item.servicedDate or (item.servicedPeriod.start if item.servicedPeriod else None)
+        served = (
+            item.servicedDate
+            or (item.servicedPeriod.first_day() if item.servicedPeriod else None)
+            or (claim.billablePeriod.first_day() if claim.billablePeriod else None)
+            or claim.created
+        )
         if not served:
-            raise _UnusableError(f"{at}: neither servicedDate nor servicedPeriod.start")
+            raise _UnusableError(f"{at}: no date of service (serviced[x], billablePeriod, created)")
         diagnosis_order = [d.sequence for d in sorted(claim.diagnosis, key=lambda d: d.sequence)]
         try:
             line: dict[str, Any] = {
@@ -527,15 +574,19 @@ class _Mapper:
                 "modifiers": [m.code() or "" for m in item.modifier],
                 "units": _number(units),
                 "unit_basis": "UN",
-                "charge": _money(charge),
                 "service_date": served[:10],
                 "diagnosis_pointers": [
                     diagnosis_order.index(sequence) + 1 if sequence in diagnosis_order else 0
                     for sequence in item.diagnosisSequence
                 ],
             }
+            if charge is not None:
+                line["charge"] = _money(charge)
         except _UnusableError as problem:
             raise _UnusableError(f"{at}: {problem}") from None
+        ndc = item.ndc()
+        if ndc:
+            line["ndc"] = ndc
         place = item.locationCodeableConcept.code() if item.locationCodeableConcept else None
         if place:
             line["place_of_service"] = place

@@ -7,12 +7,16 @@ The reader takes what the rules need and nothing else, following the TR3's loop 
   under the nearest billing provider (20);
 - 2010BB payer `NM1*PR` versus the 2330B other payer inside a COB loop (2320 `SBR` on);
 - `NM1*82` by position: 2310B (claim rendering), 2420A (line rendering), 2330D (ignored);
-- ICD-10 codes (ABK/ABF) dotted after the third character; ICD-9 (BK/BF) unchanged;
-- money and units through Decimal; D8 and RD8 dates (an RD8 range keeps its start).
+- ICD-10 codes (ABK/ABF) dotted after the third character; ICD-9 (BK/BF) unchanged; a
+  diagnosis entry that cannot be read rejects its claim (a diagnosis is never dropped);
+- a line's NDC from 2410 LIN (LIN02 N4);
+- money and units through Decimal; D8 and RD8 dates (an RD8 range keeps its start);
+- 4010 interchanges (GS08 004010...) are refused as unsupported.
 
-Documentation is never in an 837P, so it stays absent (the DOC rules say what is missing);
-PWK segments become `claim.attachments`. Voids (CLM05-3 = 8) are skipped; replacements (7)
-become `claim.resubmitted`. Messages name segments and positions, never a value.
+Documentation is never in an 837P, so it stays absent (DOC-008 says so); a 2300 PWK becomes
+one of `claim.attachments`, a 2400 PWK one of its line's `attachments`. Voids (CLM05-3 = 8)
+are skipped; replacements (7) become `claim.resubmitted`. Messages name segments and
+positions, never a value.
 """
 
 from dataclasses import dataclass, field
@@ -37,6 +41,9 @@ __all__ = ["read_837p"]
 _PROFESSIONAL: Final = frozenset({"005010X222A1", "005010X222A2", "005010X222"})
 _ICD10: Final = frozenset({"ABK", "ABF"})
 _ICD9: Final = frozenset({"BK", "BF"})
+_NOT_DIAGNOSES: Final = frozenset({"BP", "BO", "BG"})
+"""2300 HI qualifiers that are not diagnoses: anesthesia related procedures, conditions."""
+_VERSION_4010: Final = "004010"
 _VOID: Final = "8"
 _REPLACEMENT: Final = "7"
 _CENT: Final = Decimal("0.01")
@@ -89,6 +96,8 @@ class _Claim:
     attachments: list[dict[str, Any]] = field(default_factory=list)
     lines: list[dict[str, Any]] = field(default_factory=list)
     in_cob: bool = False
+    problem: str | None = None
+    """Why the claim cannot be converted, found while reading its segments."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,6 +275,12 @@ class _Reader:
                 envelope.interchange = _element(elements, 13).strip()
             elif tag == "GS":
                 envelope.group = _element(elements, 6)
+                if _element(elements, 8).startswith(_VERSION_4010):
+                    raise _UnusableError(
+                        f"segment {position} (GS08): a 4010 interchange; only the 5010 837P "
+                        "(005010X222A1) is read",
+                        DeadLetterKind.UNSUPPORTED_TRANSACTION,
+                    )
             elif tag == "ST":
                 self._start_transaction(elements, position)
                 envelope.transaction = _element(elements, 2)
@@ -412,17 +427,24 @@ class _Reader:
         elif claim.in_cob:
             pass
         elif tag == "PWK":
-            claim.attachments.append(_attachment(elements))
+            attachment = _attachment(elements)
+            if line is None:
+                claim.attachments.append(attachment)
+            else:
+                line.setdefault("attachments", []).append(attachment)
         elif line is None:
-            self._claim_level(tag, elements, claim)
+            self._claim_level(tag, elements, position, claim)
         else:
             _line_level(tag, elements, position, line)
         return line
 
-    def _claim_level(self, tag: str, elements: list[str], claim: _Claim) -> None:
+    def _claim_level(self, tag: str, elements: list[str], position: int, claim: _Claim) -> None:
         """Loops 2300 and 2310A-F."""
         if tag == "HI":
-            claim.diagnoses.extend(_diagnoses(elements, self._component))
+            try:
+                claim.diagnoses.extend(_diagnoses(elements, self._component))
+            except _BadValueError as problem:
+                claim.problem = claim.problem or f"segment {position} ({problem})"
         elif tag == "REF" and _element(elements, 1) == "G1":
             claim.prior_authorization = _element(elements, 2) or None
         elif tag == "NM1" and _element(elements, 1) == "82":
@@ -453,6 +475,8 @@ class _Reader:
         }
         if frequency == _VOID:
             return SkippedClaim(claim.index, claim_id, "void (CLM05-3 = 8)", control_numbers)
+        if claim.problem is not None:
+            raise _UnusableError(claim.problem)
         if not claim.lines:
             raise _UnusableError("the claim has no service line (LX)")
         party = claim.party
@@ -550,6 +574,9 @@ class _Reader:
             converted["rendering_npi"] = line["rendering_npi"]
         if notes:
             converted["note"] = " | ".join(notes)
+        for name in ("ndc", "attachments"):
+            if name in line:
+                converted[name] = line[name]
         return converted
 
 
@@ -574,6 +601,8 @@ def _line_level(tag: str, elements: list[str], position: int, line: dict[str, An
         line["notes"].append(_element(elements, 2))
     elif tag == "NM1" and _element(elements, 1) == "82":
         line["rendering_npi"] = _npi(elements)
+    elif tag == "LIN" and _element(elements, 2) == "N4" and _element(elements, 3):
+        line["ndc"] = _element(elements, 3)
 
 
 def _npi(elements: list[str]) -> str | None:
@@ -594,17 +623,25 @@ def _attachment(elements: list[str]) -> dict[str, Any]:
 
 
 def _diagnoses(elements: list[str], component: str) -> list[str]:
+    """The diagnoses of one HI segment; _BadValueError names the entry that cannot be read
+    (a diagnosis qualifier without a code, or a qualifier no 837P HI uses)."""
     found = []
-    for composite in elements[1:]:
+    for number, composite in enumerate(elements[1:], start=1):
         qualifier, _, rest = composite.partition(component)
         code = rest.partition(component)[0].strip()
         qualifier = qualifier.strip()
-        if not code:
+        if not qualifier and not code:
             continue
-        if qualifier in _ICD10:
-            found.append(_dotted(code))
-        elif qualifier in _ICD9:
-            found.append(code)
+        where = f"HI{number:02d}"
+        if qualifier in _ICD10 or qualifier in _ICD9:
+            if not code:
+                raise _BadValueError(f"{where}: the diagnosis entry has no code")
+            found.append(_dotted(code) if qualifier in _ICD10 else code)
+        elif qualifier not in _NOT_DIAGNOSES:
+            raise _BadValueError(
+                f"{where}: the qualifier is not one an 837P HI uses (ABK, ABF, BK, BF for "
+                "diagnoses; BP, BO, BG)"
+            )
     return found
 
 

@@ -21,6 +21,7 @@ from claim_scrubber.models._types import (
 )
 
 __all__ = [
+    "Attachment",
     "ClaimEvent",
     "ClaimLine",
     "Documentation",
@@ -80,6 +81,17 @@ class RenderingProvider(BaseModel):
     npi: str | None = None
 
 
+class Attachment(BaseModel):
+    """Documentation sent separately (837P PWK): named in DOC findings, never taken as the
+    documentation itself (contract v1.1)."""
+
+    model_config = CONTRACT_MODEL
+
+    report_type: str | None = None
+    transmission: str | None = None
+    control_number: str | None = None
+
+
 class ClaimLine(BaseModel):
     model_config = CONTRACT_MODEL
 
@@ -88,7 +100,9 @@ class ClaimLine(BaseModel):
     modifiers: list[str]
     units: Units
     unit_basis: str | None = Field(default="UN", description="absent or null means UN")
-    charge: Money
+    charge: Money | None = Field(
+        default=None, description="absent when the source sent none (FHIR item.net is optional)"
+    )
     service_date: IsoDate
     diagnosis_pointers: list[WholeNumber]
     rendering_npi: str | None = None
@@ -97,6 +111,14 @@ class ClaimLine(BaseModel):
         default=None,
         description="the line's own place of service (837P SV105) when it differs from the "
         "claim's; rules use it where given, else the claim's (contract v1.1)",
+    )
+    ndc: str | None = Field(
+        default=None,
+        description="the drug or product's National Drug Code as sent (837P 2410 LIN03, FHIR "
+        "NDC coding); lines that differ in NDC are different services (contract v1.2)",
+    )
+    attachments: list[Attachment] | None = Field(
+        default=None, description="the line's own documentation sent separately (837P 2400 PWK)"
     )
 
 
@@ -130,17 +152,6 @@ class Documentation(BaseModel):
     product: Product | None = None
     medical_necessity: str | None = None
     increased_services_justification: str | None = None
-
-
-class Attachment(BaseModel):
-    """Documentation sent separately (837P PWK): named in DOC findings, never taken as the
-    documentation itself (contract v1.1)."""
-
-    model_config = CONTRACT_MODEL
-
-    report_type: str | None = None
-    transmission: str | None = None
-    control_number: str | None = None
 
 
 class Claim(BaseModel):

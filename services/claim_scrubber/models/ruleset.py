@@ -10,12 +10,31 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    model_validator,
+)
 
+from claim_scrubber.models.code_sets import (
+    DiagnosisCodeTable,
+    ModifierCodeSet,
+    PlaceOfServiceCodeSet,
+    SourceReader,
+    read_code_set,
+    read_icd10cm,
+    shipped_source_reader,
+)
 from claim_scrubber.models.event import PayerKind
 
 __all__ = [
+    "READ_CODE_SET",
     "ApplicationFamily",
+    "CodeSets",
+    "Icd10CmRelease",
     "JwJzPolicy",
     "PayerDirectory",
     "PayerIdEntry",
@@ -28,8 +47,11 @@ __all__ = [
 
 _RULESET_MODEL = ConfigDict(frozen=True, extra="forbid")
 
+READ_CODE_SET = "read_code_set"
+"""Validation-context key of the SourceReader that reads the ruleset's code-set files
+(default: the shipped files, for the shipped ruleset)."""
+
 Code = Annotated[str, Field(pattern=r"^[0-9A-Z]{5}$")]
-Modifier = Annotated[str, Field(pattern=r"^[0-9A-Z]{2}$")]
 DiagnosisPrefix = Annotated[str, Field(pattern=r"^[A-Z][0-9][0-9A-Z.]{1,6}$")]
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -189,6 +211,103 @@ class PayerDirectory(BaseModel):
         return kind, mac
 
 
+def _reader(info: ValidationInfo) -> SourceReader:
+    context = info.context if isinstance(info.context, dict) else {}
+    reader: SourceReader = context.get(READ_CODE_SET, shipped_source_reader)
+    return reader
+
+
+class Icd10CmRelease(BaseModel):
+    """One ICD-10-CM release and the dates of service it judges (CLM-010 / CLM-011)."""
+
+    model_config = _RULESET_MODEL
+
+    release: Annotated[str, Field(min_length=1, max_length=120)]
+    effective_from: date
+    effective_through: date
+    codes: Annotated[str, Field(min_length=1, description="the release's code file")]
+    _table: DiagnosisCodeTable = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _load(self, info: ValidationInfo) -> Self:
+        if self.effective_through < self.effective_from:
+            raise ValueError("effective_through is before effective_from")
+        self._table = read_icd10cm(self.codes, _reader(info))
+        return self
+
+    @property
+    def table(self) -> DiagnosisCodeTable:
+        return self._table
+
+    def covers(self, day: date) -> bool:
+        return self.effective_from <= day <= self.effective_through
+
+    def days_away(self, day: date) -> int:
+        """How far `day` lies outside the window (0 inside it)."""
+        if day < self.effective_from:
+            return (self.effective_from - day).days
+        return max(0, (day - self.effective_through).days)
+
+
+class CodeSets(BaseModel):
+    """The published code sets of the general rules, each from its data file (rules v1.2)."""
+
+    model_config = _RULESET_MODEL
+
+    modifiers: Annotated[str, Field(min_length=1, description="MOD-002: the modifier table")]
+    places_of_service: Annotated[
+        str, Field(min_length=1, description="CLM-009: the place-of-service table")
+    ]
+    icd10cm: Annotated[tuple[Icd10CmRelease, ...], Field(min_length=1)] = Field(
+        description="CLM-010/011: ICD-10-CM releases, oldest first, windows not overlapping"
+    )
+    not_otherwise_classified: frozenset[Code] = Field(
+        description="MOD-011: codes that describe no single service (unlisted CPT, HCPCS NOC)"
+    )
+    _modifiers: ModifierCodeSet = PrivateAttr()
+    _places: PlaceOfServiceCodeSet = PrivateAttr()
+
+    @model_validator(mode="after")
+    def _load(self, info: ValidationInfo) -> Self:
+        for earlier, later in zip(self.icd10cm, self.icd10cm[1:], strict=False):
+            if later.effective_from <= earlier.effective_through:
+                raise ValueError(
+                    "icd10cm: releases must be listed oldest first with windows that do not overlap"
+                )
+        reader = _reader(info)
+        self._modifiers = read_code_set(self.modifiers, ModifierCodeSet, reader)
+        self._places = read_code_set(self.places_of_service, PlaceOfServiceCodeSet, reader)
+        return self
+
+    @property
+    def modifier_table(self) -> ModifierCodeSet:
+        return self._modifiers
+
+    @property
+    def place_of_service_table(self) -> PlaceOfServiceCodeSet:
+        return self._places
+
+    def icd10cm_release_for(self, day: date) -> tuple[Icd10CmRelease, bool]:
+        """The release in force on `day` and True; else the nearest release and False."""
+        for release in self.icd10cm:
+            if release.covers(day):
+                return release, True
+        return min(self.icd10cm, key=lambda release: release.days_away(day)), False
+
+    @property
+    def releases(self) -> dict[str, list[str]]:
+        """The release (and window) each table follows, by code set, for operators."""
+        return {
+            "modifiers": [self._modifiers.release],
+            "places_of_service": [self._places.release],
+            "icd10cm": [
+                f"{release.release}, in force {release.effective_from.isoformat()} to "
+                f"{release.effective_through.isoformat()}"
+                for release in self.icd10cm
+            ],
+        }
+
+
 class Ruleset(BaseModel):
     """The complete, validated reference data of one ruleset version."""
 
@@ -200,7 +319,7 @@ class Ruleset(BaseModel):
     large_wound_step_cm2: Annotated[float, Field(gt=0)] = 100.0
     application_families: dict[Annotated[str, Field(pattern=r"^[A-Z]$")], ApplicationFamily]
     unit_limits: dict[Code, PositiveInt]
-    known_modifiers: frozenset[Modifier]
+    code_sets: CodeSets
     wound_diagnoses: tuple[DiagnosisPrefix, ...]
     underlying_condition_diagnoses: tuple[DiagnosisPrefix, ...]
     ulcer_site_diagnoses: tuple[DiagnosisPrefix, ...]
@@ -209,7 +328,7 @@ class Ruleset(BaseModel):
     payers: dict[PayerKind, PayerProfile]
     rules: dict[RuleId, RuleOverride] = Field(
         default_factory=dict,
-        description='severity overrides by rule id: [rules."UNITS-005"] severity = "off"',
+        description='severity overrides by rule id: [rules."DOC-008"] severity = "warning"',
     )
     payer_directory: PayerDirectory = Field(
         default_factory=PayerDirectory,

@@ -10,13 +10,14 @@ from claim_scrubber.rules._engine import (
     run_rules,
 )
 from claim_scrubber.rules._facts import ClaimFacts, LineFacts
-from claim_scrubber.rules.catalog import CATALOG, CHECKED_RULES
-from claim_scrubber.rules.units import ruleset_gaps
+from claim_scrubber.rules.catalog import CATALOG, CHECKED_RULES, RETIRED_RULES
+from claim_scrubber.rules.gaps import ruleset_gaps
 
 __all__ = [
     "CATALOG",
     "CHECKED_RULES",
     "ENGINE_FAILURE",
+    "RETIRED_RULES",
     "ClaimFacts",
     "Hit",
     "LineFacts",

@@ -43,6 +43,8 @@ class Rule:
     q4390_only: bool
     doc: RuleDoc
     check: Check
+    professional_only: bool = False
+    """It judges fields an institutional claim does not have (rules.md v1.2 Definitions)."""
 
 
 def rule(
@@ -54,6 +56,7 @@ def rule(
     fails: str,
     passes: str,
     q4390_only: bool = False,
+    professional_only: bool = False,
 ) -> Callable[[Check], Rule]:
     """Declare a rule: the check's docstring is 'what' and, after a blank line, 'why'."""
 
@@ -66,7 +69,7 @@ def rule(
             fails=fails,
             passes=passes,
         )
-        return Rule(rule_id, title, severity, q4390_only, doc, check)
+        return Rule(rule_id, title, severity, q4390_only, doc, check, professional_only)
 
     return declare
 
@@ -135,8 +138,9 @@ def run_rules(facts: ClaimFacts, rules: Iterable[Rule]) -> list[Finding]:
     findings: list[Finding] = []
     add = findings.append
     q4390_claim = facts.is_q4390_claim
+    professional = facts.is_professional
     for entry in rules:
-        if entry.q4390_only and not q4390_claim:
+        if (entry.q4390_only and not q4390_claim) or (entry.professional_only and not professional):
             continue
         try:
             for hit in entry.check(facts):

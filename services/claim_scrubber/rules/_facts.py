@@ -7,14 +7,17 @@ never the wall clock.
 
 import math
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from functools import lru_cache
-from typing import Final
+from functools import lru_cache, wraps
+from typing import Final, TypeVar
 
 from claim_scrubber.models import ClaimEvent, PayerProfile, Ruleset
+from claim_scrubber.models.code_sets import DatedCode
 from claim_scrubber.models.event import Attachment, Documentation, Product, Wound
+from claim_scrubber.models.ruleset import Icd10CmRelease
 
 __all__ = [
     "PRODUCT_CODE",
@@ -22,11 +25,13 @@ __all__ = [
     "LineFacts",
     "Place",
     "code_range",
+    "dated_code_problem",
     "icd10_shaped",
     "is_missing",
     "money_text",
     "npi_valid",
     "number_text",
+    "when_documented",
     "whole_units",
 ]
 
@@ -36,7 +41,7 @@ PRODUCT_CODE: Final = "Q4390"
 NO_MODIFIER: Final = "00"
 _NPI = re.compile(r"[0-9]{10}")
 _LUHN_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
-_ICD10_CM = re.compile(r"[A-TV-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?")
+_ICD10_CM = re.compile(r"[A-Z][0-9][0-9A-Z](\.[0-9A-Z]{1,4})?")
 
 
 @lru_cache(maxsize=8192)
@@ -55,6 +60,17 @@ def npi_valid(npi: str | None) -> bool:
 
 def icd10_shaped(code: str) -> bool:
     return _ICD10_CM.fullmatch(code) is not None
+
+
+def dated_code_problem(entry: DatedCode, days: list[date]) -> str | None:
+    """Why a dated code is not in effect on any of `days` (None when it is on one of them)."""
+    if any(entry.in_effect_on(day) for day in days):
+        return None
+    ended = entry.effective_through
+    if ended is not None and min(days) > ended:
+        return f"ended on {ended.isoformat()}, before the date of service {min(days).isoformat()}"
+    starts = entry.effective_from
+    return f"took effect on {starts}, after the date of service {max(days).isoformat()}"
 
 
 def is_missing(text: str | None) -> bool:
@@ -113,7 +129,7 @@ class LineFacts:
     modifier_set: frozenset[str]
     units: Decimal
     unit_basis: str
-    charge: Decimal
+    charge: Decimal | None
     service_date: date
     pointers: tuple[int, ...]
     own_rendering_npi: str | None
@@ -123,6 +139,10 @@ class LineFacts:
     is_application: bool
     own_place_of_service: str | None
     """The line's own place of service (contract v1.1), normalized; None when not given."""
+    ndc: str | None
+    """The National Drug Code as sent, without hyphens or spaces (contract v1.2)."""
+    description: str
+    """The line's note (its description), folded for comparison: blanks collapsed, upper-case."""
 
     def field(self, name: str) -> str:
         return f"claim.lines[{self.index}].{name}"
@@ -140,8 +160,12 @@ class ClaimFacts:
         "application_lines",
         "attachments_note",
         "diagnoses",
+        "diagnosis_release",
+        "diagnosis_release_in_force",
         "documentation",
+        "earliest_service_date",
         "event",
+        "is_professional",
         "is_q4390_claim",
         "lines",
         "location",
@@ -170,7 +194,18 @@ class ClaimFacts:
         self.wound: Wound | None = claim.documentation.wound if claim.documentation else None
         self.product: Product | None = claim.documentation.product if claim.documentation else None
         self.location = _lower(self.wound.location) if self.wound else None
-        self.attachments_note = _attachments_note(claim.attachments)
+        self.attachments_note = _attachments_note(
+            [
+                *(claim.attachments or ()),
+                *(a for line in claim.lines for a in line.attachments or ()),
+            ]
+        )
+        self.is_professional = claim.claim_type == "professional"
+        self.earliest_service_date: date = min(line.service_date for line in claim.lines)
+        release, in_force = ruleset.code_sets.icd10cm_release_for(self.earliest_service_date)
+        self.diagnosis_release: Icd10CmRelease = release
+        """The ICD-10-CM release the diagnoses are judged by (rules.md v1.2 Definitions)."""
+        self.diagnosis_release_in_force: bool = in_force
 
         claim_rendering = claim.rendering_provider.npi if claim.rendering_provider else None
         application_codes = ruleset.application_codes
@@ -196,16 +231,22 @@ class ClaimFacts:
                     rendering_npi=(
                         line.rendering_npi if line.rendering_npi is not None else claim_rendering
                     ),
-                    pointed_diagnoses=tuple(
-                        self.diagnoses[pointer - 1]
-                        for pointer in line.diagnosis_pointers
-                        if 1 <= pointer <= len(self.diagnoses)
+                    pointed_diagnoses=(
+                        tuple(
+                            self.diagnoses[pointer - 1]
+                            for pointer in line.diagnosis_pointers
+                            if 1 <= pointer <= len(self.diagnoses)
+                        )
+                        if self.is_professional
+                        else self.diagnoses  # an institutional claim has no pointers
                     ),
                     is_product=code == PRODUCT_CODE,
                     is_application=code in application_codes,
                     own_place_of_service=(
                         None if line.place_of_service is None else _code(line.place_of_service)
                     ),
+                    ndc=_ndc(line.ndc),
+                    description=" ".join((line.note or "").split()).upper(),
                 ),
             )
         self.lines: tuple[LineFacts, ...] = tuple(lines)
@@ -236,13 +277,44 @@ def _q4390_places(claim_place: str, product_lines: tuple[LineFacts, ...]) -> tup
     return tuple(places)
 
 
-def _attachments_note(attachments: list[Attachment] | None) -> str:
-    """What DOC messages add when the claim lists attachments sent separately (PWK)."""
+def _ndc(text: str | None) -> str | None:
+    if text is None:
+        return None
+    digits = "".join(text.split()).replace("-", "")
+    return digits or None
+
+
+def _attachments_note(attachments: list[Attachment]) -> str:
+    """What DOC messages add when the claim lists attachments sent separately (PWK): each
+    attachment's report type and control number, so a coder can find it."""
     if not attachments:
         return ""
-    types = sorted(
-        {_code(a.report_type) for a in attachments if a.report_type and a.report_type.strip()}
-    )
-    kinds = f" (report type {', '.join(types)})" if types else ""
+    described = []
+    for attachment in attachments:
+        parts = []
+        if attachment.report_type and attachment.report_type.strip():
+            parts.append(f"report type {_code(attachment.report_type)}")
+        if attachment.control_number and attachment.control_number.strip():
+            parts.append(f"control number {attachment.control_number.strip()[:50]}")
+        if parts:
+            described.append(", ".join(parts))
     count = "an attachment" if len(attachments) == 1 else f"{len(attachments)} attachments"
-    return f" The claim lists {count} sent separately{kinds}: check whether it holds this."
+    which = f" ({'; '.join(described)})" if described else ""
+    return f" The claim lists {count} sent separately{which}: check whether it holds this."
+
+
+_Result = TypeVar("_Result")
+
+
+def when_documented(
+    check: Callable[["ClaimFacts"], Iterable[_Result]],
+) -> Callable[["ClaimFacts"], Iterator[_Result]]:
+    """A check that judges the clinical record only when the claim has one: without a
+    `documentation` object DOC-008 reports its absence once (one root cause, one finding)."""
+
+    @wraps(check)
+    def judged(facts: "ClaimFacts") -> Iterator[_Result]:
+        if facts.documentation is not None:
+            yield from check(facts)
+
+    return judged

@@ -15,7 +15,7 @@ from claim_scrubber.rules import (
 )
 from claim_scrubber.rules._engine import ENGINE_FAILURE, Rule
 
-__all__ = ["CATALOG", "CHECKED_RULES"]
+__all__ = ["CATALOG", "CHECKED_RULES", "RETIRED_RULES"]
 
 
 def _by_id(rules: tuple[Rule, ...]) -> tuple[Rule, ...]:
@@ -31,6 +31,7 @@ CHECKED_RULES: Final[tuple[Rule, ...]] = _by_id(
         diagnosis.dual_diagnosis,
         diagnosis.wound_diagnosis,
         documentation.applied_quantity_documented,
+        documentation.clinical_record_present,
         documentation.indication_documented,
         documentation.location_documented,
         documentation.lot_number_documented,
@@ -39,9 +40,11 @@ CHECKED_RULES: Final[tuple[Rule, ...]] = _by_id(
         documentation.wound_area_documented,
         integrity.billing_npi_valid,
         integrity.charge_within_limit,
+        integrity.diagnoses_billable,
+        integrity.diagnoses_billable_nearest_release,
         integrity.diagnoses_icd10_shaped,
         integrity.line_numbers_unique,
-        integrity.place_of_service_shaped,
+        integrity.place_of_service_known,
         integrity.pointers_valid,
         integrity.rendering_npi_valid,
         integrity.service_date_not_future,
@@ -68,7 +71,6 @@ CHECKED_RULES: Final[tuple[Rule, ...]] = _by_id(
         site.not_bundled_site,
         units.application_codes_match_area,
         units.applied_quantity_matches_units,
-        units.no_product_unit_limit,
         units.product_units_whole,
         units.units_within_limit,
         units.wasted_not_above_applied,
@@ -79,3 +81,10 @@ CHECKED_RULES: Final[tuple[Rule, ...]] = _by_id(
 
 CATALOG: Final[tuple[Rule, ...]] = _by_id((*CHECKED_RULES, ENGINE_FAILURE))
 """Every rule id a finding can carry, for `claim-scrubber rules` and the rules page."""
+
+RETIRED_RULES: Final[dict[str, str]] = {
+    "UNITS-005": "retired in catalog v1.2: it described the ruleset, not the claim; the "
+    "worker's start-up warning ruleset.incomplete and `claim-scrubber rules` say what the "
+    "ruleset lacks",
+}
+"""Ids no finding carries any more, with why; an id is never reused."""

@@ -1,18 +1,21 @@
 """Documentation (DOC): what must be on file for a Q4390 claim.
 
-A claim without a documentation object gets every DOC finding: each names what to add.
-When the claim lists attachments sent separately (837P PWK), each DOC message names them for
-the coder to check; they are never taken as the documentation itself.
+A claim without a documentation object gets one finding, DOC-008, naming everything the payer
+needs on file (an 837P carries no clinical record: one root cause, one finding); DOC-001 to
+DOC-007 judge a documentation object that is there. When the claim lists attachments sent
+separately (837P PWK), each DOC message names them for the coder to check; they are never
+taken as the documentation itself.
 """
 
 from collections.abc import Iterator
 
 from claim_scrubber.models import Severity
 from claim_scrubber.rules._engine import Hit, rule
-from claim_scrubber.rules._facts import ClaimFacts, code_range, is_missing
+from claim_scrubber.rules._facts import ClaimFacts, code_range, is_missing, when_documented
 
 __all__ = [
     "applied_quantity_documented",
+    "clinical_record_present",
     "indication_documented",
     "location_documented",
     "lot_number_documented",
@@ -33,6 +36,7 @@ _SOURCE = "MAC articles A54117/A56696 and Novitas L35041: documentation requirem
     passes='"wound": {"area_cm2": 18.5}',
     q4390_only=True,
 )
+@when_documented
 def wound_area_documented(facts: ClaimFacts) -> Iterator[Hit]:
     """The wound's area_cm2 must be documented and above 0.
 
@@ -57,6 +61,7 @@ def wound_area_documented(facts: ClaimFacts) -> Iterator[Hit]:
     passes='"wound": {"indication": "chronic non-healing diabetic foot ulcer"}',
     q4390_only=True,
 )
+@when_documented
 def indication_documented(facts: ClaimFacts) -> Iterator[Hit]:
     """The wound's indication (why a skin substitute is used) must be documented.
 
@@ -81,6 +86,7 @@ def indication_documented(facts: ClaimFacts) -> Iterator[Hit]:
     passes='"primary_procedure_code": "15275"',
     q4390_only=True,
 )
+@when_documented
 def primary_procedure_documented(facts: ClaimFacts) -> Iterator[Hit]:
     """documentation.primary_procedure_code must name the application procedure.
 
@@ -105,6 +111,7 @@ def primary_procedure_documented(facts: ClaimFacts) -> Iterator[Hit]:
     passes='"lot_numbers": ["ASC-24-0117"]',
     q4390_only=True,
 )
+@when_documented
 def lot_number_documented(facts: ClaimFacts) -> Iterator[Hit]:
     """At least one non-blank product lot number must be documented.
 
@@ -128,6 +135,7 @@ def lot_number_documented(facts: ClaimFacts) -> Iterator[Hit]:
     passes='"quantity_applied_cm2": 20',
     q4390_only=True,
 )
+@when_documented
 def applied_quantity_documented(facts: ClaimFacts) -> Iterator[Hit]:
     """The product's quantity_applied_cm2 must be documented and above 0.
 
@@ -151,6 +159,7 @@ def applied_quantity_documented(facts: ClaimFacts) -> Iterator[Hit]:
     passes='"medical_necessity": "Ulcer failed 6 weeks of offloading ..."',
     q4390_only=True,
 )
+@when_documented
 def medical_necessity_documented(facts: ClaimFacts) -> Iterator[Hit]:
     """A medical necessity statement must be documented.
 
@@ -177,6 +186,7 @@ def medical_necessity_documented(facts: ClaimFacts) -> Iterator[Hit]:
     "ear, orbit, genitalia, hand, foot, digit)",
     q4390_only=True,
 )
+@when_documented
 def location_documented(facts: ClaimFacts) -> Iterator[Hit]:
     """The wound location must be one of the listed anatomic sites.
 
@@ -201,3 +211,34 @@ def location_documented(facts: ClaimFacts) -> Iterator[Hit]:
             "claim.documentation.wound.location",
             f"{instruction}: {', '.join(sites)}." + facts.attachments_note,
         )
+
+
+@rule(
+    "DOC-008",
+    Severity.ERROR,
+    title="No clinical documentation with the Q4390 claim",
+    source=_SOURCE + "; X12 837P has no place for the clinical record (PWK only names "
+    "attachments sent separately)",
+    fails="a Q4390 claim without a documentation object (every claim read from an 837P)",
+    passes="a Q4390 claim with a documentation object (DOC-001 to DOC-007 then judge it)",
+    q4390_only=True,
+)
+def clinical_record_present(facts: ClaimFacts) -> Iterator[Hit]:
+    """A Q4390 claim must come with its documentation object; without one, this single finding
+    names everything the payer needs on file, instead of one finding per missing item.
+
+    The MAC articles and payer policies require the wound's area and location, the
+    indication, the product and lot, the quantity applied and the medical necessity on file.
+    A claim fed from an 837P never carries them; an operator who keeps the record elsewhere
+    sets this rule's severity per payer (warning, info or off).
+    """
+    if facts.documentation is not None:
+        return
+    yield Hit(
+        None,
+        "claim.documentation",
+        "No clinical documentation came with this Q4390 claim; "
+        f"{facts.profile.display_name or 'the payer'} needs on file the wound's area and "
+        "location, the indication, the product and its lot number, the quantity applied, and "
+        "the medical necessity." + facts.attachments_note,
+    )

@@ -1,18 +1,28 @@
 """Claim integrity (CLM): checks every claim must pass, whatever it bills."""
 
 from collections.abc import Iterator
+from datetime import date
 from decimal import Decimal
 
 from claim_scrubber.models import Severity
 from claim_scrubber.rules._engine import Hit, rule
-from claim_scrubber.rules._facts import ClaimFacts, icd10_shaped, money_text, npi_valid
+from claim_scrubber.rules._facts import (
+    ClaimFacts,
+    dated_code_problem,
+    icd10_shaped,
+    is_missing,
+    money_text,
+    npi_valid,
+)
 
 __all__ = [
     "billing_npi_valid",
     "charge_within_limit",
+    "diagnoses_billable",
+    "diagnoses_billable_nearest_release",
     "diagnoses_icd10_shaped",
     "line_numbers_unique",
-    "place_of_service_shaped",
+    "place_of_service_known",
     "pointers_valid",
     "rendering_npi_valid",
     "service_date_not_future",
@@ -28,16 +38,27 @@ _NPI_HELP = "10 digits with a correct check digit; correct it from the NPPES rec
     Severity.ERROR,
     title="Billing provider NPI is not valid",
     source="CMS NPI standard (45 CFR 162.406): 10 digits, Luhn check digit with prefix 80840",
-    fails='"billing_provider": {"npi": "1245319598"} (check digit wrong)',
+    fails='"billing_provider": {"npi": "1245319598"} (check digit wrong), or "npi": "" (none)',
     passes='"billing_provider": {"npi": "1245319599"}',
 )
 def billing_npi_valid(facts: ClaimFacts) -> Iterator[Hit]:
-    """The billing provider's NPI must be 10 digits that pass the NPI check-digit test.
+    """The billing provider's NPI must be present and be 10 digits that pass the NPI
+    check-digit test; a missing or empty NPI is reported as missing, not as a bad check digit.
 
     Payers reject a claim whose billing NPI is malformed before any review of the services,
-    so the claim would come back unpaid; a typo is cheapest to fix before submission.
+    so the claim would come back unpaid; a typo is cheapest to fix before submission. An NPI
+    that is not there at all (an intake source whose provider could not be resolved) needs
+    adding, not correcting.
     """
-    if not npi_valid(facts.event.claim.billing_provider.npi):
+    npi = facts.event.claim.billing_provider.npi
+    if is_missing(npi):
+        yield Hit(
+            None,
+            "claim.billing_provider.npi",
+            "The claim has no billing provider NPI; add the billing provider's 10-digit NPI "
+            "(837P 2010AA NM109; FHIR Claim.provider's identifier).",
+        )
+    elif not npi_valid(npi):
         yield Hit(
             None,
             "claim.billing_provider.npi",
@@ -64,15 +85,21 @@ def rendering_npi_valid(facts: ClaimFacts) -> Iterator[Hit]:
         yield Hit(
             None,
             "claim.rendering_provider.npi",
-            f"Rendering provider NPI is not a valid NPI ({_NPI_HELP}).",
+            _rendering_problem("Rendering provider NPI", rendering.npi),
         )
     for line in facts.lines:
         if line.own_rendering_npi is not None and not npi_valid(line.own_rendering_npi):
             yield Hit(
                 line.number,
                 line.field("rendering_npi"),
-                f"Line {line.number} rendering NPI is not a valid NPI ({_NPI_HELP}).",
+                _rendering_problem(f"Line {line.number} rendering NPI", line.own_rendering_npi),
             )
+
+
+def _rendering_problem(label: str, npi: str) -> str:
+    if is_missing(npi):
+        return f"{label} is empty; add the 10-digit NPI, or leave the rendering provider out."
+    return f"{label} is not a valid NPI ({_NPI_HELP})."
 
 
 @rule(
@@ -130,11 +157,11 @@ def line_numbers_unique(facts: ClaimFacts) -> Iterator[Hit]:
     title="Diagnosis code is not ICD-10-CM shaped",
     source="HIPAA code sets (45 CFR 162.1002): ICD-10-CM for diagnoses",
     fails='"diagnoses": ["E11621"] or ["250.00"] (ICD-9)',
-    passes='"diagnoses": ["E11.621", "L97.412"]',
+    passes='"diagnoses": ["E11.621", "L97.412"] or ["U07.1"]',
 )
 def diagnoses_icd10_shaped(facts: ClaimFacts) -> Iterator[Hit]:
-    """Every diagnosis must look like an ICD-10-CM code: letter, digit, digit or letter, then
-    an optional dot and 1-4 characters.
+    """Every diagnosis must look like an ICD-10-CM code: letter (U included: U07.1, U09.9),
+    digit, digit or letter, then an optional dot and 1-4 characters.
 
     A malformed code (missing dot, ICD-9, a typo) cannot be matched to coverage policies and
     the claim is rejected; the coder needs to see which position is wrong.
@@ -154,14 +181,16 @@ def diagnoses_icd10_shaped(facts: ClaimFacts) -> Iterator[Hit]:
     title="Diagnosis pointers missing, too many or out of range",
     source="X12 837P SV107: 1 to 4 pointers into the claim's diagnosis list",
     fails='"diagnosis_pointers": [] or [1, 2, 3, 4, 5] or [3] with two diagnoses',
-    passes='"diagnosis_pointers": [1, 2] with two diagnoses',
+    passes='"diagnosis_pointers": [1, 2] with two diagnoses; any institutional claim',
+    professional_only=True,
 )
 def pointers_valid(facts: ClaimFacts) -> Iterator[Hit]:
     """Each line must point to 1-4 diagnoses, each pointer between 1 and the number of
     diagnoses on the claim.
 
     The pointers say why each service was medically necessary; a line without a valid
-    pointer has no diagnosis and is denied.
+    pointer has no diagnosis and is denied. Professional claims only: an institutional claim
+    (837I, UB-04) has no pointers, its diagnoses apply to every line.
     """
     count = len(facts.diagnoses)
     for line in facts.lines:
@@ -212,12 +241,12 @@ def charge_within_limit(facts: ClaimFacts) -> Iterator[Hit]:
     exceed it.
 
     A total above the limit cannot be submitted in one claim; split the services into
-    several claims.
+    several claims. Lines without a charge (a FHIR item may leave it out) add nothing.
     """
     limit = facts.profile.claim_charge_limit
     if limit is None:
         return
-    total = sum((line.charge for line in facts.lines), start=Decimal(0))
+    total = sum((line.charge for line in facts.lines if line.charge is not None), Decimal(0))
     if total > limit:
         yield Hit(
             None,
@@ -231,30 +260,131 @@ def charge_within_limit(facts: ClaimFacts) -> Iterator[Hit]:
 @rule(
     "CLM-009",
     Severity.ERROR,
-    title="Place of service is not a two-digit code",
-    source="CMS Place of Service code set: two digits",
-    fails='"place_of_service": "1" or "office"',
-    passes='"place_of_service": "11"',
+    title="Place of service is not a CMS place-of-service code",
+    source="CMS Place of Service Code Set (the ruleset's code_sets.places_of_service table)",
+    fails='"place_of_service": "1", "office", "30" (unassigned), or "27" before 2023-10-01',
+    passes='"place_of_service": "11"; any institutional claim',
+    professional_only=True,
 )
-def place_of_service_shaped(facts: ClaimFacts) -> Iterator[Hit]:
-    """place_of_service must be a two-digit CMS place-of-service code: the claim's, and a
-    line's own where given (contract v1.1).
+def place_of_service_known(facts: ClaimFacts) -> Iterator[Hit]:
+    """The claim's place_of_service, and a line's own where given (contract v1.1), must be a
+    CMS place-of-service code in effect on the date of service. The claim's value is judged
+    on the dates of the lines that use it (in effect on one of them is enough). Professional
+    claims only: an institutional claim carries a type of bill instead.
 
-    The place of service decides the payment rate and whether a supply is bundled; a
-    malformed value is rejected at the front end.
+    The place of service decides the payment rate and whether a supply is bundled; a code
+    that is malformed, unassigned, or not yet (or no longer) in effect is rejected at the
+    front end.
     """
-    places: list[tuple[int | None, str, str]] = [
-        (None, "claim.place_of_service", facts.place_of_service)
+    own_dates = [line.service_date for line in facts.lines if line.own_place_of_service is None]
+    places: list[tuple[int | None, str, str, list[date]]] = [
+        (
+            None,
+            "claim.place_of_service",
+            facts.place_of_service,
+            own_dates or [facts.earliest_service_date],
+        )
     ]
     places.extend(
-        (line.number, line.field("place_of_service"), line.own_place_of_service)
+        (
+            line.number,
+            line.field("place_of_service"),
+            line.own_place_of_service,
+            [line.service_date],
+        )
         for line in facts.lines
         if line.own_place_of_service is not None
     )
-    for line_number, field, code in places:
+    table = facts.ruleset.code_sets.place_of_service_table
+    for line_number, field, code, days in places:
         if not (len(code) == 2 and code.isascii() and code.isdigit()):
+            message = (
+                "Place of service is not a two-digit CMS code (like 11 for office); correct it."
+            )
+        elif (entry := table.codes.get(code)) is None:
+            message = (
+                f"Place of service {code} is not an assigned CMS place-of-service code "
+                f"({table.release}); correct it."
+            )
+        elif (problem := dated_code_problem(entry, days)) is not None:
+            message = (
+                f"Place of service {code} ({entry.name}) {problem}; use the code in effect then."
+            )
+        else:
+            continue
+        yield Hit(line_number, field, message)
+
+
+@rule(
+    "CLM-010",
+    Severity.ERROR,
+    title="Diagnosis is not a billable ICD-10-CM code",
+    source="HIPAA code sets (45 CFR 162.1002); CMS ICD-10-CM release in force on the date of "
+    "service (the ruleset's code_sets.icd10cm)",
+    fails='service in 2026-05 with "diagnoses": ["L97.4"] (a category) or ["L97.499"] (no code)',
+    passes='service in 2026-05 with "diagnoses": ["L97.412"]',
+)
+def diagnoses_billable(facts: ClaimFacts) -> Iterator[Hit]:
+    """Every ICD-10-CM shaped diagnosis must be a billable (complete) code of the release in
+    force on the claim's earliest date of service: not a category that needs more characters,
+    not a code the release does not have. Shape errors are CLM-005's; dates of service outside
+    every release the ruleset ships are CLM-011's.
+
+    Payers deny a claim whose diagnosis is a category header or does not exist; a code shaped
+    right can still be one (L97.4 needs site and severity: L97.412).
+    """
+    if not facts.diagnosis_release_in_force:
+        return
+    release = facts.diagnosis_release
+    for index, code in enumerate(facts.diagnoses):
+        if not icd10_shaped(code):
+            continue
+        status = release.table.status(code)
+        if status == "category":
+            message = (
+                f"Diagnosis {index + 1} ({code}) is a category in {release.release}, not a "
+                f"billable code; report its full {release.table.characters_needed(code)}-"
+                "character code."
+            )
+        elif status == "unknown":
+            message = (
+                f"Diagnosis {index + 1} ({code}) is not a code in {release.release}; correct it."
+            )
+        else:
+            continue
+        yield Hit(None, f"claim.diagnoses[{index}]", message)
+
+
+@rule(
+    "CLM-011",
+    Severity.WARNING,
+    title="Diagnosis not billable in the nearest ICD-10-CM release shipped",
+    source="CMS ICD-10-CM releases (the ruleset's code_sets.icd10cm): a date of service outside "
+    "every shipped release is judged by the nearest one, as a warning",
+    fails='service in 2026-11 (after the FY2026 window) with "diagnoses": ["L97.4"]',
+    passes='service in 2026-11 with "diagnoses": ["L97.412"]',
+)
+def diagnoses_billable_nearest_release(facts: ClaimFacts) -> Iterator[Hit]:
+    """When the claim's earliest date of service is outside every ICD-10-CM release the
+    ruleset ships, each shaped diagnosis that the nearest release does not have as a billable
+    code is a warning naming that release.
+
+    The code set changes every October (and some Aprils): a code missing from a release of
+    another year may be new, retired, or wrong. The data cannot tell which, so the coder is
+    told what it was checked against instead of being told it is wrong.
+    """
+    if facts.diagnosis_release_in_force:
+        return
+    release = facts.diagnosis_release
+    for index, code in enumerate(facts.diagnoses):
+        if icd10_shaped(code) and release.table.status(code) != "billable":
             yield Hit(
-                line_number,
-                field,
-                "Place of service is not a two-digit CMS code (like 11 for office); correct it.",
+                None,
+                f"claim.diagnoses[{index}]",
+                f"Diagnosis {index + 1} ({code}) is not a billable code in {release.release}, "
+                f"the release nearest to the date of service "
+                f"{facts.earliest_service_date.isoformat()} (it covers "
+                f"{release.effective_from.isoformat()} to "
+                f"{release.effective_through.isoformat()}); check the code in the release in "
+                "force on that date.",
             )

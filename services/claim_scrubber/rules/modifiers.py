@@ -5,7 +5,13 @@ from datetime import date
 
 from claim_scrubber.models import Severity
 from claim_scrubber.rules._engine import Hit, rule
-from claim_scrubber.rules._facts import NO_MODIFIER, ClaimFacts, LineFacts, is_missing
+from claim_scrubber.rules._facts import (
+    NO_MODIFIER,
+    ClaimFacts,
+    LineFacts,
+    dated_code_problem,
+    is_missing,
+)
 
 __all__ = [
     "discarded_modifier_window",
@@ -56,26 +62,40 @@ def modifier_count(facts: ClaimFacts) -> Iterator[Hit]:
 @rule(
     "MOD-002",
     Severity.ERROR,
-    title="Unknown modifier",
-    source="CMS HCPCS/CPT modifier list (the ruleset's known_modifiers)",
-    fails='"modifiers": ["ZZ"]',
-    passes='"modifiers": ["RT"]',
+    title="Modifier unknown or not in effect on the date of service",
+    source="CPT Level I modifiers (AMA CPT Appendix A) and HCPCS Level II modifiers (CMS "
+    "HCPCS annual file), with their dates: the ruleset's code_sets.modifiers table",
+    fails='"modifiers": ["ZZ"]; or ["JZ"] on a line dated 2022-12-31 (JZ began 2023-01-01)',
+    passes='"modifiers": ["RT"], ["QK", "QS", "P1"] (anesthesia), ["RR", "KH"] (DME), ["RH"] '
+    "(ambulance origin/destination)",
 )
 def known_modifiers(facts: ClaimFacts) -> Iterator[Hit]:
-    """Every modifier must be one the ruleset knows; each unknown one is reported.
+    """Every modifier must be a CPT or HCPCS modifier in effect on the line's date of service,
+    an ambulance origin/destination pair, or the seed's 00; each other one is reported.
 
-    An unknown modifier is usually a typo (RI for RT) and makes the payer reject the line.
+    A modifier the payer's code set does not have on that date makes it reject the line; it is
+    usually a typo (RI for RT) or a modifier used before it existed or after it was deleted.
+    The table is the complete published code set, so a valid modifier is never reported.
     """
-    known = facts.ruleset.known_modifiers
+    table = facts.ruleset.code_sets.modifier_table
     for line in facts.lines:
         for position, modifier in enumerate(line.modifiers):
-            if modifier not in known:
-                yield Hit(
-                    line.number,
-                    f"{line.field('modifiers')}[{position}]",
-                    f"Modifier {modifier!r} on line {line.number} is not a known modifier; "
-                    "correct or remove it.",
+            if modifier == NO_MODIFIER or table.is_ambulance_pair(modifier):
+                continue
+            entry = table.entry(modifier)
+            if entry is None:
+                message = (
+                    f"Modifier {modifier!r} on line {line.number} is not a CPT or HCPCS "
+                    f"modifier ({table.release}); correct or remove it."
                 )
+            elif (problem := dated_code_problem(entry, [line.service_date])) is not None:
+                message = (
+                    f"Modifier {modifier} ({entry.name}) on line {line.number} {problem}; "
+                    "correct or remove it."
+                )
+            else:
+                continue
+            yield Hit(line.number, f"{line.field('modifiers')}[{position}]", message)
 
 
 @rule(
@@ -310,26 +330,37 @@ def no_noncoverage_modifier(facts: ClaimFacts) -> Iterator[Hit]:
     "MOD-011",
     Severity.ERROR,
     title="Possible duplicate line",
-    source="CMS duplicate-claim edits: same code, date and modifiers",
+    source="CMS duplicate-claim edits: same code, date and modifiers (and the same drug: NDC; "
+    "for a not-otherwise-classified code, the same description)",
     fails="two 15275 lines on 2026-11-20 with modifiers [RT]",
-    passes="two 15275 lines on 2026-11-20, one RT and one LT",
+    passes="two 15275 lines on 2026-11-20, one RT and one LT; two J3490 lines with different "
+    "NDCs or descriptions",
 )
 def duplicate_line(facts: ClaimFacts) -> Iterator[Hit]:
-    """A line must not repeat the procedure code, service date and set of modifiers of an
-    earlier line (["00"] counts as no modifier).
+    """A line must not repeat an earlier line's procedure code, service date, set of modifiers
+    (["00"] counts as no modifier) and NDC (absent equals absent); for a not-otherwise-
+    classified code (the ruleset's code_sets.not_otherwise_classified: J3490, unlisted CPT
+    codes ...) also its description (note).
 
     Exact repeats are denied as duplicates; bill more units on one line, or add the
-    modifier (such as 59 or XS) that makes the second service distinct.
+    modifier (such as 59 or XS) that makes the second service distinct. Lines that differ in
+    NDC, or NOC lines that describe different items, are different services: combining them
+    would make a wrong claim.
     """
-    seen: dict[tuple[str, date, frozenset[str]], int] = {}
+    unclassified = facts.ruleset.code_sets.not_otherwise_classified
+    seen: dict[tuple[str, date, frozenset[str], str | None, str], int] = {}
     for line in facts.lines:
-        key = (line.code, line.service_date, line.modifier_set)
+        description = line.description if line.code in unclassified else ""
+        key = (line.code, line.service_date, line.modifier_set, line.ndc, description)
         if key in seen:
+            same = ["code", "date", "modifiers"]
+            same += ["NDC"] if line.ndc else []
+            same += ["description"] if description else []
             yield Hit(
                 line.number,
                 line.field("procedure_code"),
-                f"Line {line.number} repeats line {seen[key]} (same code, date and modifiers); "
-                "combine the units or add a distinguishing modifier.",
+                f"Line {line.number} repeats line {seen[key]} (same {', '.join(same[:-1])} and "
+                f"{same[-1]}); combine the units or add a distinguishing modifier.",
             )
         else:
             seen[key] = line.number

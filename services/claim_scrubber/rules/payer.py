@@ -5,7 +5,13 @@ from datetime import timedelta
 
 from claim_scrubber.models import Severity
 from claim_scrubber.rules._engine import Hit, rule
-from claim_scrubber.rules._facts import PRODUCT_CODE, ClaimFacts, is_missing, number_text
+from claim_scrubber.rules._facts import (
+    PRODUCT_CODE,
+    ClaimFacts,
+    is_missing,
+    number_text,
+    when_documented,
+)
 
 __all__ = [
     "applications_within_limit",
@@ -91,6 +97,7 @@ def prior_authorization_present(facts: ClaimFacts) -> Iterator[Hit]:
     passes="Medicare claim with application_number 2",
     q4390_only=True,
 )
+@when_documented
 def applications_within_limit(facts: ClaimFacts) -> Iterator[Hit]:
     """When the payer limits applications per episode, wound.application_number must be
     documented and not above the limit.
@@ -120,6 +127,7 @@ def applications_within_limit(facts: ClaimFacts) -> Iterator[Hit]:
     passes="Medicare, episode_start_date 2026-11-06 and Q4390 on 2026-11-20",
     q4390_only=True,
 )
+@when_documented
 def episode_within_length(facts: ClaimFacts) -> Iterator[Hit]:
     """When the payer limits the episode length, wound.episode_start_date must be documented
     and the latest Q4390 date of service may be at most weeks x 7 days after it.
@@ -155,6 +163,7 @@ def episode_within_length(facts: ClaimFacts) -> Iterator[Hit]:
     passes="Medicare claim with standard_of_care_weeks 6",
     q4390_only=True,
 )
+@when_documented
 def standard_care_tried(facts: ClaimFacts) -> Iterator[Hit]:
     """When the payer requires a minimum of standard wound care first,
     wound.standard_of_care_weeks must be documented and at least that minimum.

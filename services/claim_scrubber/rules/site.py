@@ -18,6 +18,7 @@ __all__ = ["expected_site", "not_bundled_site"]
     fails='"place_of_service": "21"',
     passes='"place_of_service": "11"',
     q4390_only=True,
+    professional_only=True,
 )
 def not_bundled_site(facts: ClaimFacts) -> Iterator[Hit]:
     """Q4390 is not billed separately at place of service 21 (inpatient) or 31 (SNF).
@@ -45,6 +46,7 @@ def not_bundled_site(facts: ClaimFacts) -> Iterator[Hit]:
     fails='"place_of_service": "12" (home)',
     passes='"place_of_service": "11", "19", "22" or "24"',
     q4390_only=True,
+    professional_only=True,
 )
 def expected_site(facts: ClaimFacts) -> Iterator[Hit]:
     """The place of service must be one where skin substitutes are applied: 11, 19, 22, 24

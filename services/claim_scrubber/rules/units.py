@@ -4,10 +4,9 @@ import math
 from collections.abc import Iterator, Mapping
 from decimal import Decimal
 
-from claim_scrubber.models import Ruleset, Severity
+from claim_scrubber.models import Severity
 from claim_scrubber.rules._engine import Hit, rule
 from claim_scrubber.rules._facts import (
-    PRODUCT_CODE,
     ClaimFacts,
     LineFacts,
     number_text,
@@ -17,9 +16,7 @@ from claim_scrubber.rules._facts import (
 __all__ = [
     "application_codes_match_area",
     "applied_quantity_matches_units",
-    "no_product_unit_limit",
     "product_units_whole",
-    "ruleset_gaps",
     "units_within_limit",
     "wasted_not_above_applied",
     "wasted_quantity_matches_jw_units",
@@ -165,31 +162,6 @@ def units_within_limit(facts: ClaimFacts) -> Iterator[Hit]:
             )
 
 
-@rule(
-    "UNITS-005",
-    Severity.INFO,
-    title="No unit limit for Q4390 in the ruleset",
-    source="CMS Medically Unlikely Edits: operators load the MUE value for Q4390",
-    fails="the shipped ruleset (no Q4390 row in unit_limits)",
-    passes='an operator ruleset with unit_limits."Q4390"',
-    q4390_only=True,
-)
-def no_product_unit_limit(facts: ClaimFacts) -> Iterator[Hit]:
-    """The ruleset has no unit limit for Q4390, so its units were not checked against one.
-
-    Without the payer's medically unlikely edit the scrubber cannot catch an implausible
-    Q4390 quantity; the coder should check it by eye until the ruleset has the value.
-    """
-    if PRODUCT_CODE not in facts.ruleset.unit_limits:
-        first = facts.product_lines[0]
-        yield Hit(
-            first.number,
-            first.field("units"),
-            f"Ruleset {facts.ruleset.version} has no unit limit for Q4390, so these units "
-            "were not checked against one; an operator adds it under [unit_limits].",
-        )
-
-
 def _expected_application_units(facts: ClaimFacts, area: float, location: str) -> dict[str, int]:
     ruleset = facts.ruleset
     family = ruleset.family_for(location)
@@ -281,14 +253,3 @@ def wasted_not_above_applied(facts: ClaimFacts) -> Iterator[Hit]:
             "More product was discarded than applied; check the package size chosen and "
             "document why a smaller one could not be used.",
         )
-
-
-def ruleset_gaps(ruleset: Ruleset) -> tuple[str, ...]:
-    """Reference data the ruleset lacks, each with what the lack costs (for the start-up
-    `ruleset.incomplete` warning: it concerns the configuration, not any claim)."""
-    if PRODUCT_CODE in ruleset.unit_limits:
-        return ()
-    return (
-        f'unit_limits."{PRODUCT_CODE}": {PRODUCT_CODE} units are checked against no limit '
-        "(UNITS-005 notes it, as info, on every Q4390 claim)",
-    )

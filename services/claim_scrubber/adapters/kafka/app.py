@@ -21,6 +21,7 @@ import gc
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final, Generic, TypeVar
 
 from faststream import AckPolicy, FastStream
@@ -309,13 +310,14 @@ def _application(
                 name="broker-watch",
             )
         )
-        gaps = ruleset_gaps(ruleset)
+        gaps = ruleset_gaps(ruleset, datetime.now(UTC).date())
         if gaps:
             log.warning("ruleset.incomplete", ruleset_version=ruleset.version, missing=list(gaps))
         log.info(
             f"{stage.name}.started",
             version=__version__,
             ruleset_version=ruleset.version,
+            code_sets=ruleset.code_sets.releases,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=stage.group_id,
             input_topics=list(stage.inputs),
