@@ -238,3 +238,106 @@ def test_a_claim_over_the_contracts_line_limit_is_rejected_with_the_models_reaso
     [rejected] = read(interchange(transaction(subscriber(2), q4390_claim(lines=lines)))).rejected
     assert "claim.lines" in rejected.message
     assert rejected.details
+
+
+def test_a_4010_interchange_is_refused_as_unsupported_naming_gs08() -> None:
+    current = interchange(transaction(subscriber(2), q4390_claim()))
+    data = current.replace(b"*X*005010X222A1~", b"*X*004010X098A1~", 1).replace(
+        b"ST*837*0001*005010X222A1", b"ST*837*0001"
+    )
+
+    [rejected] = read(data).claims
+
+    assert rejected.index is None
+    assert rejected.kind is DeadLetterKind.UNSUPPORTED_TRANSACTION
+    assert "GS08" in rejected.message
+    assert "4010" in rejected.message
+
+
+@pytest.mark.parametrize(
+    ("diagnoses", "words"),
+    [
+        ("HI*ABK:L97412*ABF", "HI02: the diagnosis entry has no code"),
+        ("HI*ABK:L97412*BK*25000", "HI02: the diagnosis entry has no code"),
+        ("HI*ABK:L97412*ZZ:CANARY99", "HI02: the qualifier is not one an 837P HI uses"),
+    ],
+    ids=["abf-without-code", "qualifier-and-code-in-separate-elements", "unknown-qualifier"],
+)
+def test_a_diagnosis_that_cannot_be_read_rejects_its_claim_never_drops_it(
+    diagnoses: str, words: str
+) -> None:
+    bad = q4390_claim("BAD-1")
+    bad[1] = diagnoses
+    conversion = read(interchange(transaction(subscriber(2), bad, q4390_claim("GOOD-1"))))
+
+    assert [c.claim_id for c in conversion.converted] == ["GOOD-1"]
+    [rejected] = conversion.rejected
+    assert rejected.index == 1
+    assert words in rejected.message
+    assert "CANARY" not in rejected.message
+
+
+def test_anesthesia_procedures_and_condition_codes_in_hi_are_not_diagnoses() -> None:
+    claim = q4390_claim(extra=["HI*BP:0HBJ0ZZ", "HI*BG:01"])
+
+    assert only_claim(interchange(transaction(subscriber(2), claim)))["diagnoses"] == [
+        "L97.412",
+        "E11.621",
+    ]
+
+
+def test_a_line_pwk_stays_on_its_line_and_a_claim_pwk_on_the_claim() -> None:
+    lines = [
+        "LX*1",
+        "SV1*HC:15275:RT*300*UN*1***1:2",
+        "DTP*472*D8*20261120",
+        "LX*2",
+        "SV1*HC:Q4390*2242.8*UN*20***1:2",
+        "PWK*PN*EL***AC*WOUND-PHOTO-2",
+        "DTP*472*D8*20261120",
+    ]
+    claim = only_claim(
+        interchange(
+            transaction(subscriber(2), q4390_claim(extra=["PWK*OZ*FX***AC*CHART-1"], lines=lines))
+        )
+    )
+
+    assert claim["attachments"] == [
+        {"report_type": "OZ", "transmission": "FX", "control_number": "CHART-1"}
+    ]
+    assert "attachments" not in claim["lines"][0]
+    assert claim["lines"][1]["attachments"] == [
+        {"report_type": "PN", "transmission": "EL", "control_number": "WOUND-PHOTO-2"}
+    ]
+
+
+def test_a_drug_lines_ndc_comes_from_its_2410_lin() -> None:
+    lines = [
+        "LX*1",
+        "SV1*HC:J3490*10*UN*1***1",
+        "DTP*472*D8*20261120",
+        "LIN**N4*00338004938",
+        "CTP****7*UN",
+        "LX*2",
+        "SV1*HC:J3490*10*UN*1***1",
+        "DTP*472*D8*20261120",
+        "LIN**UP*012345678905",
+    ]
+    claim = only_claim(interchange(transaction(subscriber(2), q4390_claim(lines=lines))))
+
+    assert claim["lines"][0]["ndc"] == "00338004938"
+    assert "ndc" not in claim["lines"][1]  # a UPC is not an NDC
+
+
+def test_a_level_whose_parent_is_not_defined_rejects_only_its_own_claims() -> None:
+    orphan = ["HL*3*9*22*0", *subscriber(3)[1:]]
+    conversion = read(
+        interchange(
+            transaction(subscriber(2), q4390_claim("GOOD-1"), orphan, q4390_claim("ORPHAN-1"))
+        )
+    )
+
+    assert [c.claim_id for c in conversion.converted] == ["GOOD-1"]
+    [rejected] = conversion.rejected
+    assert rejected.index == 2
+    assert "HL02): the parent level is not defined" in rejected.message

@@ -81,6 +81,8 @@ class _Party:
     payer_name: str | None = None
     subscriber: dict[str, str | None] = field(default_factory=dict)
     patient: dict[str, str | None] | None = None
+    broken: str | None = None
+    """Why the claims of this level cannot be placed (an HL whose parent is not defined)."""
 
 
 @dataclass(slots=True)
@@ -299,17 +301,7 @@ class _Reader:
                 index += 1
                 if not envelope.occurred_at:
                     raise _UnusableError(f"segment {position} (CLM): no BHT before the first claim")
-                claim = _Claim(index=index, position=position, elements=elements, party=party)
-                if not party.billing or not party.subscriber:
-                    conversion.claims.append(
-                        RejectedClaim(
-                            index=index,
-                            kind=DeadLetterKind.INVALID_X12,
-                            message=f"claim {index} (segment {position}): not under a billing "
-                            "provider (HL 20) and a subscriber (HL 22)",
-                        )
-                    )
-                    claim = None
+                claim = _open_claim(index, position, elements, party, conversion)
             else:
                 last_entity = self._party_segment(tag, elements, party, last_entity)
         if claim is not None:
@@ -350,8 +342,10 @@ class _Reader:
         if code == "20":
             party = _Party()
         elif code in {"22", "23"}:
-            if inherited is None:
-                raise _UnusableError(f"segment {position} (HL02): the parent level is not defined")
+            if inherited is None:  # only the claims under this level are unusable
+                party = _Party(broken=f"segment {position} (HL02): the parent level is not defined")
+                levels[number] = party
+                return party
             party = _Party(
                 billing=inherited.billing,
                 filing_indicator=inherited.filing_indicator,
@@ -359,6 +353,7 @@ class _Reader:
                 payer_name=inherited.payer_name,
                 subscriber=inherited.subscriber,
                 patient={} if code == "23" else None,
+                broken=inherited.broken,
             )
         else:
             raise _UnusableError(f"segment {position} (HL03): level code is not 20, 22 or 23")
@@ -578,6 +573,26 @@ class _Reader:
             if name in line:
                 converted[name] = line[name]
         return converted
+
+
+def _open_claim(
+    index: int, position: int, elements: list[str], party: _Party, conversion: Conversion
+) -> _Claim | None:
+    """The claim a CLM starts, or None when its place in the HL hierarchy makes it unusable
+    (then it is rejected alone, with the reason)."""
+    problem = party.broken
+    if problem is None and (not party.billing or not party.subscriber):
+        problem = "not under a billing provider (HL 20) and a subscriber (HL 22)"
+    if problem is None:
+        return _Claim(index=index, position=position, elements=elements, party=party)
+    conversion.claims.append(
+        RejectedClaim(
+            index=index,
+            kind=DeadLetterKind.INVALID_X12,
+            message=f"claim {index} (segment {position}): {problem}",
+        )
+    )
+    return None
 
 
 @lru_cache(maxsize=1024)

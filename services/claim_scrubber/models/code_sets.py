@@ -240,7 +240,8 @@ def read_code_set(source: str, model: type[_CodeSet], reader: SourceReader) -> _
     except ValidationError as error:
         first = error.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise CodeSetError(f"{source}: {where}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise CodeSetError(f"{source}: {where}: {message}") from None
 
 
 def read_icd10cm(source: str, reader: SourceReader) -> DiagnosisCodeTable:

@@ -297,7 +297,9 @@ def place_of_service_known(facts: ClaimFacts) -> Iterator[Hit]:
     )
     table = facts.ruleset.code_sets.place_of_service_table
     for line_number, field, code, days in places:
-        if not (len(code) == 2 and code.isascii() and code.isdigit()):
+        if not code:
+            message = "The claim has no place of service; add the two-digit CMS code (like 11)."
+        elif not (len(code) == 2 and code.isascii() and code.isdigit()):
             message = (
                 "Place of service is not a two-digit CMS code (like 11 for office); correct it."
             )
