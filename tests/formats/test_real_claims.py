@@ -296,7 +296,7 @@ def _scrubbed(claim: ConvertedClaim) -> tuple[str, Counter[tuple[str, int | None
     return read.event.claim.claim_id, found
 
 
-@pytest.mark.parametrize("relative", sorted(EXPECTED))
+@pytest.mark.parametrize("relative", sorted(EXPECTED), ids=lambda relative: Path(relative).name)
 def test_every_finding_on_a_real_claim_is_one_a_coder_agrees_with(relative: str) -> None:
     outcomes = _read(relative)
     expected = EXPECTED[relative]

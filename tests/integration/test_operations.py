@@ -2,10 +2,12 @@
 
 import asyncio
 import urllib.error
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from claim_scrubber.adapters.ruleset_file import load_ruleset
 from tests.claims import canary_event, event_bytes, patched, phi_strings
 from tests.conftest import WorkerStarter
 from tests.kafka_harness import Topics, collect, free_port, http_get, produce
@@ -45,6 +47,13 @@ async def test_metrics_count_what_the_topics_received_and_health_follows_the_wor
     await _status_becomes(port, "/readyz", 200)
     (incomplete,) = worker.events("ruleset.incomplete")
     assert incomplete["missing"][0].startswith('unit_limits."Q4390"')
+    newest = load_ruleset().code_sets.icd10cm[-1]
+    past_it = datetime.now(UTC).date() > newest.effective_through
+    assert past_it == any(gap.startswith("code_sets.icd10cm") for gap in incomplete["missing"])
+    (started,) = worker.events("worker.started")
+    assert started["code_sets"]["icd10cm"] == [
+        f"{newest.release}, in force 2025-10-01 to 2026-09-30"
+    ]
 
     clean = [
         event_bytes(

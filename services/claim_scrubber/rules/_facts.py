@@ -140,9 +140,9 @@ class LineFacts:
     own_place_of_service: str | None
     """The line's own place of service (contract v1.1), normalized; None when not given."""
     ndc: str | None
-    """The National Drug Code as sent, without hyphens or spaces (contract v1.2)."""
-    description: str
-    """The line's note (its description), folded for comparison: blanks collapsed, upper-case."""
+    """The National Drug Code as sent (contract v1.2)."""
+    description: str | None
+    """The line's note as sent: the description of a not-otherwise-classified code."""
 
     def field(self, name: str) -> str:
         return f"claim.lines[{self.index}].{name}"
@@ -245,8 +245,8 @@ class ClaimFacts:
                     own_place_of_service=(
                         None if line.place_of_service is None else _code(line.place_of_service)
                     ),
-                    ndc=_ndc(line.ndc),
-                    description=" ".join((line.note or "").split()).upper(),
+                    ndc=line.ndc,
+                    description=line.note,
                 ),
             )
         self.lines: tuple[LineFacts, ...] = tuple(lines)
@@ -275,13 +275,6 @@ def _q4390_places(claim_place: str, product_lines: tuple[LineFacts, ...]) -> tup
         if line.own_place_of_service is not None
     )
     return tuple(places)
-
-
-def _ndc(text: str | None) -> str | None:
-    if text is None:
-        return None
-    digits = "".join(text.split()).replace("-", "")
-    return digits or None
 
 
 def _attachments_note(attachments: list[Attachment]) -> str:

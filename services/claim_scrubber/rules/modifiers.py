@@ -338,9 +338,9 @@ def no_noncoverage_modifier(facts: ClaimFacts) -> Iterator[Hit]:
 )
 def duplicate_line(facts: ClaimFacts) -> Iterator[Hit]:
     """A line must not repeat an earlier line's procedure code, service date, set of modifiers
-    (["00"] counts as no modifier) and NDC (absent equals absent); for a not-otherwise-
+    (["00"] counts as no modifier) and NDC as sent (absent equals absent); for a not-otherwise-
     classified code (the ruleset's code_sets.not_otherwise_classified: J3490, unlisted CPT
-    codes ...) also its description (note).
+    codes ...) also its description (note, as sent).
 
     Exact repeats are denied as duplicates; bill more units on one line, or add the
     modifier (such as 59 or XS) that makes the second service distinct. Lines that differ in
@@ -348,14 +348,20 @@ def duplicate_line(facts: ClaimFacts) -> Iterator[Hit]:
     would make a wrong claim.
     """
     unclassified = facts.ruleset.code_sets.not_otherwise_classified
-    seen: dict[tuple[str, date, frozenset[str], str | None, str], int] = {}
+    seen: dict[tuple[str, date, frozenset[str], str | None, str | None], int] = {}
     for line in facts.lines:
-        description = line.description if line.code in unclassified else ""
-        key = (line.code, line.service_date, line.modifier_set, line.ndc, description)
+        noc = line.code in unclassified
+        key = (
+            line.code,
+            line.service_date,
+            line.modifier_set,
+            line.ndc,
+            line.description if noc else None,
+        )
         if key in seen:
             same = ["code", "date", "modifiers"]
-            same += ["NDC"] if line.ndc else []
-            same += ["description"] if description else []
+            same += ["NDC"] if line.ndc is not None else []
+            same += ["description"] if noc and line.description is not None else []
             yield Hit(
                 line.number,
                 line.field("procedure_code"),
