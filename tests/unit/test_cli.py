@@ -113,6 +113,27 @@ class TestOfflineCommands:
         assert result.returncode == 2
         assert b"invalid setting SCRUBBER_MAX_MESSAGE_BYTES" in result.stderr
 
+    def test_a_mistyped_setting_stops_every_command_naming_the_closest_known_one(
+        self, tmp_path: Path
+    ) -> None:
+        claims = tmp_path / "claims.jsonl"
+        claims.write_bytes(event_bytes(default_event()) + b"\n")
+        commands = [
+            ("rules",),
+            ("scrub", str(claims)),
+            ("convert", "--from", "x12", str(claims)),
+            ("impact", "--ruleset", str(claims), str(claims)),
+            ("worker",),
+        ]
+
+        for command in commands:
+            result = _run(*command, SCRUBBER_RULSET="tuned.toml")
+
+            assert result.returncode == 2, command
+            [line] = result.stderr.decode().splitlines()
+            assert "unknown setting SCRUBBER_RULSET" in line, command
+            assert "did you mean SCRUBBER_RULESET?" in line, command
+
     def test_offline_commands_do_not_import_the_kafka_stack(self) -> None:
         probe = (
             "import sys, io\n"

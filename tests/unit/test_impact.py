@@ -1,6 +1,7 @@
 """`claim-scrubber impact`: what a ruleset change would do to a replay file of claims."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,3 +86,52 @@ def test_rules_shows_the_severities_a_ruleset_sets(tmp_path: Path) -> None:
 
     assert any(line.startswith("PRICE-001") and "off (default info)" in line for line in shown)
     assert any(line.startswith("PAY-001") and "[aetna: warning]" in line for line in shown)
+
+
+def test_the_baseline_is_the_ruleset_in_use_when_scrubber_ruleset_names_one(
+    tmp_path: Path,
+) -> None:
+    in_use = tmp_path / "in-use.toml"
+    in_use.write_text(
+        default_ruleset_text().replace('version = "2026.12.0"', 'version = "ops-7"'), "utf-8"
+    )
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SCRUBBER_")}
+
+    result = subprocess.run(
+        [CLI, "impact", "--ruleset", str(in_use), str(_replay_file(tmp_path))],
+        env=environment | {"SCRUBBER_RULESET": str(in_use)},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+    (summary,) = [
+        json.loads(line) for line in result.stderr.splitlines() if "impact.finished" in line
+    ]
+    assert summary["baseline_ruleset"] == "ops-7"
+    assert result.stdout == ""
+
+
+def test_an_outcome_that_flips_because_a_severity_changed_names_the_rule(
+    tmp_path: Path,
+) -> None:
+    result = _impact(tmp_path, '[payers.aetna.rules."PAY-001"]\nseverity = "warning"\n')
+
+    changes = [json.loads(line) for line in result.stdout.splitlines()]
+    aetna = [change for change in changes if change["claim_id"] == "CLM-2026-020003"]
+    assert aetna == [
+        {
+            "event_id": "golden-aetna",
+            "claim_id": "CLM-2026-020003",
+            "before": "needs_review",
+            "after": "clean",
+            "added": [],
+            "removed": [],
+            "severity_changed": {"PAY-001": "error->warning"},
+        }
+    ]
+    (summary,) = [
+        json.loads(line) for line in result.stderr.splitlines() if "impact.finished" in line
+    ]
+    assert summary["severities_changed"] == {"PAY-001": 1}

@@ -1,5 +1,6 @@
 """The worker's settings: environment variables with the SCRUBBER_ prefix, nothing else."""
 
+import difflib
 import os
 import socket
 from pathlib import Path
@@ -234,20 +235,29 @@ class Settings(OfflineSettings):
         return None
 
 
-def load_settings() -> Settings:
-    """Read the settings; an unknown SCRUBBER_ variable or a bad value raises SettingsError."""
-    known = {
+def _refuse_unknown_settings() -> None:
+    """Every command refuses a SCRUBBER_ variable that no command reads (a typo would
+    otherwise fall back to a default silently), naming the closest known setting."""
+    known = sorted(
         f"{ENV_PREFIX}{name.upper()}"
         for name, field in Settings.model_fields.items()
         if field.validation_alias is None
-    }
+    )
     unknown = sorted(
         name
         for name in os.environ
         if name.upper().startswith(ENV_PREFIX) and name.upper() not in known
     )
-    if unknown:
-        raise SettingsError(f"unknown setting {unknown[0]} (known: {', '.join(sorted(known))})")
+    if not unknown:
+        return
+    closest = difflib.get_close_matches(unknown[0].upper(), known, n=1)
+    hint = f"did you mean {closest[0]}?" if closest else f"known: {', '.join(known)}"
+    raise SettingsError(f"unknown setting {unknown[0]} ({hint})")
+
+
+def load_settings() -> Settings:
+    """Read the settings; an unknown SCRUBBER_ variable or a bad value raises SettingsError."""
+    _refuse_unknown_settings()
     try:
         return Settings()
     except ValidationError as error:
@@ -255,7 +265,9 @@ def load_settings() -> Settings:
 
 
 def load_offline_settings() -> OfflineSettings:
-    """The offline commands' settings; SettingsError names a bad one of them."""
+    """The offline commands' settings; SettingsError names a bad one of them, or a
+    SCRUBBER_ variable that no command reads. A worker-only setting never stops them."""
+    _refuse_unknown_settings()
     try:
         return OfflineSettings()
     except ValidationError as error:

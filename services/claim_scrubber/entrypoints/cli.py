@@ -242,7 +242,8 @@ def _impact(candidate_file: Path, baseline_file: Path | None, claims_file: str) 
     """One JSON line per claim whose outcome or reported rule ids change; a summary on
     stderr. Never a patient field: event and claim ids, outcomes and rule ids only."""
     settings = _offline()
-    baseline = Scrubber(_ruleset(baseline_file), max_message_bytes=settings.max_message_bytes)
+    in_use = baseline_file if baseline_file is not None else settings.ruleset
+    baseline = Scrubber(_ruleset(in_use), max_message_bytes=settings.max_message_bytes)
     candidate = Scrubber(_ruleset(candidate_file), max_message_bytes=settings.max_message_bytes)
     with _open_input(claims_file) as (_, lines):
         report = compare(baseline, candidate, (raw.rstrip(b"\r\n") for raw in lines))
@@ -258,6 +259,7 @@ def _impact(candidate_file: Path, baseline_file: Path | None, claims_file: str) 
                     "added": list(change.added),
                     "removed": list(change.removed),
                 }
+                | ({"severity_changed": change.severity_changed} if change.severity_changed else {})
             )
             + b"\n"
         )
@@ -272,6 +274,7 @@ def _impact(candidate_file: Path, baseline_file: Path | None, claims_file: str) 
         outcomes_changed={f"{a}->{b}": n for (a, b), n in sorted(report.outcome_changes.items())},
         rules_started=dict(sorted(report.rules_started.items())),
         rules_stopped=dict(sorted(report.rules_stopped.items())),
+        severities_changed=dict(sorted(report.severities_changed.items())),
     )
     return EXIT_OK
 
@@ -333,7 +336,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     impact.add_argument("--ruleset", type=Path, required=True, help="the new ruleset")
     impact.add_argument(
-        "--baseline", type=Path, help="the ruleset in use (default: the shipped one)"
+        "--baseline",
+        type=Path,
+        help="the ruleset in use (default: SCRUBBER_RULESET, else the shipped one)",
     )
     impact.add_argument("claims", metavar="CLAIMS", help="ClaimEvent JSON lines; '-' for stdin")
     schemas = commands.add_parser(

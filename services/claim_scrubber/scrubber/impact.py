@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from claim_scrubber.models import Finding, Severity
 from claim_scrubber.scrubber.core import Scrubber
 from claim_scrubber.scrubber.intake import Accepted, read_claim_event
 
@@ -24,6 +25,9 @@ class OutcomeChange:
     after: str
     added: tuple[str, ...]
     removed: tuple[str, ...]
+    severity_changed: dict[str, str]
+    """Rule id → `before->after` for each rule that fired under both with another severity
+    (what flips an outcome when no rule starts or stops)."""
 
 
 @dataclass
@@ -34,6 +38,18 @@ class ImpactReport:
     outcome_changes: Counter[tuple[str, str]] = field(default_factory=Counter)
     rules_started: Counter[str] = field(default_factory=Counter)
     rules_stopped: Counter[str] = field(default_factory=Counter)
+    severities_changed: Counter[str] = field(default_factory=Counter)
+
+
+def _severities(findings: Iterable[Finding]) -> dict[str, str]:
+    """Each rule's highest severity among the findings (error over warning over info)."""
+    rank = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
+    found: dict[str, Severity] = {}
+    for finding in findings:
+        held = found.get(finding.rule_id)
+        if held is None or rank[finding.severity] < rank[held]:
+            found[finding.rule_id] = finding.severity
+    return {rule_id: severity.value for rule_id, severity in found.items()}
 
 
 def compare(baseline: Scrubber, candidate: Scrubber, events: Iterable[bytes]) -> ImpactReport:
@@ -50,6 +66,12 @@ def compare(baseline: Scrubber, candidate: Scrubber, events: Iterable[bytes]) ->
         removed = tuple(sorted(set(before.rule_ids) - set(after.rule_ids)))
         if before.outcome is after.outcome and not added and not removed:
             continue
+        was, now = _severities(before.findings), _severities(after.findings)
+        reseverity = {
+            rule_id: f"{was[rule_id]}->{now[rule_id]}"
+            for rule_id in sorted(was.keys() & now.keys())
+            if was[rule_id] != now[rule_id]
+        }
         report.changed.append(
             OutcomeChange(
                 event_id=read.event.event_id,
@@ -58,10 +80,12 @@ def compare(baseline: Scrubber, candidate: Scrubber, events: Iterable[bytes]) ->
                 after=after.outcome.value,
                 added=added,
                 removed=removed,
+                severity_changed=reseverity,
             )
         )
         if before.outcome is not after.outcome:
             report.outcome_changes[(before.outcome.value, after.outcome.value)] += 1
         report.rules_started.update(added)
         report.rules_stopped.update(removed)
+        report.severities_changed.update(reseverity.keys())
     return report
