@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib.util import find_spec
 from pathlib import Path, PurePosixPath
 from typing import Annotated, Final, Literal, Self, TypeVar
@@ -104,12 +104,21 @@ class ModifierCodeSet(BaseModel):
         """The modifier's row (Level I, then Level II), or None when neither lists it."""
         return self.level_i.get(modifier) or self.level_ii.get(modifier)
 
+    @cached_property
+    def ambulance_pairs(self) -> frozenset[str]:
+        """Every origin/destination pair (an origin letter, then a destination letter)."""
+        return frozenset(o + d for o in self.ambulance.origins for d in self.ambulance.destinations)
+
     def is_ambulance_pair(self, modifier: str) -> bool:
-        return (
-            len(modifier) == 2
-            and modifier[0] in self.ambulance.origins
-            and modifier[1] in self.ambulance.destinations
-        )
+        return modifier in self.ambulance_pairs
+
+    @cached_property
+    def windows(self) -> dict[str, tuple[date | None, date | None]]:
+        """Each listed modifier's (from, through), for the per-line check on the hot path."""
+        return {
+            code: (entry.effective_from, entry.effective_through)
+            for code, entry in (*self.level_ii.items(), *self.level_i.items())
+        }
 
     def size(self) -> int:
         return len(self.level_i) + len(self.level_ii)

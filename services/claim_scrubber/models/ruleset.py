@@ -47,6 +47,9 @@ __all__ = [
 
 _RULESET_MODEL = ConfigDict(frozen=True, extra="forbid")
 
+_MEMO_DAYS = 4096
+"""Dates of service whose ICD-10-CM release is remembered (about eleven years of days)."""
+
 READ_CODE_SET = "read_code_set"
 """Validation-context key of the SourceReader that reads the ruleset's code-set files
 (default: the shipped files, for the shipped ruleset)."""
@@ -235,7 +238,7 @@ class Icd10CmRelease(BaseModel):
         self._table = read_icd10cm(self.codes, _reader(info))
         return self
 
-    @property
+    @cached_property
     def table(self) -> DiagnosisCodeTable:
         return self._table
 
@@ -279,20 +282,32 @@ class CodeSets(BaseModel):
         self._places = read_code_set(self.places_of_service, PlaceOfServiceCodeSet, reader)
         return self
 
-    @property
+    @cached_property
     def modifier_table(self) -> ModifierCodeSet:
         return self._modifiers
 
-    @property
+    @cached_property
     def place_of_service_table(self) -> PlaceOfServiceCodeSet:
         return self._places
 
+    @cached_property
+    def _release_by_day(self) -> dict[date, tuple[Icd10CmRelease, bool]]:
+        """Memo of icd10cm_release_for: claims name few dates of service, over and over."""
+        return {}
+
     def icd10cm_release_for(self, day: date) -> tuple[Icd10CmRelease, bool]:
         """The release in force on `day` and True; else the nearest release and False."""
-        for release in self.icd10cm:
-            if release.covers(day):
-                return release, True
-        return min(self.icd10cm, key=lambda release: release.days_away(day)), False
+        memo = self._release_by_day
+        found = memo.get(day)
+        if found is None:
+            covering = [release for release in self.icd10cm if release.covers(day)]
+            if covering:
+                found = (covering[0], True)
+            else:
+                found = (min(self.icd10cm, key=lambda release: release.days_away(day)), False)
+            if len(memo) < _MEMO_DAYS:
+                memo[day] = found
+        return found
 
     @property
     def releases(self) -> dict[str, list[str]]:

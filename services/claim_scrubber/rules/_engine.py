@@ -45,6 +45,8 @@ class Rule:
     check: Check
     professional_only: bool = False
     """It judges fields an institutional claim does not have (rules.md v1.2 Definitions)."""
+    documented_only: bool = False
+    """It judges the documentation object, and a claim without one is DOC-008's alone."""
 
 
 def rule(
@@ -57,6 +59,7 @@ def rule(
     passes: str,
     q4390_only: bool = False,
     professional_only: bool = False,
+    documented_only: bool = False,
 ) -> Callable[[Check], Rule]:
     """Declare a rule: the check's docstring is 'what' and, after a blank line, 'why'."""
 
@@ -69,7 +72,9 @@ def rule(
             fails=fails,
             passes=passes,
         )
-        return Rule(rule_id, title, severity, q4390_only, doc, check, professional_only)
+        return Rule(
+            rule_id, title, severity, q4390_only, doc, check, professional_only, documented_only
+        )
 
     return declare
 
@@ -139,8 +144,13 @@ def run_rules(facts: ClaimFacts, rules: Iterable[Rule]) -> list[Finding]:
     add = findings.append
     q4390_claim = facts.is_q4390_claim
     professional = facts.is_professional
+    documented = facts.documentation is not None
     for entry in rules:
-        if (entry.q4390_only and not q4390_claim) or (entry.professional_only and not professional):
+        if (
+            (entry.q4390_only and not q4390_claim)
+            or (entry.professional_only and not professional)
+            or (entry.documented_only and not documented)
+        ):
             continue
         try:
             for hit in entry.check(facts):

@@ -7,12 +7,11 @@ never the wall clock.
 
 import math
 import re
-from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from functools import lru_cache, wraps
-from typing import Final, TypeVar
+from functools import lru_cache
+from typing import Final
 
 from claim_scrubber.models import ClaimEvent, PayerProfile, Ruleset
 from claim_scrubber.models.code_sets import DatedCode
@@ -31,7 +30,6 @@ __all__ = [
     "money_text",
     "npi_valid",
     "number_text",
-    "when_documented",
     "whole_units",
 ]
 
@@ -294,20 +292,3 @@ def _attachments_note(attachments: list[Attachment]) -> str:
     count = "an attachment" if len(attachments) == 1 else f"{len(attachments)} attachments"
     which = f" ({'; '.join(described)})" if described else ""
     return f" The claim lists {count} sent separately{which}: check whether it holds this."
-
-
-_Result = TypeVar("_Result")
-
-
-def when_documented(
-    check: Callable[["ClaimFacts"], Iterable[_Result]],
-) -> Callable[["ClaimFacts"], Iterator[_Result]]:
-    """A check that judges the clinical record only when the claim has one: without a
-    `documentation` object DOC-008 reports its absence once (one root cause, one finding)."""
-
-    @wraps(check)
-    def judged(facts: "ClaimFacts") -> Iterator[_Result]:
-        if facts.documentation is not None:
-            yield from check(facts)
-
-    return judged

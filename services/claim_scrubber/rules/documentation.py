@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 from claim_scrubber.models import Severity
 from claim_scrubber.rules._engine import Hit, rule
-from claim_scrubber.rules._facts import ClaimFacts, code_range, is_missing, when_documented
+from claim_scrubber.rules._facts import ClaimFacts, code_range, is_missing
 
 __all__ = [
     "applied_quantity_documented",
@@ -35,8 +35,8 @@ _SOURCE = "MAC articles A54117/A56696 and Novitas L35041: documentation requirem
     fails='"wound": {"area_cm2": 0} or no wound',
     passes='"wound": {"area_cm2": 18.5}',
     q4390_only=True,
+    documented_only=True,
 )
-@when_documented
 def wound_area_documented(facts: ClaimFacts) -> Iterator[Hit]:
     """The wound's area_cm2 must be documented and above 0.
 
@@ -60,8 +60,8 @@ def wound_area_documented(facts: ClaimFacts) -> Iterator[Hit]:
     fails='"wound": {"indication": " "}',
     passes='"wound": {"indication": "chronic non-healing diabetic foot ulcer"}',
     q4390_only=True,
+    documented_only=True,
 )
-@when_documented
 def indication_documented(facts: ClaimFacts) -> Iterator[Hit]:
     """The wound's indication (why a skin substitute is used) must be documented.
 
@@ -85,8 +85,8 @@ def indication_documented(facts: ClaimFacts) -> Iterator[Hit]:
     fails='"primary_procedure_code": null',
     passes='"primary_procedure_code": "15275"',
     q4390_only=True,
+    documented_only=True,
 )
-@when_documented
 def primary_procedure_documented(facts: ClaimFacts) -> Iterator[Hit]:
     """documentation.primary_procedure_code must name the application procedure.
 
@@ -110,8 +110,8 @@ def primary_procedure_documented(facts: ClaimFacts) -> Iterator[Hit]:
     fails='"lot_numbers": [] or [" "]',
     passes='"lot_numbers": ["ASC-24-0117"]',
     q4390_only=True,
+    documented_only=True,
 )
-@when_documented
 def lot_number_documented(facts: ClaimFacts) -> Iterator[Hit]:
     """At least one non-blank product lot number must be documented.
 
@@ -134,8 +134,8 @@ def lot_number_documented(facts: ClaimFacts) -> Iterator[Hit]:
     fails='"quantity_applied_cm2": 0 or missing',
     passes='"quantity_applied_cm2": 20',
     q4390_only=True,
+    documented_only=True,
 )
-@when_documented
 def applied_quantity_documented(facts: ClaimFacts) -> Iterator[Hit]:
     """The product's quantity_applied_cm2 must be documented and above 0.
 
@@ -158,8 +158,8 @@ def applied_quantity_documented(facts: ClaimFacts) -> Iterator[Hit]:
     fails='"medical_necessity": null',
     passes='"medical_necessity": "Ulcer failed 6 weeks of offloading ..."',
     q4390_only=True,
+    documented_only=True,
 )
-@when_documented
 def medical_necessity_documented(facts: ClaimFacts) -> Iterator[Hit]:
     """A medical necessity statement must be documented.
 
@@ -185,8 +185,8 @@ def medical_necessity_documented(facts: ClaimFacts) -> Iterator[Hit]:
     passes='"location": "foot" (one of trunk, arm, leg, face, scalp, eyelid, mouth, neck, '
     "ear, orbit, genitalia, hand, foot, digit)",
     q4390_only=True,
+    documented_only=True,
 )
-@when_documented
 def location_documented(facts: ClaimFacts) -> Iterator[Hit]:
     """The wound location must be one of the listed anatomic sites.
 

@@ -78,8 +78,17 @@ def known_modifiers(facts: ClaimFacts) -> Iterator[Hit]:
     The table is the complete published code set, so a valid modifier is never reported.
     """
     table = facts.ruleset.code_sets.modifier_table
+    windows = table.windows
     for line in facts.lines:
+        day = line.service_date
         for position, modifier in enumerate(line.modifiers):
+            window = windows.get(modifier)
+            if (
+                window is not None
+                and (window[0] is None or window[0] <= day)
+                and (window[1] is None or day <= window[1])
+            ):
+                continue
             if modifier == NO_MODIFIER or table.is_ambulance_pair(modifier):
                 continue
             entry = table.entry(modifier)

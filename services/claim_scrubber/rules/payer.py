@@ -10,7 +10,6 @@ from claim_scrubber.rules._facts import (
     ClaimFacts,
     is_missing,
     number_text,
-    when_documented,
 )
 
 __all__ = [
@@ -96,8 +95,8 @@ def prior_authorization_present(facts: ClaimFacts) -> Iterator[Hit]:
     fails="Medicare claim with application_number 11 (limit 10) or none",
     passes="Medicare claim with application_number 2",
     q4390_only=True,
+    documented_only=True,
 )
-@when_documented
 def applications_within_limit(facts: ClaimFacts) -> Iterator[Hit]:
     """When the payer limits applications per episode, wound.application_number must be
     documented and not above the limit.
@@ -126,8 +125,8 @@ def applications_within_limit(facts: ClaimFacts) -> Iterator[Hit]:
     fails="Medicare, episode_start_date 2026-08-01 and Q4390 on 2026-11-20 (more than 12 weeks)",
     passes="Medicare, episode_start_date 2026-11-06 and Q4390 on 2026-11-20",
     q4390_only=True,
+    documented_only=True,
 )
-@when_documented
 def episode_within_length(facts: ClaimFacts) -> Iterator[Hit]:
     """When the payer limits the episode length, wound.episode_start_date must be documented
     and the latest Q4390 date of service may be at most weeks x 7 days after it.
@@ -162,8 +161,8 @@ def episode_within_length(facts: ClaimFacts) -> Iterator[Hit]:
     fails="Medicare claim with standard_of_care_weeks 3 (minimum 4)",
     passes="Medicare claim with standard_of_care_weeks 6",
     q4390_only=True,
+    documented_only=True,
 )
-@when_documented
 def standard_care_tried(facts: ClaimFacts) -> Iterator[Hit]:
     """When the payer requires a minimum of standard wound care first,
     wound.standard_of_care_weeks must be documented and at least that minimum.
