@@ -641,23 +641,30 @@ def _diagnoses(elements: list[str], component: str) -> list[str]:
     """The diagnoses of one HI segment; _BadValueError names the entry that cannot be read
     (a diagnosis qualifier without a code, or a qualifier no 837P HI uses)."""
     found = []
-    for number, composite in enumerate(elements[1:], start=1):
+    for composite in elements[1:]:
         qualifier, _, rest = composite.partition(component)
         code = rest.partition(component)[0].strip()
         qualifier = qualifier.strip()
-        if not qualifier and not code:
-            continue
-        where = f"HI{number:02d}"
-        if qualifier in _ICD10 or qualifier in _ICD9:
-            if not code:
-                raise _BadValueError(f"{where}: the diagnosis entry has no code")
-            found.append(_dotted(code) if qualifier in _ICD10 else code)
-        elif qualifier not in _NOT_DIAGNOSES:
-            raise _BadValueError(
-                f"{where}: the qualifier is not one an 837P HI uses (ABK, ABF, BK, BF for "
-                "diagnoses; BP, BO, BG)"
-            )
+        if code and qualifier in _ICD10:
+            found.append(_dotted(code))
+        elif code and qualifier in _ICD9:
+            found.append(code)
+        elif qualifier or code:
+            _refuse_diagnosis(elements, composite, qualifier)
     return found
+
+
+def _refuse_diagnosis(elements: list[str], composite: str, qualifier: str) -> None:
+    """Raise for an HI entry that is no diagnosis we can read (unless it is a procedure or
+    condition entry, which is not a diagnosis)."""
+    where = f"HI{elements.index(composite):02d}"
+    if qualifier in _ICD10 or qualifier in _ICD9:
+        raise _BadValueError(f"{where}: the diagnosis entry has no code")
+    if qualifier not in _NOT_DIAGNOSES:
+        raise _BadValueError(
+            f"{where}: the qualifier is not one an 837P HI uses (ABK, ABF, BK, BF for "
+            "diagnoses; BP, BO, BG)"
+        )
 
 
 def read_837p(data: bytes, *, directory: PayerDirectory, zone: ZoneInfo) -> Conversion:

@@ -10,7 +10,7 @@ that `simple-icd-10-cm` ships). A source is a path relative to the ruleset file,
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from functools import cached_property, lru_cache
 from importlib.util import find_spec
@@ -135,11 +135,23 @@ class PlaceOfServiceCodeSet(BaseModel):
     release: Annotated[str, Field(min_length=1, max_length=200)]
     codes: dict[_PlaceCode, DatedCode]
 
+    @cached_property
+    def windows(self) -> dict[str, tuple[date, date]]:
+        """Each code's (from, through), open ends as date.min / date.max, for the hot path."""
+        return {
+            code: (entry.effective_from or date.min, entry.effective_through or date.max)
+            for code, entry in self.codes.items()
+        }
+
 
 DiagnosisStatus = Literal["billable", "category", "unknown"]
 
 _UNDOTTED_ICD10: Final = re.compile(r"[A-Z][0-9][0-9A-Z][0-9A-Z]{0,4}")
 _CATEGORY_LENGTH: Final = 3
+
+
+_MEMO_CODES: Final = 16384
+"""Diagnoses whose status a table remembers (claims repeat the same few thousand)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,14 +161,21 @@ class DiagnosisCodeTable:
 
     billable: frozenset[str]
     shortest_billable_below: dict[str, int]
+    _memo: dict[str, DiagnosisStatus] = field(default_factory=dict, compare=False, repr=False)
 
     def status(self, dotted_code: str) -> DiagnosisStatus:
+        found = self._memo.get(dotted_code)
+        if found is not None:
+            return found
         code = dotted_code.replace(".", "")
+        status: DiagnosisStatus = "unknown"
         if code in self.billable:
-            return "billable"
-        if code in self.shortest_billable_below:
-            return "category"
-        return "unknown"
+            status = "billable"
+        elif code in self.shortest_billable_below:
+            status = "category"
+        if len(self._memo) < _MEMO_CODES:
+            self._memo[dotted_code] = status
+        return status
 
     def characters_needed(self, dotted_code: str) -> int:
         """How many characters (without the dot) the shortest billable code under a category

@@ -56,7 +56,9 @@ def npi_valid(npi: str | None) -> bool:
     return (kept + doubled) % 10 == 0
 
 
+@lru_cache(maxsize=16384)
 def icd10_shaped(code: str) -> bool:
+    """Cached: claims carry the same few thousand diagnoses over and over."""
     return _ICD10_CM.fullmatch(code) is not None
 
 
@@ -192,14 +194,9 @@ class ClaimFacts:
         self.wound: Wound | None = claim.documentation.wound if claim.documentation else None
         self.product: Product | None = claim.documentation.product if claim.documentation else None
         self.location = _lower(self.wound.location) if self.wound else None
-        self.attachments_note = _attachments_note(
-            [
-                *(claim.attachments or ()),
-                *(a for line in claim.lines for a in line.attachments or ()),
-            ]
-        )
+        attachments = list(claim.attachments or ())
         self.is_professional = claim.claim_type == "professional"
-        self.earliest_service_date: date = min(line.service_date for line in claim.lines)
+        self.earliest_service_date: date = min([line.service_date for line in claim.lines])
         release, in_force = ruleset.code_sets.icd10cm_release_for(self.earliest_service_date)
         self.diagnosis_release: Icd10CmRelease = release
         """The ICD-10-CM release the diagnoses are judged by (rules.md v1.2 Definitions)."""
@@ -209,6 +206,8 @@ class ClaimFacts:
         application_codes = ruleset.application_codes
         lines = []
         for index, line in enumerate(claim.lines):
+            if line.attachments:
+                attachments.extend(line.attachments)
             code = _code(line.procedure_code)
             modifiers = tuple(_code(modifier) for modifier in line.modifiers)
             lines.append(
@@ -248,6 +247,7 @@ class ClaimFacts:
                 ),
             )
         self.lines: tuple[LineFacts, ...] = tuple(lines)
+        self.attachments_note = _attachments_note(attachments)
         self.product_lines = tuple(line for line in self.lines if line.is_product)
         self.administered_product_lines = tuple(
             line for line in self.product_lines if not line.carries_jw

@@ -276,6 +276,8 @@ def place_of_service_known(facts: ClaimFacts) -> Iterator[Hit]:
     that is malformed, unassigned, or not yet (or no longer) in effect is rejected at the
     front end.
     """
+    table = facts.ruleset.code_sets.place_of_service_table
+    windows = table.windows
     own_dates = [line.service_date for line in facts.lines if line.own_place_of_service is None]
     places: list[tuple[int | None, str, str, list[date]]] = [
         (
@@ -295,8 +297,10 @@ def place_of_service_known(facts: ClaimFacts) -> Iterator[Hit]:
         for line in facts.lines
         if line.own_place_of_service is not None
     )
-    table = facts.ruleset.code_sets.place_of_service_table
     for line_number, field, code, days in places:
+        window = windows.get(code)
+        if window is not None and any(window[0] <= day <= window[1] for day in days):
+            continue
         if not code:
             message = "The claim has no place of service; add the two-digit CMS code (like 11)."
         elif not (len(code) == 2 and code.isascii() and code.isdigit()):
@@ -308,12 +312,11 @@ def place_of_service_known(facts: ClaimFacts) -> Iterator[Hit]:
                 f"Place of service {code} is not an assigned CMS place-of-service code "
                 f"({table.release}); correct it."
             )
-        elif (problem := dated_code_problem(entry, days)) is not None:
+        else:
+            problem = dated_code_problem(entry, days)
             message = (
                 f"Place of service {code} ({entry.name}) {problem}; use the code in effect then."
             )
-        else:
-            continue
         yield Hit(line_number, field, message)
 
 
