@@ -74,14 +74,18 @@ def q4390_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_convert_writes_one_line_per_claim_in_file_order_and_skips_voids(tmp_path: Path) -> None:
+def test_convert_writes_the_claims_in_file_order_then_one_dead_letter_and_skips_voids(
+    tmp_path: Path,
+) -> None:
     result = run("convert", "--from", "x12", str(q4390_file(tmp_path)))
     assert result.returncode == 0
-    first, dead_letter, replacement = lines(result.stdout)
+    first, replacement, dead_letter = lines(result.stdout)
     assert first["claim"]["claim_id"] == "Q-1"
     assert dead_letter["error"]["kind"] == "invalid_x12"
     assert dead_letter["source"] == {"file": str(tmp_path / "batch.837"), "claim_index": 3}
     assert "SV102" in dead_letter["error"]["message"]
+    [rejected] = dead_letter["rejected_claims"]
+    assert (rejected["claim_index"], rejected["claim_id"]) == (3, "Q-3")
     assert replacement["event_type"] == "claim.resubmitted"
     assert replacement["claim"]["claim_id"] == "Q 4 #7"
     [summary] = [log for log in lines(result.stderr) if log["event"] == "intake.converted"]

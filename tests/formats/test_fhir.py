@@ -393,3 +393,25 @@ def test_a_drugs_ndc_is_read_from_its_coding_or_its_first_detail() -> None:
 
     assert [line["procedure_code"] for line in lines] == ["15275", "Q4390"]
     assert [line.get("ndc") for line in lines] == ["00338004938", "08290033010"]
+
+
+def _event_id(claim: dict[str, Any]) -> str:
+    return str(converted(json.dumps(claim).encode())["event_id"])
+
+
+def test_a_corrected_claim_without_a_version_gets_a_new_event_id() -> None:
+    original = documented_claim()
+    corrected = documented_claim()
+    corrected["item"][0]["net"] = {"value": 310}
+
+    assert _event_id(original) == _event_id(documented_claim())  # the same claim, the same id
+    assert _event_id(corrected) != _event_id(original)
+
+
+def test_a_versioned_claim_is_identified_by_its_identifier_and_version() -> None:
+    version_1 = documented_claim() | {"meta": {"versionId": "1"}}
+    version_1_in_another_bundle_shape = version_1 | {"id": "another-resource-id"}
+    version_2 = documented_claim() | {"meta": {"versionId": "2"}}
+
+    assert _event_id(version_1) == _event_id(version_1_in_another_bundle_shape)
+    assert _event_id(version_2) != _event_id(version_1)

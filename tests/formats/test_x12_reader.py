@@ -147,12 +147,13 @@ def test_claim_ids_with_spaces_and_hash_are_kept() -> None:
     assert claim["claim_id"] == "R03996273 #01"
 
 
-def test_event_ids_are_uuid5_of_sender_control_numbers_claim_id_and_ordinal() -> None:
+def test_event_ids_are_uuid5_of_submitter_reference_claim_id_and_ordinal() -> None:
     data = interchange(transaction(subscriber(2), q4390_claim("A"), q4390_claim("A")))
     first, second = read(data).converted
     namespace = uuid.UUID("6f1c4f2e-5a7e-4c55-9d53-0c1f3c9b2a10")
-    assert first.event_id == str(uuid.uuid5(namespace, "SUBMITTER01|000000101|101|0001|A|1"))
-    assert second.event_id == str(uuid.uuid5(namespace, "SUBMITTER01|000000101|101|0001|A|2"))
+    # contract section 7 v1.2: 1000A NM109 (submitter), BHT03, CLM01, ordinal among that CLM01
+    assert first.event_id == str(uuid.uuid5(namespace, "837|S0001|BATCH01|A|1"))
+    assert second.event_id == str(uuid.uuid5(namespace, "837|S0001|BATCH01|A|2"))
 
 
 def test_commercial_payers_come_from_the_payer_id_table_and_bcbs_from_sbr09() -> None:
@@ -341,3 +342,41 @@ def test_a_level_whose_parent_is_not_defined_rejects_only_its_own_claims() -> No
     [rejected] = conversion.rejected
     assert rejected.index == 2
     assert "HL02): the parent level is not defined" in rejected.message
+
+
+def _ids(data: bytes) -> list[str]:
+    return [claim.event_id for claim in read(data).converted]
+
+
+def test_event_ids_survive_a_re_sent_interchange_with_new_control_numbers() -> None:
+    first = interchange(transaction(subscriber(2), q4390_claim("R-1"), q4390_claim("R-2")))
+    re_sent = (
+        first.replace(b"*000000101*", b"*000000777*")  # ISA13 / IEA02
+        .replace(b"*101*X*", b"*777*X*")  # GS06
+        .replace(b"GE*1*101", b"GE*1*777")
+        .replace(b"ST*837*0001*", b"ST*837*0777*")  # ST02
+    )
+    assert re_sent != first
+
+    assert _ids(re_sent) == _ids(first)
+    assert len(set(_ids(first))) == 2
+
+
+def test_event_ids_differ_for_another_submitter_reference_or_claim() -> None:
+    base = interchange(transaction(subscriber(2), q4390_claim("R-1")))
+    other_batch = base.replace(b"BHT*0019*00*BATCH01*", b"BHT*0019*00*BATCH02*")
+    other_submitter = base.replace(b"*46*S0001", b"*46*S0002")
+    other_claim = interchange(transaction(subscriber(2), q4390_claim("R-9")))
+
+    ids = {tuple(_ids(data)) for data in (base, other_batch, other_submitter, other_claim)}
+
+    assert len(ids) == 4
+
+
+def test_two_claims_with_one_clm01_in_a_transaction_get_two_ids_by_their_ordinal() -> None:
+    data = interchange(transaction(subscriber(2), q4390_claim("DUP-1"), q4390_claim("DUP-1")))
+
+    first, second = _ids(data)
+
+    assert first != second
+    assert (first, second) == tuple(_ids(data))  # and the same ones every time

@@ -34,6 +34,7 @@ def mapping(dead_letter_max_bytes: int | None = 2 * 1024 * 1024) -> IntakeMappin
         dead_letter_topic="claims.dead-letter",
         dead_letter_max_bytes=dead_letter_max_bytes,
         worker_id="unit",
+        ruleset_version=load_ruleset().version,
     )
 
 
@@ -114,3 +115,54 @@ def test_a_dead_letter_that_would_not_fit_its_topic_is_cut_with_the_whole_record
     assert letter["payload_truncated"] is True
     assert letter["payload_bytes"] == len(data)
     assert len(routed.outputs[-1].value) <= 2 * 1024 - 1024 - len(b"batch-7")  # beside framing, key
+
+
+def test_a_record_with_many_unusable_claims_is_one_dead_letter_listing_each() -> None:
+    parts = [subscriber(2), q4390_claim("G-1")]
+    parts += [q4390_claim(f"B-{n}", lines=BAD_LINES) for n in range(5)]
+    parts += [q4390_claim("G-2")]
+    data = interchange(transaction(*parts))
+
+    routed = mapping().route(Record(data), "2026-11-28T12:00:00.000Z")
+
+    events = [o for o in routed.outputs if o.topic == "claims.submitted"]
+    [dead] = [o for o in routed.outputs if o.topic == "claims.dead-letter"]
+    assert [event.key for event in events] == [b"G-1", b"G-2"]
+    letter = orjson.loads(dead.value)
+    assert base64.b64decode(letter["payload_base64"]) == data  # the record's bytes, once
+    assert [(r["claim_index"], r["claim_id"], r["kind"]) for r in letter["rejected_claims"]] == [
+        (index, f"B-{index - 2}", "invalid_x12") for index in range(2, 7)
+    ]
+    assert all("SV102" in r["message"] for r in letter["rejected_claims"])
+    assert letter["error"]["kind"] == "invalid_x12"
+    assert "5 of 7 claims" in letter["error"]["message"]
+    assert routed.tally.outcomes.count("dead_letter") == 5  # claims, for the metrics
+
+
+def test_an_intake_dead_letter_carries_the_contract_headers_and_names_the_claim() -> None:
+    routed = mapping().route(Record(batch()), "2026-11-28T12:00:00.000Z")
+
+    dead = routed.outputs[-1]
+
+    assert dict(dead.headers) == {
+        "content-type": b"application/json",
+        "event-id": b"",
+        "claim-id": b"A-3",
+        "outcome": b"dead_letter",
+        "ruleset-version": load_ruleset().version.encode(),
+        "traceparent": TRACEPARENT,
+    }
+
+
+def test_the_list_of_rejected_claims_is_bounded_and_counts_the_rest() -> None:
+    parts = [subscriber(2)]
+    parts += [q4390_claim(f"B-{n}", lines=BAD_LINES) for n in range(130)]
+    data = interchange(transaction(*parts))
+
+    routed = mapping().route(Record(data), "2026-11-28T12:00:00.000Z")
+
+    [dead] = routed.outputs
+    letter = orjson.loads(dead.value)
+    assert len(letter["rejected_claims"]) == 100
+    assert letter["rejected_claims_not_listed"] == 30
+    assert base64.b64decode(letter["payload_base64"]) == data

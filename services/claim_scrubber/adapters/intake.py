@@ -10,11 +10,19 @@ from dataclasses import dataclass
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
-from claim_scrubber.formats import Conversion, RejectedClaim, read_837p, read_fhir
+from claim_scrubber.formats import Conversion, read_837p, read_fhir
 from claim_scrubber.models import PayerDirectory
 from claim_scrubber.scrubber import dead_letter_document
 
-__all__ = ["FORMATS", "Format", "Intake", "audit_fields", "rejection_document"]
+__all__ = [
+    "FORMATS",
+    "REJECTED_CLAIMS_LISTED",
+    "REJECTED_CLAIM_MESSAGE_CHARS",
+    "Format",
+    "Intake",
+    "audit_fields",
+    "rejection_document",
+]
 
 Format = Literal["x12", "fhir"]
 FORMATS: Final[tuple[Format, ...]] = ("x12", "fhir")
@@ -22,6 +30,11 @@ FORMATS: Final[tuple[Format, ...]] = ("x12", "fhir")
 _AUDITED_EVENT_IDS: Final = 500
 """Event ids named in one audit line; a larger interchange's line counts the rest (the worker's
 own audit line names every claim's event id anyway)."""
+
+REJECTED_CLAIMS_LISTED: Final = 100
+"""Unusable claims an input's one dead letter lists; the rest are counted, so the dead letter
+stays bounded (one copy of the input's bytes plus at most this many short entries)."""
+REJECTED_CLAIM_MESSAGE_CHARS: Final = 300
 
 _Reader = Callable[..., Conversion]
 _READERS: Final[dict[Format, _Reader]] = {"x12": read_837p, "fhir": read_fhir}
@@ -40,21 +53,55 @@ class Intake:
 
 def rejection_document(
     payload: bytes,
-    rejected: RejectedClaim,
+    conversion: Conversion,
     source: dict[str, object],
     received_at: str,
     limit: int | None = None,
-) -> bytes:
-    """The DeadLetter of an unusable input or claim: the whole input's bytes, and the claim's
-    ordinal in `source.claim_index` (null when the whole input is unusable)."""
+) -> bytes | None:
+    """The one DeadLetter of an input with unusable claims (contract section 7 v1.2), or None
+    when every claim was usable: the input's bytes once, `rejected_claims` naming each unusable
+    claim (ordinal, CLM01, kind, why; at most REJECTED_CLAIMS_LISTED, the rest counted), and
+    `source.claim_index` the first one's ordinal (null when the whole input is unusable)."""
+    rejected = conversion.rejected
+    if not rejected:
+        return None
+    first = rejected[0]
+    if first.index is None:
+        return dead_letter_document(
+            payload,
+            first.kind,
+            first.message,
+            source | {"claim_index": None},
+            received_at,
+            details=first.details,
+            limit=limit,
+        )
+    claims = len(conversion.claims)
+    message = (
+        f"{len(rejected)} of {claims} claims are unusable and were not published (the others "
+        f"were); the first: {first.message}"
+    )[:REJECTED_CLAIM_MESSAGE_CHARS]
+    listed = [
+        {
+            "claim_index": claim.index,
+            "claim_id": claim.claim_id,
+            "kind": claim.kind.value,
+            "message": claim.message[:REJECTED_CLAIM_MESSAGE_CHARS],
+        }
+        for claim in rejected[:REJECTED_CLAIMS_LISTED]
+    ]
+    extra: dict[str, object] = {"rejected_claims": listed}
+    if len(rejected) > REJECTED_CLAIMS_LISTED:
+        extra["rejected_claims_not_listed"] = len(rejected) - REJECTED_CLAIMS_LISTED
     return dead_letter_document(
         payload,
-        rejected.kind,
-        rejected.message,
-        source | {"claim_index": rejected.index},
+        first.kind,
+        message,
+        source | {"claim_index": first.index},
         received_at,
-        details=rejected.details,
+        details=first.details,
         limit=limit,
+        extra=extra,
     )
 
 

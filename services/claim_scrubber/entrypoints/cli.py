@@ -29,7 +29,7 @@ from claim_scrubber.adapters.settings import (
     load_offline_settings,
     load_settings,
 )
-from claim_scrubber.formats import ConvertedClaim, RejectedClaim
+from claim_scrubber.formats import ConvertedClaim
 from claim_scrubber.models import PayerKind, Ruleset
 from claim_scrubber.rules import RETIRED_RULES, ruleset_gaps
 from claim_scrubber.scrubber import Decision, Scrubber, timestamp_text
@@ -179,11 +179,10 @@ def _convert(
     decided_at = timestamp_text(datetime.now(UTC))
     conversion = intake.convert(format_name, payload)
     out = sys.stdout.buffer
+    letter = rejection_document(payload, conversion, {"file": name}, decided_at)
     for claim in conversion.claims:
         source = {"file": name, "claim_index": claim.index}
-        if isinstance(claim, RejectedClaim):
-            out.write(rejection_document(payload, claim, {"file": name}, decided_at) + b"\n")
-        elif isinstance(claim, ConvertedClaim):
+        if isinstance(claim, ConvertedClaim):
             if scrubber is None:
                 out.write(claim.document + b"\n")
                 continue
@@ -195,6 +194,8 @@ def _convert(
             )
             out.write(decision.document + b"\n")
             _audit(log, decision, ruleset.version, source_file=name, claim_index=claim.index)
+    if letter is not None:
+        out.write(letter + b"\n")
     out.flush()
     log.info("intake.converted", format=format_name, source_file=name, **audit_fields(conversion))
     return EXIT_OK

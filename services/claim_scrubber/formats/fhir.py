@@ -12,12 +12,14 @@ WOUND_LOCATION_SYSTEM, and `item.udi` → Device (name, lot numbers). Any other 
 documentation, exactly like an 837P claim.
 """
 
+import hashlib
 import json
 from datetime import date, datetime, time
 from decimal import Decimal
 from typing import Annotated, Any, Final
 from zoneinfo import ZoneInfo
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from claim_scrubber.formats._conversion import (
@@ -234,6 +236,17 @@ class _Claim(BaseModel):
     contained: list[dict[str, Any]] = []
 
 
+class _ClaimIdentity(BaseModel):
+    """Just the elements that name a claim, read from any resource for its dead letter."""
+
+    model_config = _FHIR
+    id: str | None = None
+    identifier: list[_Identifier] = []
+
+
+_CLAIM_ID_CHARS: Final = 64
+
+
 class _UnusableError(Exception):
     def __init__(self, message: str, kind: DeadLetterKind = DeadLetterKind.INVALID_FHIR) -> None:
         super().__init__(message)
@@ -269,6 +282,30 @@ class _Resolver:
             raise _UnusableError(
                 f"{where}: the referenced resource {_first_problem(error)}"
             ) from None
+
+
+def _claim_identifier(claim: "_Claim | _ClaimIdentity") -> str | None:
+    """The claim's id: its official identifier's value, else its first identifier's, else
+    the resource id."""
+    official = [i for i in claim.identifier if i.value and i.use == "official"]
+    identifiers = official or [i for i in claim.identifier if i.value]
+    return identifiers[0].value if identifiers else claim.id
+
+
+def _identifier_of(resource: dict[str, Any]) -> str | None:
+    """The claim id of a resource that may not even be a valid Claim (for dead letters)."""
+    try:
+        claim_id = _claim_identifier(_ClaimIdentity.model_validate(resource))
+    except ValidationError:
+        return None
+    return claim_id if claim_id and len(claim_id) <= _CLAIM_ID_CHARS else None
+
+
+def _content_hash(resource: dict[str, Any]) -> str:
+    """SHA-256 of the Claim's canonical JSON (sorted keys): a corrected claim without a
+    meta.versionId still gets a new event id."""
+    canonical = orjson.dumps(resource, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(canonical).hexdigest()
 
 
 def _reference_npi(reference: _Reference | None) -> str | None:
@@ -307,24 +344,32 @@ class _Mapper:
         conversion = Conversion()
         try:
             document = self._document(data)
-            bundle_id, claims, resolver = self._claims(document)
+            claims, resolver = self._claims(document)
         except _UnusableError as problem:
             conversion.claims.append(RejectedClaim(None, problem.kind, str(problem)))
             return conversion
         for index, (where, resource) in enumerate(claims, start=1):
             try:
                 claim = _Claim.model_validate(resource)
-                conversion.claims.append(self._event(claim, index, where, bundle_id, resolver))
+                conversion.claims.append(self._event(claim, index, where, resource, resolver))
             except ValidationError as error:
                 conversion.claims.append(
                     RejectedClaim(
                         index,
                         DeadLetterKind.INVALID_FHIR,
                         f"{where}: not a usable R4 Claim {_first_problem(error)}",
+                        claim_id=_identifier_of(resource),
                     )
                 )
             except _UnusableError as problem:
-                conversion.claims.append(RejectedClaim(index, problem.kind, f"{where}: {problem}"))
+                conversion.claims.append(
+                    RejectedClaim(
+                        index,
+                        problem.kind,
+                        f"{where}: {problem}",
+                        claim_id=_identifier_of(resource),
+                    )
+                )
         return conversion
 
     @staticmethod
@@ -342,10 +387,10 @@ class _Mapper:
     @staticmethod
     def _claims(
         document: dict[str, Any],
-    ) -> tuple[str, list[tuple[str, dict[str, Any]]], _Resolver]:
+    ) -> tuple[list[tuple[str, dict[str, Any]]], _Resolver]:
         kind = document.get("resourceType")
         if kind == "Claim":
-            return "", [("Claim", document)], _Resolver([])
+            return [("Claim", document)], _Resolver([])
         if kind != "Bundle":
             raise _UnusableError(
                 "not a FHIR Claim or Bundle (resourceType)", DeadLetterKind.UNSUPPORTED_TRANSACTION
@@ -368,8 +413,7 @@ class _Mapper:
             raise _UnusableError(
                 "the Bundle holds no Claim", DeadLetterKind.UNSUPPORTED_TRANSACTION
             )
-        bundle_id = document.get("id")
-        return (bundle_id if isinstance(bundle_id, str) else ""), claims, _Resolver(entries)
+        return claims, _Resolver(entries)
 
     def _occurred_at(self, created: str | None) -> str:
         if not created:
@@ -386,7 +430,12 @@ class _Mapper:
         return moment.isoformat()
 
     def _event(
-        self, claim: _Claim, index: int, where: str, bundle_id: str, resolver: _Resolver
+        self,
+        claim: _Claim,
+        index: int,
+        where: str,
+        resource: dict[str, Any],
+        resolver: _Resolver,
     ) -> Any:  # noqa: ANN401 - ConvertedClaim | RejectedClaim
         if claim.use != "claim":
             raise _UnusableError(
@@ -400,9 +449,7 @@ class _Mapper:
                 "Claim.type is not professional or institutional",
                 DeadLetterKind.UNSUPPORTED_TRANSACTION,
             )
-        official = [i for i in claim.identifier if i.value and i.use == "official"]
-        identifiers = official or [i for i in claim.identifier if i.value]
-        claim_id = identifiers[0].value if identifiers else claim.id
+        claim_id = _claim_identifier(claim)
         if not claim_id:
             raise _UnusableError("the Claim has neither an identifier value nor an id")
         version_text = str((claim.meta or {}).get("versionId") or "")
@@ -442,9 +489,7 @@ class _Mapper:
             body["documentation"] = documentation
         document = {
             "schema_version": "1",
-            "event_id": event_id(
-                "fhir", bundle_id, claim.id or "", claim_id, version_text, str(index)
-            ),
+            "event_id": event_id("fhir", claim_id, version_text or _content_hash(resource)),
             "event_type": "claim.resubmitted" if resubmitted else "claim.submitted",
             "occurred_at": self._occurred_at(claim.created),
             "claim": body,

@@ -69,6 +69,12 @@ class _Envelope:
     group: str = ""
     transaction: str = ""
     occurred_at: str = ""
+    submitter: str = ""
+    """1000A NM1*41 NM109."""
+    reference: str = ""
+    """BHT03, the originator's reference of the transaction."""
+    ordinals: dict[str, int] = field(default_factory=dict)
+    """How many claims of the transaction carried each CLM01 so far."""
 
 
 @dataclass(slots=True)
@@ -92,6 +98,8 @@ class _Claim:
     """Segment number of its CLM, for messages."""
     elements: list[str]
     party: _Party
+    ordinal: int = 1
+    """The claim's ordinal among the claims of its transaction with the same CLM01."""
     rendering_npi: str | None = None
     prior_authorization: str | None = None
     diagnoses: list[str] = field(default_factory=list)
@@ -287,6 +295,7 @@ class _Reader:
                 self._start_transaction(elements, position)
                 envelope.transaction = _element(elements, 2)
                 envelope.occurred_at = ""
+                envelope.submitter, envelope.reference, envelope.ordinals = "", "", {}
                 levels, party, in_transaction = {}, _Party(), True
             elif tag == "SE":
                 in_transaction = False
@@ -294,6 +303,9 @@ class _Reader:
                 continue
             elif tag == "BHT":
                 envelope.occurred_at = self._occurred_at(elements, position)
+                envelope.reference = _element(elements, 3)
+            elif tag == "NM1" and _element(elements, 1) == "41":
+                envelope.submitter = _element(elements, 9)
             elif tag == "HL":
                 party = self._level(elements, position, levels)
                 last_entity = ""
@@ -301,7 +313,9 @@ class _Reader:
                 index += 1
                 if not envelope.occurred_at:
                     raise _UnusableError(f"segment {position} (CLM): no BHT before the first claim")
-                claim = _open_claim(index, position, elements, party, conversion)
+                claim = _open_claim(
+                    index, position, elements, party, conversion=conversion, envelope=envelope
+                )
             else:
                 last_entity = self._party_segment(tag, elements, party, last_entity)
         if claim is not None:
@@ -451,7 +465,12 @@ class _Reader:
             outcome = self._claim_event(claim, envelope, where)
         except _UnusableError as problem:
             conversion.claims.append(
-                RejectedClaim(index=claim.index, kind=problem.kind, message=f"{where}: {problem}")
+                RejectedClaim(
+                    index=claim.index,
+                    kind=problem.kind,
+                    message=f"{where}: {problem}",
+                    claim_id=_element(claim.elements, 1) or None,
+                )
             )
             return
         conversion.claims.append(outcome)
@@ -482,12 +501,7 @@ class _Reader:
         document: dict[str, Any] = {
             "schema_version": "1",
             "event_id": event_id(
-                envelope.sender,
-                envelope.interchange,
-                envelope.group,
-                envelope.transaction,
-                claim_id,
-                str(claim.index),
+                "837", envelope.submitter, envelope.reference, claim_id, str(claim.ordinal)
             ),
             "event_type": ("claim.resubmitted" if frequency == _REPLACEMENT else "claim.submitted"),
             "occurred_at": envelope.occurred_at,
@@ -576,20 +590,32 @@ class _Reader:
 
 
 def _open_claim(
-    index: int, position: int, elements: list[str], party: _Party, conversion: Conversion
+    index: int,
+    position: int,
+    elements: list[str],
+    party: _Party,
+    *,
+    conversion: Conversion,
+    envelope: _Envelope,
 ) -> _Claim | None:
-    """The claim a CLM starts, or None when its place in the HL hierarchy makes it unusable
-    (then it is rejected alone, with the reason)."""
+    """The claim a CLM starts, numbered among its transaction's claims with the same CLM01,
+    or None when its place in the HL hierarchy makes it unusable (then it is rejected alone,
+    with the reason)."""
+    claim_id = _element(elements, 1)
+    ordinal = envelope.ordinals[claim_id] = envelope.ordinals.get(claim_id, 0) + 1
     problem = party.broken
     if problem is None and (not party.billing or not party.subscriber):
         problem = "not under a billing provider (HL 20) and a subscriber (HL 22)"
     if problem is None:
-        return _Claim(index=index, position=position, elements=elements, party=party)
+        return _Claim(
+            index=index, position=position, elements=elements, party=party, ordinal=ordinal
+        )
     conversion.claims.append(
         RejectedClaim(
             index=index,
             kind=DeadLetterKind.INVALID_X12,
             message=f"claim {index} (segment {position}): {problem}",
+            claim_id=_element(elements, 1) or None,
         )
     )
     return None

@@ -17,6 +17,7 @@ __all__ = [
     "Finding",
     "KafkaSource",
     "Outcome",
+    "RejectedClaimEntry",
     "ScrubResult",
     "Severity",
     "ViolationDetail",
@@ -137,9 +138,20 @@ class DeadLetterKafkaSource(BaseModel):
     )
     claim_index: int | None = Field(
         default=None,
-        description="intake only: the 1-based ordinal of the unusable claim in the inbound "
-        "record (absent when the whole record is unusable)",
+        description="intake only: the 1-based ordinal of the first unusable claim of the "
+        "inbound record (null when the whole record is unusable; rejected_claims lists all)",
     )
+
+
+class RejectedClaimEntry(BaseModel):
+    """One unusable claim of an inbound record (intake, contract section 7 v1.2)."""
+
+    model_config = _OUTPUT_MODEL
+
+    claim_index: int = Field(description="1-based ordinal of the claim in the inbound record")
+    claim_id: str | None = Field(description="CLM01 / Claim.identifier (not PHI); null if unread")
+    kind: DeadLetterKind
+    message: str = Field(description="where and why, naming segments and elements, no value")
 
 
 class DeadLetter(BaseModel):
@@ -166,4 +178,12 @@ class DeadLetter(BaseModel):
         default=None,
         pattern=r"^[0-9a-f]{64}$",
         description="hex SHA-256 of the whole record value (set when truncated)",
+    )
+    rejected_claims: list[RejectedClaimEntry] | None = Field(
+        default=None,
+        description="intake: the unusable claims of the record (at most 100 listed); the "
+        "record's usable claims were published",
+    )
+    rejected_claims_not_listed: int | None = Field(
+        default=None, description="intake: unusable claims beyond the 100 listed"
     )

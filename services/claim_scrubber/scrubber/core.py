@@ -55,6 +55,8 @@ def _dead_letter_document(
     source: dict[str, Any],
     received_at: str,
     limit: int | None,
+    *,
+    extra: dict[str, object] | None = None,
 ) -> bytes:
     """The DeadLetter JSON, with the whole payload when it fits `limit`, else cut to fit and
     marked `payload_truncated` with the whole payload's length and SHA-256."""
@@ -64,6 +66,7 @@ def _dead_letter_document(
         "source": source,
         "payload_base64": base64.b64encode(payload).decode("ascii"),
         "received_at": received_at,
+        **(extra or {}),
     }
     whole = orjson.dumps(document)
     if limit is None or len(whole) <= limit:
@@ -91,15 +94,16 @@ def dead_letter_document(
     *,
     details: Sequence[tuple[str, str]] = (),
     limit: int | None = None,
+    extra: dict[str, object] | None = None,
 ) -> bytes:
     """A DeadLetter of `payload` (contract section 4): whole when it fits `limit`, else cut
-    to fit with the whole payload's length and SHA-256."""
+    to fit with the whole payload's length and SHA-256; `extra` adds top-level fields."""
     error: dict[str, object] = {
         "kind": kind.value,
         "message": message,
         "details": [{"loc": loc, "msg": msg} for loc, msg in details],
     }
-    return _dead_letter_document(payload, error, source, received_at, limit)
+    return _dead_letter_document(payload, error, source, received_at, limit, extra=extra)
 
 
 @dataclass(frozen=True, slots=True)

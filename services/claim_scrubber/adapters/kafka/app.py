@@ -462,6 +462,7 @@ def build_intake_app(
             dead_letter_topic=settings.topic_dead_letter,
             dead_letter_max_bytes=sizes.get(settings.topic_dead_letter),
             worker_id=settings.worker_id,
+            ruleset_version=ruleset.version,
         ),
         publishers=[
             (settings.topic_input, ClaimEvent, "ClaimEvent, one per claim, keyed by claim_id"),

@@ -1,6 +1,6 @@
 """Intake's mapping: one inbound record (an 837P interchange or a FHIR Claim/Bundle) to one
-ClaimEvent per claim on the worker's input topic, a dead letter per unusable claim (or one for
-an unusable record), and one audit line.
+ClaimEvent per usable claim on the worker's input topic, at most one dead letter (listing every
+unusable claim, with the record's bytes once), and one audit line.
 
 Pure: no Kafka client, no clock, no logging. The ClaimEvents are keyed by claim id like the
 billing platform's own events, so a claim's versions stay in one partition of claims.submitted.
@@ -20,7 +20,7 @@ from claim_scrubber.adapters.kafka.outbound import (
     traceparent_of,
 )
 from claim_scrubber.adapters.kafka.ownership import OutboundRecord
-from claim_scrubber.formats import Conversion, ConvertedClaim, RejectedClaim
+from claim_scrubber.formats import Conversion, ConvertedClaim
 from claim_scrubber.models import DeadLetterKind
 from claim_scrubber.scrubber import dead_letter_document
 
@@ -50,7 +50,9 @@ class IntakeMapping:
         dead_letter_topic: str,
         dead_letter_max_bytes: int | None,
         worker_id: str,
+        ruleset_version: str,
     ) -> None:
+        self._ruleset_version = ruleset_version.encode()
         self._intake = intake
         self._format: Format = format_name
         self._output_topic = output_topic
@@ -67,6 +69,26 @@ class IntakeMapping:
             headers.append(("traceparent", traceparent))
         return headers
 
+    def _dead_letter(
+        self, record: InputRecord, document: bytes, claim_id: str | None
+    ) -> OutboundRecord:
+        """A dead letter keyed like its record, with the headers of every output (contract
+        section 3): no event id, the (first) unusable claim's id where known."""
+        return OutboundRecord(
+            topic=self._dead_letter_topic,
+            key=record.key,
+            value=document,
+            headers=self._headers(
+                record,
+                [
+                    ("event-id", b""),
+                    ("claim-id", (claim_id or "").encode()),
+                    ("outcome", DEAD_LETTER.encode()),
+                    ("ruleset-version", self._ruleset_version),
+                ],
+            ),
+        )
+
     def route(
         self, record: InputRecord, decided_at: str, *, shrink: int = 0
     ) -> Routed[IntakeOutcome]:
@@ -74,34 +96,28 @@ class IntakeMapping:
         payload = record.value or b""
         conversion = self._intake.convert(self._format, payload)
         room = dead_letter_room(self._dead_letter_max, record.key, shrink)
-        outputs = []
-        for claim in conversion.claims:
-            if isinstance(claim, ConvertedClaim):
-                outputs.append(
-                    OutboundRecord(
-                        topic=self._output_topic,
-                        key=claim.claim_id.encode(),
-                        value=claim.document,
-                        headers=self._headers(
-                            record,
-                            [
-                                ("event-id", claim.event_id.encode()),
-                                ("claim-id", claim.claim_id.encode()),
-                            ],
-                        ),
-                    )
-                )
-            elif isinstance(claim, RejectedClaim):
-                outputs.append(
-                    OutboundRecord(
-                        topic=self._dead_letter_topic,
-                        key=record.key,
-                        value=rejection_document(
-                            payload, claim, dead_letter_source(record), decided_at, room
-                        ),
-                        headers=self._headers(record, [("outcome", DEAD_LETTER.encode())]),
-                    )
-                )
+        outputs = [
+            OutboundRecord(
+                topic=self._output_topic,
+                key=claim.claim_id.encode(),
+                value=claim.document,
+                headers=self._headers(
+                    record,
+                    [
+                        ("event-id", claim.event_id.encode()),
+                        ("claim-id", claim.claim_id.encode()),
+                    ],
+                ),
+            )
+            for claim in conversion.claims
+            if isinstance(claim, ConvertedClaim)
+        ]
+        letter = rejection_document(
+            payload, conversion, dead_letter_source(record), decided_at, room
+        )
+        if letter is not None:
+            first = conversion.rejected[0]
+            outputs.append(self._dead_letter(record, letter, first.claim_id))
         tally = Tally(
             (CONVERTED,) * len(conversion.converted)
             + (SKIPPED,) * len(conversion.skipped)
@@ -133,12 +149,7 @@ class IntakeMapping:
             decided_at,
             limit=dead_letter_room(self._dead_letter_max, record.key, shrink),
         )
-        output = OutboundRecord(
-            topic=self._dead_letter_topic,
-            key=record.key,
-            value=document,
-            headers=self._headers(record, [("outcome", DEAD_LETTER.encode())]),
-        )
+        output = self._dead_letter(record, document, None)
         tally = Tally((DEAD_LETTER,), (DeadLetterKind.PROCESSING_ERROR.value,))
         return Routed(
             record, IntakeOutcome(Conversion(), message), (output,), tally, traceparent_of(record)

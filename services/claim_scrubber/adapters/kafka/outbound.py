@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, Protocol, TypeVar
 
+from claim_scrubber.adapters.intake import REJECTED_CLAIMS_LISTED
 from claim_scrubber.adapters.kafka.ownership import OutboundRecord
 from claim_scrubber.scrubber import DEAD_LETTER, Decision, DocumentLimits, Scrubber
 
@@ -34,9 +35,10 @@ RECORD_OVERHEAD_BYTES: Final = 1024
 """Room a record needs beyond its key and value: the batch header, the record's framing and
 our five headers (event ids are at most 128 characters, claim ids 64)."""
 
-_DEAD_LETTER_ENVELOPE_BYTES: Final = 4096
+_DEAD_LETTER_ENVELOPE_BYTES: Final = 4096 + REJECTED_CLAIMS_LISTED * 512
 """A dead letter beyond its base64 payload and key: error (a message and at most 20 details),
-source, timestamps and field names."""
+source, timestamps and field names; for intake, the listed rejected claims (a claim id of at
+most 64 characters and a message of at most 300 each)."""
 
 _RESULT_ENVELOPE_BYTES: Final = 512 * 1024
 """A result beyond its echoed claim: the findings and the envelope. Measured at 145 KB for the
