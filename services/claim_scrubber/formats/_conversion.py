@@ -11,10 +11,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import orjson
 from pydantic import ValidationError
 
 from claim_scrubber.models import ClaimEvent, DeadLetterKind
+from claim_scrubber.models.documents import json_document
 
 __all__ = [
     "Conversion",
@@ -122,5 +122,5 @@ def finish_claim(
         event_id=str(document["event_id"]),
         claim_id=claim_id,
         event_type=str(document["event_type"]),
-        document=orjson.dumps(document),
+        document=json_document(document),
     )

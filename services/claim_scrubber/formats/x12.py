@@ -19,6 +19,7 @@ are skipped; replacements (7) become `claim.resubmitted`. Messages name segments
 positions, never a value.
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -251,18 +252,19 @@ class _Reader:
         return conversion
 
     @staticmethod
-    def _segments(text: str, delimiters: _Delimiters) -> list[list[str]]:
-        raws = text.split(delimiters.segment)
-        if "\n" in text or "\r" in text:  # line breaks after (or as) terminators
-            raws = [raw.strip("\r\n").lstrip(" \t") for raw in raws]
-        element = delimiters.element
-        segments = [raw.split(element) for raw in raws if raw]
-        if not segments or segments[-1][0] != "IEA":
+    def _segments(text: str, delimiters: _Delimiters) -> Iterator[list[str]]:
+        """The interchange's segments, split one at a time as the walk asks for them: memory
+        stays near the text's size however many claims it holds (STYLE 19)."""
+        line_breaks = "\n" in text or "\r" in text  # after (or as) terminators
+        terminator, element = delimiters.segment, delimiters.element
+        end = len(text.rstrip(terminator + "\r\n \t"))
+        last = text.rfind(terminator, 0, end) + 1
+        if text[last:end].strip("\r\n").lstrip(" \t").split(element)[0] != "IEA":
             raise _UnusableError("the interchange does not end with IEA (cut short?)")
-        return segments
+        return _split(text, terminator, element, line_breaks=line_breaks)
 
     def _walk(  # noqa: PLR0912 - one branch per envelope segment; loops are delegated
-        self, segments: list[list[str]], conversion: Conversion
+        self, segments: Iterator[list[str]], conversion: Conversion
     ) -> None:
         envelope = _Envelope()
         party = _Party()
@@ -587,6 +589,22 @@ class _Reader:
             if name in line:
                 converted[name] = line[name]
         return converted
+
+
+def _split(text: str, terminator: str, element: str, *, line_breaks: bool) -> Iterator[list[str]]:
+    """Each non-empty segment of `text` split into its elements, in order."""
+    start, size = 0, len(text)
+    find = text.find
+    while start < size:
+        end = find(terminator, start)
+        if end < 0:
+            end = size
+        raw = text[start:end]
+        if line_breaks:
+            raw = raw.strip("\r\n").lstrip(" \t")
+        if raw:
+            yield raw.split(element)
+        start = end + 1
 
 
 def _open_claim(

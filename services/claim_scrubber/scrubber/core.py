@@ -13,6 +13,7 @@ from typing import Any, Final
 import orjson
 
 from claim_scrubber.models import DeadLetterKind, Finding, Outcome, PayerKind, Ruleset, Severity
+from claim_scrubber.models.documents import json_document
 from claim_scrubber.rules import CHECKED_RULES, ClaimFacts, Rule, effective_rules, run_rules
 from claim_scrubber.scrubber.intake import Accepted, read_claim_event
 
@@ -49,6 +50,17 @@ class DocumentLimits:
 UNBOUNDED: Final = DocumentLimits()
 
 
+_PAYLOAD_FIELD: Final = b'"payload_base64":"'
+
+
+def _spliced(envelope: bytes, encoded: bytes) -> bytes:
+    """The envelope (whose payload_base64 is "") with the base64 payload written into it:
+    the payload is encoded once and copied once, never held as text too (a dead letter is
+    built beside the whole record it carries, so each copy counts)."""
+    at = envelope.index(_PAYLOAD_FIELD) + len(_PAYLOAD_FIELD)  # a key: never inside a string
+    return b"".join((envelope[:at], encoded, envelope[at:]))
+
+
 def _dead_letter_document(
     payload: bytes,
     error: dict[str, object],
@@ -64,25 +76,23 @@ def _dead_letter_document(
         "schema_version": "1",
         "error": error,
         "source": source,
-        "payload_base64": base64.b64encode(payload).decode("ascii"),
+        "payload_base64": "",
         "received_at": received_at,
         **(extra or {}),
     }
-    whole = orjson.dumps(document)
-    if limit is None or len(whole) <= limit:
-        return whole
-    document["payload_base64"] = ""
+    envelope = orjson.dumps(document)
+    if limit is None or len(envelope) + -(-len(payload) // 3) * 4 <= limit:
+        return _spliced(envelope, base64.b64encode(payload))
     document["payload_truncated"] = True
     document["payload_bytes"] = len(payload)
     document["payload_sha256"] = hashlib.sha256(payload).hexdigest()
-    envelope = len(orjson.dumps(document))
-    if envelope > limit and source.get("key") is not None:
+    envelope = orjson.dumps(document)
+    if len(envelope) > limit and source.get("key") is not None:
         # The record's own key still carries the input key; the copy in source is dropped.
         document["source"] = source | {"key": None}
-        envelope = len(orjson.dumps(document))
-    kept = max(0, limit - envelope) // 4 * 3
-    document["payload_base64"] = base64.b64encode(payload[:kept]).decode("ascii")
-    return orjson.dumps(document)
+        envelope = orjson.dumps(document)
+    kept = max(0, limit - len(envelope)) // 4 * 3
+    return _spliced(envelope, base64.b64encode(payload[:kept]))
 
 
 def dead_letter_document(
@@ -205,7 +215,7 @@ class Scrubber:
             "source": result_source,
             "claim": read.claim_document,
         }
-        rendered = orjson.dumps(document)
+        rendered = json_document(document)
         if limits.result is not None and len(rendered) > limits.result:
             return self._processing_error(
                 payload,
