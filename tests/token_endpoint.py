@@ -11,12 +11,16 @@ import orjson
 
 @dataclass
 class TokenEndpoint:
-    """Issues `make_token(n)` tokens that live `lifetime_s`; refuses every client if told to."""
+    """Issues `make_token(n)` tokens that live `lifetime_s`; refuses every client (401), is
+    down (`down_status`, e.g. 503) or redirects elsewhere if told to."""
 
     make_token: Callable[[int], str]
     lifetime_s: int
     refuse: bool = False
+    down_status: int | None = None
+    redirect_to: str | None = None
     issued: list[str] = field(default_factory=list)
+    requests: int = 0
     url: str = ""
 
 
@@ -27,8 +31,14 @@ def token_endpoint(make_token: Callable[[int], str], lifetime_s: int) -> Iterato
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             self.rfile.read(int(self.headers["Content-Length"]))
-            if endpoint.refuse:
-                self.send_response(401)
+            endpoint.requests += 1
+            if endpoint.refuse or endpoint.down_status is not None:
+                self.send_response(401 if endpoint.refuse else endpoint.down_status or 503)
+                self.end_headers()
+                return
+            if endpoint.redirect_to is not None:
+                self.send_response(307)
+                self.send_header("Location", endpoint.redirect_to)
                 self.end_headers()
                 return
             token = endpoint.make_token(len(endpoint.issued))

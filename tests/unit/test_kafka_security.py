@@ -15,6 +15,8 @@ from pydantic import SecretStr
 from claim_scrubber.adapters.kafka.security import (
     ClientCredentialsTokenProvider,
     OAuthTokenError,
+    OAuthTokenRefusedError,
+    OAuthTokenUnavailableError,
     connection,
 )
 from claim_scrubber.adapters.settings import Settings, SettingsError, load_settings
@@ -201,6 +203,99 @@ class TestOAuthTokens:
             await provider.token()
         assert CANARY not in str(e.value)
 
+    async def test_an_identity_outage_keeps_the_token_in_hand_until_it_really_expires(
+        self, endpoint: TokenEndpoint
+    ) -> None:
+        provider = ClientCredentialsTokenProvider(
+            token_url=endpoint.url,
+            client_id="scrubber",
+            client_secret=SecretStr(CANARY),
+            scope=None,
+        )
+        first = await provider.token()
+        endpoint.down_status = 503
+
+        await asyncio.sleep(1.7)  # due for a refresh, but the endpoint is down
+        during = await provider.token()
+        await asyncio.sleep(0.5)  # past the 2 s lifetime: nothing valid is left
+        with pytest.raises(OAuthTokenUnavailableError, match="HTTP 503") as outage:
+            await provider.token()
+        endpoint.down_status = None
+        await asyncio.sleep(1.1)  # the retry's backoff
+        after = await provider.token()
+
+        assert (first, during, after) == ("token-0", "token-0", "token-1")
+        assert CANARY not in str(outage.value)
+
+    async def test_a_refusal_is_final_and_an_outage_is_not(self, endpoint: TokenEndpoint) -> None:
+        provider = ClientCredentialsTokenProvider(
+            token_url=endpoint.url,
+            client_id="scrubber",
+            client_secret=SecretStr(CANARY),
+            scope=None,
+        )
+        endpoint.refuse = True
+        with pytest.raises(OAuthTokenRefusedError):
+            await provider.token()
+        endpoint.refuse, endpoint.down_status = False, 502
+        with pytest.raises(OAuthTokenUnavailableError):
+            await provider.token()
+
+    async def test_a_redirect_is_refused_and_the_credentials_never_follow_it(
+        self, endpoint: TokenEndpoint
+    ) -> None:
+        with token_endpoint(lambda n: f"elsewhere-{n}", lifetime_s=2) as elsewhere:
+            endpoint.redirect_to = elsewhere.url
+            provider = ClientCredentialsTokenProvider(
+                token_url=endpoint.url,
+                client_id="scrubber",
+                client_secret=SecretStr(CANARY),
+                scope=None,
+            )
+
+            with pytest.raises(OAuthTokenRefusedError, match="redirect"):
+                await provider.token()
+            assert elsewhere.requests == 0
+
+
+class TestTokenEndpointSettings:
+    @pytest.mark.parametrize(
+        "url",
+        ["https://idp.example.com/token", "http://127.0.0.1:8080/token", "http://localhost/t"],
+    )
+    def test_https_or_loopback_token_urls_are_accepted(
+        self, monkeypatch: pytest.MonkeyPatch, url: str
+    ) -> None:
+        assert _oauth_settings(monkeypatch, url).kafka_oauth_token_url == url
+
+    def test_a_plain_http_token_url_off_this_machine_stops_start_up(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        with pytest.raises(SettingsError, match=r"SCRUBBER_KAFKA_OAUTH_TOKEN_URL.*https") as e:
+            _oauth_settings(monkeypatch, "http://idp.example.com/token")
+        assert "\n" not in str(e.value)
+
+    def test_the_token_endpoint_can_be_verified_against_its_own_ca(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        missing = tmp_path / "idp-ca.pem"
+        monkeypatch.setenv("SCRUBBER_KAFKA_OAUTH_CA_FILE", str(missing))
+        settings = _oauth_settings(monkeypatch, "https://idp.example.com/token")
+
+        with pytest.raises(SettingsError, match="SCRUBBER_KAFKA_OAUTH_CA_FILE"):
+            connection(settings)
+
+
+def _oauth_settings(monkeypatch: pytest.MonkeyPatch, url: str) -> Settings:
+    return _load(
+        monkeypatch,
+        KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
+        KAFKA_SASL_MECHANISM="OAUTHBEARER",
+        KAFKA_OAUTH_TOKEN_URL=url,
+        KAFKA_OAUTH_CLIENT_ID="scrubber",
+        KAFKA_OAUTH_CLIENT_SECRET=CANARY,
+    )
+
 
 class _FakeSigner:
     regions: ClassVar[list[str]] = []
@@ -211,7 +306,31 @@ class _FakeSigner:
         return f"msk-token-{len(cls.regions)}", int((time.time() + 900) * 1000)
 
 
+class _BrokenSigner:
+    @classmethod
+    def generate_auth_token(cls, region: str) -> tuple[str, int]:
+        raise RuntimeError(f"no credentials for {region}")
+
+
 class TestMskIam:
+    async def test_a_signer_failure_is_an_outage_not_a_crash(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        signer = types.ModuleType("aws_msk_iam_sasl_signer")
+        signer.MSKAuthTokenProvider = _BrokenSigner  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "aws_msk_iam_sasl_signer", signer)
+        settings = _load(
+            monkeypatch,
+            KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+            KAFKA_SASL_MECHANISM="OAUTHBEARER",
+            KAFKA_MSK_IAM_REGION="us-east-1",
+        )
+        provider = connection(settings).token_provider
+        assert provider is not None
+
+        with pytest.raises(OAuthTokenUnavailableError, match="RuntimeError"):
+            await provider.token()
+
     async def test_msk_iam_tokens_come_from_the_signer_for_the_configured_region(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:

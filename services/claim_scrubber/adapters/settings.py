@@ -3,6 +3,7 @@
 import difflib
 import os
 import socket
+import urllib.parse
 from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -128,6 +129,9 @@ class Settings(OfflineSettings):
     kafka_ssl_key_file: Path | None = None
     kafka_ssl_check_hostname: bool = True
     kafka_oauth_token_url: Annotated[str, Field(pattern=r"^https?://")] | None = None
+    kafka_oauth_ca_file: Path | None = Field(
+        default=None, description="CA bundle for the token endpoint (default: the system's)"
+    )
     kafka_oauth_client_id: Annotated[str, Field(min_length=1)] | None = None
     kafka_oauth_client_secret: SecretStr | None = None
     kafka_oauth_client_secret_file: Path | None = None
@@ -139,6 +143,17 @@ class Settings(OfflineSettings):
             "(needs the msk extra) instead of a token endpoint",
         )
     )
+
+    @field_validator("kafka_oauth_token_url")
+    @classmethod
+    def _token_url_is_private(cls, url: str | None) -> str | None:
+        """The client secret goes out as Basic auth: only over https, or to this machine."""
+        if url is None or url.startswith("https://"):
+            return url
+        host = (urllib.parse.urlsplit(url).hostname or "").lower()
+        if host in {"localhost", "::1"} or host.startswith("127."):
+            return url
+        raise ValueError("must be https (plain http only to a loopback address)")
 
     @property
     def intake_group_id(self) -> str:

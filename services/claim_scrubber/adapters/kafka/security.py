@@ -39,25 +39,49 @@ __all__ = [
     "KafkaConnection",
     "MskIamTokenProvider",
     "OAuthTokenError",
+    "OAuthTokenRefusedError",
+    "OAuthTokenUnavailableError",
     "connection",
 ]
 
 _REFRESH_AT: Final = 0.8
 """A token is replaced once this share of its lifetime has passed."""
 _TOKEN_TIMEOUT_S: Final = 10.0
+_RETRY_FIRST_S: Final = 1.0
+_RETRY_MAX_S: Final = 30.0
+_REFUSED_STATUSES: Final = frozenset({400, 401, 403})
+"""What an OIDC token endpoint answers a client it will never serve (invalid_client, ...)."""
 
 
 class OAuthTokenError(Exception):
     """The token endpoint did not issue a token; the message says why, without secrets."""
 
 
+class OAuthTokenRefusedError(OAuthTokenError):
+    """The token source refused this client (HTTP 400/401/403, a redirect, no token in a
+    success): retrying cannot help, so start-up stops with one line."""
+
+
+class OAuthTokenUnavailableError(OAuthTokenError):
+    """No token can be had now (endpoint unreachable, 5xx or 429, an unreadable answer, a
+    signer failure): an outage, ridden out with the token in hand while it is valid."""
+
+
 class _RefreshingTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
     """Reuses a token until 80 % of its lifetime has passed, then asks `_fetch` for another
-    (in a thread: both sources block). aiokafka calls `token()` for every new connection."""
+    (in a thread: both sources block). aiokafka calls `token()` for every new connection.
+
+    During an outage of the token source the token in hand is served until it really
+    expires, and the source is asked again after a backoff (1 s doubling to 30 s, never past
+    the expiry); only when no valid token is left does `token()` raise OAuthTokenUnavailableError
+    (connections then fail like an unreachable broker, and /readyz says 503).
+    """
 
     def __init__(self) -> None:
         self._token: SecretStr | None = None
         self._refresh_at = 0.0
+        self._expires_at = 0.0
+        self._retry_s = 0.0
         self._lock = asyncio.Lock()
 
     def _fetch(self) -> tuple[str, float]:
@@ -66,11 +90,29 @@ class _RefreshingTokenProvider(AbstractTokenProvider):  # type: ignore[misc]
 
     async def token(self) -> str:
         async with self._lock:
-            if self._token is None or time.monotonic() >= self._refresh_at:
-                token, lifetime_s = await asyncio.to_thread(self._fetch)
-                self._token = SecretStr(token)
-                self._refresh_at = time.monotonic() + lifetime_s * _REFRESH_AT
+            now = time.monotonic()
+            if self._token is None or now >= self._refresh_at:
+                try:
+                    token, lifetime_s = await asyncio.to_thread(self._fetch)
+                except OAuthTokenUnavailableError:
+                    if self._token is None or now >= self._expires_at:
+                        raise
+                    self._retry_s = min(max(self._retry_s * 2, _RETRY_FIRST_S), _RETRY_MAX_S)
+                    self._refresh_at = min(now + self._retry_s, self._expires_at)
+                else:
+                    self._token = SecretStr(token)
+                    self._expires_at = now + lifetime_s
+                    self._refresh_at = now + lifetime_s * _REFRESH_AT
+                    self._retry_s = 0.0
+            assert self._token is not None
             return self._token.get_secret_value()
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A token endpoint that redirects is refused: the Basic credentials never follow it."""
+
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        del args, kwargs
 
 
 class ClientCredentialsTokenProvider(_RefreshingTokenProvider):
@@ -88,11 +130,15 @@ class ClientCredentialsTokenProvider(_RefreshingTokenProvider):
         client_id: str,
         client_secret: SecretStr,
         scope: str | None,
+        ca_context: ssl.SSLContext | None = None,
     ) -> None:
         self._token_url = token_url
         self._client_id = client_id
         self._client_secret = client_secret
         self._scope = scope
+        self._opener = urllib.request.build_opener(
+            _NoRedirects(), urllib.request.HTTPSHandler(context=ca_context)
+        )
         super().__init__()
 
     def __repr__(self) -> str:
@@ -116,24 +162,35 @@ class ClientCredentialsTokenProvider(_RefreshingTokenProvider):
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=_TOKEN_TIMEOUT_S) as response:  # noqa: S310
+            with self._opener.open(request, timeout=_TOKEN_TIMEOUT_S) as response:
                 body = orjson.loads(response.read())
         except urllib.error.HTTPError as error:
-            raise OAuthTokenError(
-                f"the token endpoint {self._token_url} refused client {self._client_id!r} "
-                f"(HTTP {error.code})"
+            if 300 <= error.code < 400:
+                raise OAuthTokenRefusedError(
+                    f"the token endpoint {self._token_url} answered with a redirect (HTTP "
+                    f"{error.code}); set SCRUBBER_KAFKA_OAUTH_TOKEN_URL to the final URL"
+                ) from None
+            if error.code in _REFUSED_STATUSES:
+                raise OAuthTokenRefusedError(
+                    f"the token endpoint {self._token_url} refused client {self._client_id!r} "
+                    f"(HTTP {error.code})"
+                ) from None
+            raise OAuthTokenUnavailableError(
+                f"the token endpoint {self._token_url} is unavailable (HTTP {error.code})"
             ) from None
         except (urllib.error.URLError, OSError) as error:
-            raise OAuthTokenError(
+            raise OAuthTokenUnavailableError(
                 f"cannot reach the token endpoint {self._token_url} ({type(error).__name__})"
             ) from None
         except orjson.JSONDecodeError:
-            raise OAuthTokenError(
+            raise OAuthTokenUnavailableError(
                 f"the token endpoint {self._token_url} answered something that is not JSON"
             ) from None
         token = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
-            raise OAuthTokenError(f"the token endpoint {self._token_url} sent no access_token")
+            raise OAuthTokenRefusedError(
+                f"the token endpoint {self._token_url} sent no access_token"
+            )
         lifetime = body.get("expires_in", 300)
         return token, float(lifetime) if isinstance(lifetime, int | float) else 300.0
 
@@ -160,8 +217,26 @@ class MskIamTokenProvider(_RefreshingTokenProvider):
         return f"MskIamTokenProvider(region={self._region!r})"
 
     def _fetch(self) -> tuple[str, float]:
-        token, expiry_ms = self._signer.generate_auth_token(self._region)
+        try:
+            token, expiry_ms = self._signer.generate_auth_token(self._region)
+        except Exception as error:  # noqa: BLE001 - botocore's credential and network errors
+            raise OAuthTokenUnavailableError(
+                f"the MSK IAM signer could not sign a token for {self._region} "
+                f"({type(error).__name__})"
+            ) from None
         return token, max(0.0, expiry_ms / 1000 - time.time())
+
+
+def _token_endpoint_ca(ca_file: Path | None) -> ssl.SSLContext | None:
+    """The trust for the token endpoint: its own CA file when set, else the system's."""
+    if ca_file is None:
+        return None
+    try:
+        return ssl.create_default_context(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as error:
+        raise SettingsError(
+            f"invalid setting SCRUBBER_KAFKA_OAUTH_CA_FILE: cannot load it ({type(error).__name__})"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -284,6 +359,7 @@ def connection(settings: Settings) -> KafkaConnection:
             client_id=settings.kafka_oauth_client_id,
             client_secret=secret,
             scope=settings.kafka_oauth_scope,
+            ca_context=_token_endpoint_ca(settings.kafka_oauth_ca_file),
         )
     return KafkaConnection(
         bootstrap_servers=settings.kafka_bootstrap_servers,

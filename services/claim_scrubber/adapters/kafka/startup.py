@@ -33,7 +33,11 @@ from structlog.typing import FilteringBoundLogger
 
 from claim_scrubber.adapters.backoff import Backoff
 from claim_scrubber.adapters.kafka.outbound import dead_letter_bytes_needed, result_bytes_needed
-from claim_scrubber.adapters.kafka.security import KafkaConnection, OAuthTokenError
+from claim_scrubber.adapters.kafka.security import (
+    KafkaConnection,
+    OAuthTokenRefusedError,
+    OAuthTokenUnavailableError,
+)
 from claim_scrubber.adapters.settings import Settings
 
 __all__ = [
@@ -162,8 +166,13 @@ async def _authenticate(kafka: KafkaConnection) -> _BrokerProblem | None:
         raise StartupError(f"TLS verification of {where} failed: {error.verify_message}") from None
     except ssl.SSLError as error:
         raise StartupError(f"TLS handshake with {where} failed: {error.reason}") from None
-    except OAuthTokenError as error:
+    except OAuthTokenRefusedError as error:
         raise StartupError(str(error)) from None
+    except OAuthTokenUnavailableError as error:
+        return _BrokerProblem(
+            "no OAUTHBEARER token can be had (the identity provider is out)",
+            {"error_type": type(error).__name__, "error": str(error)},
+        )
     except _CREDENTIALS_REFUSED as error:
         who = f"user {kafka.sasl_username}" if kafka.sasl_username else "the OAUTHBEARER token"
         raise StartupError(
