@@ -156,6 +156,20 @@ def endpoint() -> Iterator[TokenEndpoint]:
         yield serving
 
 
+def _oauth_env(topics: Topics, endpoint: TokenEndpoint) -> dict[str, str]:
+    """A worker on the OAUTHBEARER listener, with tokens from `endpoint`."""
+    return topics.env("127.0.0.1:9096") | {
+        "SCRUBBER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "SCRUBBER_KAFKA_SASL_MECHANISM": "OAUTHBEARER",
+        "SCRUBBER_KAFKA_SSL_CA_FILE": str(TLS / "ca.pem"),
+        "SCRUBBER_KAFKA_OAUTH_TOKEN_URL": endpoint.url,
+        "SCRUBBER_KAFKA_OAUTH_CLIENT_ID": "scrubber",
+        "SCRUBBER_KAFKA_OAUTH_CLIENT_SECRET": CANARY,
+        "SCRUBBER_SESSION_TIMEOUT_MS": "6000",
+        "SCRUBBER_BATCH_TIMEOUT_MS": "50",
+    }
+
+
 class TestOAuthBearer:
     async def test_tokens_that_expire_during_the_run_lose_and_duplicate_nothing(
         self,
@@ -167,16 +181,7 @@ class TestOAuthBearer:
         """The broker closes each connection when its token's session ends (aiokafka has no
         re-authentication, KIP-368); the worker reconnects with a fresh token."""
         await _grant(topics)
-        env = topics.env("127.0.0.1:9096") | {
-            "SCRUBBER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
-            "SCRUBBER_KAFKA_SASL_MECHANISM": "OAUTHBEARER",
-            "SCRUBBER_KAFKA_SSL_CA_FILE": str(TLS / "ca.pem"),
-            "SCRUBBER_KAFKA_OAUTH_TOKEN_URL": endpoint.url,
-            "SCRUBBER_KAFKA_OAUTH_CLIENT_ID": "scrubber",
-            "SCRUBBER_KAFKA_OAUTH_CLIENT_SECRET": CANARY,
-            "SCRUBBER_SESSION_TIMEOUT_MS": "6000",
-            "SCRUBBER_BATCH_TIMEOUT_MS": "50",
-        }
+        env = _oauth_env(topics, endpoint)
         worker = _start(workers, env, "oauth")
         await worker.wait_for_event("partitions.assigned", timeout_s=60)
         claims = _claims("oauth", 600)
@@ -187,6 +192,37 @@ class TestOAuthBearer:
         await _scrubbed_exactly_once(kafka_bootstrap, topics, 600, "oauth", timeout_s=120)
         assert len(endpoint.issued) >= 3, "tokens were refreshed as they expired"
         assert worker.process.poll() is None
+        assert CANARY not in worker.all_output()
+
+    async def test_an_identity_provider_outage_longer_than_the_token_stops_no_worker(
+        self,
+        kafka_bootstrap: str,
+        topics: Topics,
+        workers: list[WorkerProcess],
+        endpoint: TokenEndpoint,
+    ) -> None:
+        """The token endpoint answers 503 for 24 s, three times an 8 s token's life: the
+        worker keeps its token while it is valid, then waits like for an unreachable broker,
+        and carries on once the endpoint is back; nothing is lost or duplicated."""
+        await _grant(topics)
+        env = _oauth_env(topics, endpoint)
+        worker = _start(workers, env, "idp")
+        await worker.wait_for_event("partitions.assigned", timeout_s=60)
+        claims = _claims("idp", 300)
+        await produce(kafka_bootstrap, topics.input, claims[:100])
+        await _scrubbed_exactly_once(kafka_bootstrap, topics, 100, "idp", timeout_s=60)
+
+        endpoint.down_status = 503
+        for start in range(100, 250, 10):  # claims keep coming during the outage
+            await produce(kafka_bootstrap, topics.input, claims[start : start + 10])
+            await asyncio.sleep(1.6)
+        assert worker.process.poll() is None, "the worker exited during the outage"
+        endpoint.down_status = None
+        await produce(kafka_bootstrap, topics.input, claims[250:])
+
+        await _scrubbed_exactly_once(kafka_bootstrap, topics, 300, "idp", timeout_s=180)
+        assert worker.process.poll() is None
+        assert not worker.events("worker.failed")
         assert CANARY not in worker.all_output()
 
 

@@ -312,20 +312,24 @@ class _BrokenSigner:
         raise RuntimeError(f"no credentials for {region}")
 
 
+def _msk_settings(monkeypatch: pytest.MonkeyPatch, signer_class: type) -> Settings:
+    """MSK IAM settings, with `signer_class` standing in for the msk extra's signer."""
+    signer = types.ModuleType("aws_msk_iam_sasl_signer")
+    signer.MSKAuthTokenProvider = signer_class  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "aws_msk_iam_sasl_signer", signer)
+    return _load(
+        monkeypatch,
+        KAFKA_SECURITY_PROTOCOL="SASL_SSL",
+        KAFKA_SASL_MECHANISM="OAUTHBEARER",
+        KAFKA_MSK_IAM_REGION="us-east-1",
+    )
+
+
 class TestMskIam:
     async def test_a_signer_failure_is_an_outage_not_a_crash(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        signer = types.ModuleType("aws_msk_iam_sasl_signer")
-        signer.MSKAuthTokenProvider = _BrokenSigner  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "aws_msk_iam_sasl_signer", signer)
-        settings = _load(
-            monkeypatch,
-            KAFKA_SECURITY_PROTOCOL="SASL_SSL",
-            KAFKA_SASL_MECHANISM="OAUTHBEARER",
-            KAFKA_MSK_IAM_REGION="us-east-1",
-        )
-        provider = connection(settings).token_provider
+        provider = connection(_msk_settings(monkeypatch, _BrokenSigner)).token_provider
         assert provider is not None
 
         with pytest.raises(OAuthTokenUnavailableError, match="RuntimeError"):
@@ -334,17 +338,7 @@ class TestMskIam:
     async def test_msk_iam_tokens_come_from_the_signer_for_the_configured_region(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        signer = types.ModuleType("aws_msk_iam_sasl_signer")
-        signer.MSKAuthTokenProvider = _FakeSigner  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "aws_msk_iam_sasl_signer", signer)
-        settings = _load(
-            monkeypatch,
-            KAFKA_SECURITY_PROTOCOL="SASL_SSL",
-            KAFKA_SASL_MECHANISM="OAUTHBEARER",
-            KAFKA_MSK_IAM_REGION="us-east-1",
-        )
-
-        built = connection(settings)
+        built = connection(_msk_settings(monkeypatch, _FakeSigner))
 
         assert built.token_provider is not None
         assert await built.token_provider.token() == "msk-token-1"
