@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import orjson
 from aiokafka.abc import AbstractTokenProvider
+from aiokafka.errors import KafkaConnectionError
 from faststream.security import (
     BaseSecurity,
     SASLOAuthBearer,
@@ -53,8 +54,15 @@ _REFUSED_STATUSES: Final = frozenset({400, 401, 403})
 """What an OIDC token endpoint answers a client it will never serve (invalid_client, ...)."""
 
 
-class OAuthTokenError(Exception):
-    """The token endpoint did not issue a token; the message says why, without secrets."""
+class OAuthTokenError(KafkaConnectionError):  # type: ignore[misc]
+    """The token endpoint did not issue a token; the message says why, without secrets.
+
+    A connection error to aiokafka: raised inside its connect, it is a failed connection that
+    its clients retry, never an exception that ends their background tasks.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class OAuthTokenRefusedError(OAuthTokenError):
