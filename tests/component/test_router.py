@@ -334,6 +334,21 @@ class TestStopping:
 
 
 class TestMetrics:
+    async def test_partitions_are_reported_by_topic_and_state_every_state_shown(self) -> None:
+        world = _World()
+        metrics = WorkerMetrics(ruleset_version="test")
+        metrics.watch_partitions(world.ownership.states)
+
+        await world.ownership.assign(range(6))
+
+        def partitions(state: str) -> float | None:
+            labels = {"topic": "claims.submitted", "state": state}
+            return metrics.registry.get_sample_value("claim_scrubber_partitions", labels)
+
+        assert partitions("owned") == 6
+        assert [partitions(s) for s in ("assigned", "fencing", "fenced", "revoked")] == [0] * 4
+        assert metrics.registry.get_sample_value("process_resident_memory_bytes") is not None
+
     async def test_committed_records_are_counted_by_outcome_kind_rule_and_result(self) -> None:
         world = _World()
         metrics = WorkerMetrics(ruleset_version="test")
@@ -363,6 +378,6 @@ class TestMetrics:
         assert value("findings_total", rule_id="CLM-001", severity="error") == 1
         assert value("transactions_total", result="committed") == 1
         assert value("transactions_total", result="aborted") == 1
-        assert value("consumer_lag", partition="0") == 27
+        assert value("consumer_lag", topic="claims.submitted", partition="0") == 27
         assert value("batch_records_count") == 1
         assert value("end_to_end_latency_seconds_count") == 3

@@ -92,6 +92,11 @@ async def test_metrics_count_what_the_topics_received_and_health_follows_the_wor
     assert lags, "lag is reported for the partitions that had records"
     assert all(lag == 0 for lag in lags)
     assert samples[("claim_scrubber_partitions_owned", ())] == 6
+    owned = (("state", "owned"), ("topic", topics.input))
+    assert samples[("claim_scrubber_partitions", owned)] == 6
+    waiting = (("state", "fenced"), ("topic", topics.input))
+    assert samples[("claim_scrubber_partitions", waiting)] == 0
+    assert samples[("process_resident_memory_bytes", ())] > 0
     assert samples[("claim_scrubber_broker_reachable", ())] == 1
     assert samples[("claim_scrubber_transactions_total", (("result", "committed"),))] >= 1
     for secret in [CANARY_CLAIM, *phi_strings()]:

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import Collector
 
 from claim_scrubber import __version__
 
@@ -32,6 +34,34 @@ _LATENCY_BUCKETS: Final = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.
 _DURATION_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 _BATCH_BUCKETS: Final = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 _LIVENESS_GRACE_S: Final = 10.0
+PARTITION_STATES: Final = ("assigned", "fencing", "owned", "fenced", "revoked")
+"""The ownership machine's states (adapters/kafka/ownership.py), every one reported."""
+
+PartitionStates = Callable[[], Iterable[tuple[str, str]]]
+"""(input topic, state) of each partition a stage was assigned."""
+
+
+class _PartitionStateCollector(Collector):
+    """`claim_scrubber_partitions{topic,state}`, counted at scrape time from the ownership
+    machines (which the metrics thread reads as a copy)."""
+
+    def __init__(self) -> None:
+        self.sources: list[PartitionStates] = []
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            f"{_PREFIX}partitions",
+            "Input partitions of this process by topic and ownership state; one that stays "
+            "out of owned (fenced, or assigned without fencing) is stuck",
+            labels=["topic", "state"],
+        )
+        counts = Tally(pair for source in self.sources for pair in source())
+        for topic in sorted({topic for topic, _ in counts}):
+            for state in PARTITION_STATES:
+                family.add_metric([topic, state], counts[(topic, state)])
+        yield family
+
+
 _BEAT_INTERVAL_S: Final = 1.0
 
 
@@ -79,8 +109,11 @@ class WorkerMetrics:
             f"{_PREFIX}consumer_lag",
             "Records of an assigned input partition not yet committed (high-water mark minus "
             "committed offset, from the consumer's own fetches)",
-            ["partition"], registry=registry,
+            ["topic", "partition"], registry=registry,
         )  # fmt: skip
+        self._partition_states = _PartitionStateCollector()
+        registry.register(self._partition_states)
+        ProcessCollector(registry=registry)  # process_resident_memory_bytes, CPU, open fds
         self.partitions_owned = Gauge(
             f"{_PREFIX}partitions_owned", "Input partitions this worker owns with its producer up",
             registry=registry,
@@ -117,11 +150,15 @@ class WorkerMetrics:
         for latency in latencies_s:
             self.latency_seconds.observe(latency)
 
-    def partitions_revoked(self, partitions: Iterable[int]) -> None:
+    def watch_partitions(self, source: PartitionStates) -> None:
+        """Report the partitions `source` lists in `claim_scrubber_partitions`."""
+        self._partition_states.sources.append(source)
+
+    def partitions_revoked(self, topic: str, partitions: Iterable[int]) -> None:
         """A revoked partition's lag is its next owner's to report."""
         for partition in partitions:
             with contextlib.suppress(KeyError):
-                self.consumer_lag.remove(str(partition))
+                self.consumer_lag.remove(topic, str(partition))
 
 
 @dataclass

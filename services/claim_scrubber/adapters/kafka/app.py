@@ -173,6 +173,8 @@ class _Operations:
         self.metrics.partitions_owned.set_function(
             lambda: sum(len(stream.ownership.owned()) for stream in streams)
         )
+        for stream in streams:
+            self.metrics.watch_partitions(stream.ownership.states)
         self.health.producers_up = lambda: all(stream.ownership.settled for stream in streams)
 
     def serve(self) -> None:

@@ -104,7 +104,7 @@ class OwnershipListener(ConsumerRebalanceListener):  # type: ignore[misc]
             self._log.info("partitions.revoked", topic=self._topic, partitions=partitions)
             await self._ownership.revoke(partitions)
             if self._metrics is not None:
-                self._metrics.partitions_revoked(partitions)
+                self._metrics.partitions_revoked(self._topic, partitions)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         partitions = self._ours(assigned)

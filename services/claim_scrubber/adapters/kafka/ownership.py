@@ -216,6 +216,12 @@ class PartitionOwnership:
         entries = list(self._partitions.values())
         return sorted(p.number for p in entries if p.state is PartitionState.OWNED)
 
+    def states(self) -> list[tuple[str, str]]:
+        """(input topic, state) of each partition ever assigned; read by the metrics thread
+        from a copy of the entries, like owned()."""
+        entries = list(self._partitions.values())
+        return [(self._input_topic, p.state.value) for p in entries]
+
     @property
     def settled(self) -> bool:
         """Whether every partition assigned to this worker has its producer up (true with

@@ -271,7 +271,7 @@ class ClaimRouter(Generic[Detail]):
         highwater = consumer.highwater(TopicPartition(first.topic, first.partition))
         if highwater is not None:
             lag = max(0, highwater - (part.routed[-1].record.offset + 1))
-            metrics.consumer_lag.labels(partition=str(part.partition)).set(lag)
+            metrics.consumer_lag.labels(topic=first.topic, partition=str(part.partition)).set(lag)
 
     def _committed(self, part: _PartitionBatch[Detail], committed_ms: float) -> None:
         trace_id = Tracing.trace_id(part.span)
