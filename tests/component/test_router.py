@@ -381,3 +381,18 @@ class TestMetrics:
         assert value("consumer_lag", topic="claims.submitted", partition="0") == 27
         assert value("batch_records_count") == 1
         assert value("end_to_end_latency_seconds_count") == 3
+
+
+class TestIntakeMetrics:
+    def test_intake_counts_claims_under_names_of_its_own(self) -> None:
+        metrics = WorkerMetrics(ruleset_version="test", stage="intake")
+
+        metrics.committed(["converted", "converted", "dead_letter"], ["invalid_x12"], [], [])
+
+        def value(name: str, **labels: str) -> float | None:
+            return metrics.registry.get_sample_value(f"claim_scrubber_{name}", labels)
+
+        assert value("intake_claims_total", outcome="converted") == 2
+        assert value("intake_claims_total", outcome="dead_letter") == 1
+        assert value("intake_dead_letters_total", kind="invalid_x12") == 1
+        assert value("records_total", outcome="converted") is None  # the worker's name

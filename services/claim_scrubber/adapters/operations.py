@@ -68,17 +68,28 @@ _BEAT_INTERVAL_S: Final = 1.0
 class WorkerMetrics:
     """Every metric the worker exports, in a registry of its own."""
 
-    def __init__(self, *, ruleset_version: str) -> None:
+    def __init__(self, *, ruleset_version: str, stage: str = "worker") -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
-        self.records = Counter(
-            f"{_PREFIX}records", "Input records decided and committed, by outcome",
-            ["outcome"], registry=registry,
-        )  # fmt: skip
-        self.dead_letters = Counter(
-            f"{_PREFIX}dead_letters", "Dead letters committed, by kind", ["kind"],
-            registry=registry,
-        )  # fmt: skip
+        if stage == "intake":  # what intake counts is claims, under names of its own
+            self.records = Counter(
+                f"{_PREFIX}intake_claims", "Claims of committed inbound records, by what they "
+                "became: converted, skipped (a void) or dead_letter", ["outcome"],
+                registry=registry,
+            )  # fmt: skip
+            self.dead_letters = Counter(
+                f"{_PREFIX}intake_dead_letters", "Unusable claims (or records) committed to "
+                "the dead-letter topic, by kind", ["kind"], registry=registry,
+            )  # fmt: skip
+        else:
+            self.records = Counter(
+                f"{_PREFIX}records", "Input records decided and committed, by outcome",
+                ["outcome"], registry=registry,
+            )  # fmt: skip
+            self.dead_letters = Counter(
+                f"{_PREFIX}dead_letters", "Dead letters committed, by kind", ["kind"],
+                registry=registry,
+            )  # fmt: skip
         self.findings = Counter(
             f"{_PREFIX}findings", "Findings on committed results, by rule and severity",
             ["rule_id", "severity"], registry=registry,

@@ -163,8 +163,8 @@ class _Stream(Generic[Detail]):
 class _Operations:
     """The process's metrics, health flags and the HTTP server that serves them."""
 
-    def __init__(self, port: int, ruleset_version: str) -> None:
-        self.metrics = WorkerMetrics(ruleset_version=ruleset_version)
+    def __init__(self, port: int, ruleset_version: str, stage: str) -> None:
+        self.metrics = WorkerMetrics(ruleset_version=ruleset_version, stage=stage)
         self.health = Health()
         self._port = port
         self._server: OperationsServer | None = None
@@ -260,7 +260,7 @@ def _application(
         client_id=client_id,
         transaction_timeout_ms=settings.transaction_timeout_ms,
     )
-    operations = _Operations(settings.http_port, ruleset.version)
+    operations = _Operations(settings.http_port, ruleset.version, stage.name)
     consumed: list[_Stream[Any]] = [
         _Stream(
             broker=broker,
