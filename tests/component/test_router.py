@@ -24,7 +24,7 @@ from claim_scrubber.adapters.kafka.outbound import (
 from claim_scrubber.adapters.kafka.ownership import PartitionState
 from claim_scrubber.adapters.kafka.router import MAX_ATTEMPTS, ClaimRouter
 from claim_scrubber.adapters.logging import get_logger
-from claim_scrubber.adapters.operations import WorkerMetrics
+from claim_scrubber.adapters.operations import WorkerMetrics, watch_lag
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.models import DeadLetter, ScrubResult
 from claim_scrubber.scrubber import Decision, Scrubber
@@ -396,3 +396,46 @@ class TestIntakeMetrics:
         assert value("intake_claims_total", outcome="dead_letter") == 1
         assert value("intake_dead_letters_total", kind="invalid_x12") == 1
         assert value("records_total", outcome="converted") is None  # the worker's name
+
+
+class _StuckPartitions:
+    """Two assigned partitions that commit nothing while records keep arriving."""
+
+    topic = "claims.submitted"
+
+    def __init__(self) -> None:
+        self.ends = {0: 50, 1: 7}
+
+    def assigned(self) -> list[int]:
+        return [0, 1]
+
+    async def end_offsets(self, partitions: list[int]) -> dict[int, int]:
+        return {partition: self.ends[partition] for partition in partitions}
+
+    async def committed(self, partition: int) -> int | None:
+        return {0: 20, 1: None}[partition]
+
+
+class TestLagWatch:
+    async def test_lag_is_refreshed_from_the_broker_whether_or_not_anything_commits(
+        self,
+    ) -> None:
+        metrics = WorkerMetrics(ruleset_version="test")
+        source = _StuckPartitions()
+        watching = asyncio.create_task(watch_lag([source], metrics, interval_s=0.01))
+
+        def lag(partition: str) -> float | None:
+            labels = {"topic": "claims.submitted", "partition": partition}
+            return metrics.registry.get_sample_value("claim_scrubber_consumer_lag", labels)
+
+        try:
+            await asyncio.sleep(0.05)
+            first = lag("0")
+            source.ends[0] = 90  # more records, still no commit
+            await asyncio.sleep(0.05)
+            grown = lag("0")
+        finally:
+            watching.cancel()
+
+        assert (first, grown) == (30, 70)
+        assert lag("1") is None  # nothing committed yet: no lag to state

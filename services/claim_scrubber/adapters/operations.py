@@ -18,8 +18,9 @@ from collections import Counter as Tally
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Final
+from typing import Final, Protocol
 
+from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -27,7 +28,14 @@ from prometheus_client.registry import Collector
 
 from claim_scrubber import __version__
 
-__all__ = ["Health", "OperationsServer", "WorkerMetrics", "beat_while_running"]
+__all__ = [
+    "Health",
+    "LagSource",
+    "OperationsServer",
+    "WorkerMetrics",
+    "beat_while_running",
+    "watch_lag",
+]
 
 _PREFIX: Final = "claim_scrubber_"
 _LATENCY_BUCKETS: Final = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -186,6 +194,47 @@ class Health:
 
     def ready(self) -> bool:
         return self.in_group and self.broker_reachable and self.producers_up()
+
+
+class LagSource(Protocol):
+    """One input topic's partitions as the lag watch reads them (a stage's stream)."""
+
+    @property
+    def topic(self) -> str: ...
+    def assigned(self) -> list[int]: ...
+    async def end_offsets(self, partitions: list[int]) -> dict[int, int]: ...
+    async def committed(self, partition: int) -> int | None: ...
+
+
+_LAG_INTERVAL_S: Final = 10.0
+_LAG_CALL_TIMEOUT_S: Final = 5.0
+
+
+async def watch_lag(
+    sources: Iterable[LagSource], metrics: WorkerMetrics, interval_s: float = _LAG_INTERVAL_S
+) -> None:
+    """Every `interval_s`, each assigned partition's lag (the end offset a read_committed
+    consumer sees minus the group's committed offset), whether or not the partition commits:
+    a partition that is stuck shows a growing lag. A probe that fails or takes longer than
+    5 s is skipped until the next round (the broker watch reports an outage)."""
+    while True:
+        await asyncio.sleep(interval_s)
+        for source in sources:
+            partitions = source.assigned()
+            if not partitions:
+                continue
+            try:
+                ends = await asyncio.wait_for(source.end_offsets(partitions), _LAG_CALL_TIMEOUT_S)
+                for partition in partitions:
+                    committed = await asyncio.wait_for(
+                        source.committed(partition), _LAG_CALL_TIMEOUT_S
+                    )
+                    if committed is not None and partition in ends:
+                        metrics.consumer_lag.labels(
+                            topic=source.topic, partition=str(partition)
+                        ).set(max(0, ends[partition] - committed))
+            except (TimeoutError, OSError, KafkaError):
+                continue
 
 
 async def beat_while_running(health: Health) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Generic, TypeVar
 
+from aiokafka import TopicPartition
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage, Topic
 from faststream.message import StreamMessage
@@ -56,6 +57,7 @@ from claim_scrubber.adapters.operations import (
     OperationsServer,
     WorkerMetrics,
     beat_while_running,
+    watch_lag,
 )
 from claim_scrubber.adapters.settings import Settings
 from claim_scrubber.adapters.tracing import Tracing
@@ -135,6 +137,8 @@ class _Stream(Generic[Detail]):
             description=description,
         )
 
+        self._subscriber = subscriber
+
         @subscriber
         async def handle(message: KafkaMessage) -> None:
             """Decide a batch and publish each record's outputs exactly once."""
@@ -158,6 +162,24 @@ class _Stream(Generic[Detail]):
         if self.router is not None:
             await self.router.close()
         await self.ownership.close()
+
+    def assigned(self) -> list[int]:
+        return self.ownership.assigned()
+
+    async def end_offsets(self, partitions: list[int]) -> dict[int, int]:
+        """The end offsets a read_committed consumer sees (the last stable offsets)."""
+        consumer = self._subscriber.consumer
+        if consumer is None:
+            return {}
+        ends = await consumer.end_offsets([TopicPartition(self.topic, p) for p in partitions])
+        return {tp.partition: offset for tp, offset in ends.items()}
+
+    async def committed(self, partition: int) -> int | None:
+        consumer = self._subscriber.consumer
+        if consumer is None:
+            return None
+        offset: int | None = await consumer.committed(TopicPartition(self.topic, partition))
+        return offset
 
 
 class _Operations:
@@ -312,6 +334,7 @@ def _application(
                 name="broker-watch",
             )
         )
+        watch.append(asyncio.create_task(watch_lag(consumed, metrics), name="lag-watch"))
         gaps = ruleset_gaps(ruleset, datetime.now(UTC).date())
         if gaps:
             log.warning("ruleset.incomplete", ruleset_version=ruleset.version, missing=list(gaps))

@@ -216,6 +216,12 @@ class PartitionOwnership:
         entries = list(self._partitions.values())
         return sorted(p.number for p in entries if p.state is PartitionState.OWNED)
 
+    def assigned(self) -> list[int]:
+        """The partitions assigned to this worker now, in any state but revoked (a copy, like
+        owned())."""
+        entries = list(self._partitions.values())
+        return sorted(p.number for p in entries if p.state is not PartitionState.REVOKED)
+
     def states(self) -> list[tuple[str, str]]:
         """(input topic, state) of each partition ever assigned; read by the metrics thread
         from a copy of the entries, like owned()."""
