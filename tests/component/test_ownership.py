@@ -26,6 +26,19 @@ def _record(value: bytes = b"{}") -> OutboundRecord:
     return OutboundRecord("claims.clean", b"k", value, [])
 
 
+class _Recorder:
+    """A logger that keeps (level, event, fields) of every line."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, object]]] = []
+
+    def info(self, event: str, **fields: object) -> None:
+        self.lines.append(("info", event, fields))
+
+    def warning(self, event: str, **fields: object) -> None:
+        self.lines.append(("warning", event, fields))
+
+
 class _Setup(FakeGroup):
     def __init__(self) -> None:
         super().__init__(fence_quarantine_s=QUARANTINE_S)
@@ -228,6 +241,29 @@ class TestFailedTransactions:
         assert setup.broker.starts(1) == 1
         assert setup.ownership.state(1) is PartitionState.ASSIGNED
         assert 1 in setup.member.paused
+
+    async def test_a_partition_waiting_for_the_group_says_so_at_each_backed_off_try(
+        self, setup: _Setup
+    ) -> None:
+        logs = _Recorder()
+        setup.ownership._log = logs  # type: ignore[assignment]
+        await setup.ownership.assign([1])
+        setup.broker.fail_commit[1] = KafkaConnectionError("down")
+        with pytest.raises(TransactionFailedError):
+            await setup.commit(1, 9)
+        setup.member.current_member = False
+
+        for _ in range(3):
+            await setup.sleep.release()
+
+        waiting = [fields for level, event, fields in logs.lines if event == "partition.waiting"]
+        assert [fields["attempt"] for fields in waiting] == [2, 3, 4]
+        assert all(fields["partition"] == 1 for fields in waiting)
+        assert {level for level, event, _ in logs.lines if event == "partition.waiting"} == {
+            "warning"
+        }
+        delays = [float(str(fields["retry_in_s"])) for fields in waiting]
+        assert delays == sorted(delays)  # backing off
 
     async def test_the_failed_delivery_names_its_record(self, setup: _Setup) -> None:
         await setup.ownership.assign([2])

@@ -469,10 +469,20 @@ class PartitionOwnership:
         while entry.state in {PartitionState.ASSIGNED, PartitionState.FENCED}:
             if entry.state is PartitionState.FENCED:
                 entry.state = PartitionState.ASSIGNED
-            if await self._still_member() and await self._fence(entry):
+            member = await self._still_member()
+            if member and await self._fence(entry):
                 self._log.info("partition.recovered", partition=entry.number, epoch=entry.epoch)
                 return
-            await self._sleep(entry.backoff.next_delay())
+            delay = entry.backoff.next_delay()
+            if not member:  # said at each try, so as often as the backoff allows
+                self._log.warning(
+                    "partition.waiting",
+                    partition=entry.number,
+                    reason="the group coordinator does not confirm this worker as a member",
+                    attempt=entry.backoff.attempt,
+                    retry_in_s=round(delay, 2),
+                )
+            await self._sleep(delay)
 
     async def _still_member(self) -> bool:
         try:
