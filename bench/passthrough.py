@@ -20,7 +20,11 @@ from claim_scrubber.adapters.kafka.group import (
     OwnershipListener,
     transactional_producers,
 )
-from claim_scrubber.adapters.kafka.ownership import OutboundRecord, PartitionOwnership
+from claim_scrubber.adapters.kafka.ownership import (
+    OutboundRecord,
+    PartitionOwnership,
+    broker_wait_s,
+)
 from claim_scrubber.adapters.kafka.security import connection
 from claim_scrubber.adapters.logging import configure_logging, get_logger
 from claim_scrubber.adapters.settings import load_settings
@@ -59,6 +63,7 @@ async def main() -> None:
         member=ConsumerMember(lambda: consumer, settings.topic_input),
         log=log,
         fence_quarantine_s=settings.transaction_timeout_ms / 1000,
+        wait_s=broker_wait_s(settings.transaction_timeout_ms),
         on_fatal=fatal.append,
     )
     consumer.subscribe(

@@ -166,7 +166,7 @@ async def settle() -> None:
 class FakeGroup:
     """PartitionOwnership over fake producers and a fake member, with the clock in hand."""
 
-    def __init__(self, *, fence_quarantine_s: float = 60.0) -> None:
+    def __init__(self, *, fence_quarantine_s: float = 60.0, wait_s: float = 30.0) -> None:
         configure_logging(level="error")
         self.broker = FakeBroker()
         self.member = FakeMember(self.broker)
@@ -180,5 +180,6 @@ class FakeGroup:
             log=get_logger(),
             on_fatal=self.fatal.append,
             fence_quarantine_s=fence_quarantine_s,
+            wait_s=wait_s,
             sleep=self.sleep,
         )

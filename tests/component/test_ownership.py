@@ -39,9 +39,12 @@ class _Recorder:
         self.lines.append(("warning", event, fields))
 
 
+WAIT_S = 0.05
+
+
 class _Setup(FakeGroup):
     def __init__(self) -> None:
-        super().__init__(fence_quarantine_s=QUARANTINE_S)
+        super().__init__(fence_quarantine_s=QUARANTINE_S, wait_s=WAIT_S)
 
     async def commit(self, partition: int, next_offset: int, records: int = 1) -> None:
         await self.ownership.commit(
@@ -146,12 +149,11 @@ class TestCommits:
 
 
 class TestFencing:
-    @pytest.mark.parametrize("error", [ProducerFenced(), InvalidProducerEpoch()])
     async def test_a_fenced_partition_does_not_take_its_transactional_id_back(
-        self, setup: _Setup, error: BaseException
+        self, setup: _Setup
     ) -> None:
         await setup.ownership.assign([0])
-        setup.broker.fail_commit[0] = error
+        setup.broker.fail_commit[0] = ProducerFenced()
 
         with pytest.raises(PartitionFencedError):
             await setup.commit(0, 3)
@@ -290,6 +292,52 @@ class TestFailedTransactions:
 
         first_delays_of_0, first_delay_of_1 = setup.sleep.delays[:3], setup.sleep.delays[3]
         assert first_delays_of_0[2] > first_delay_of_1, "partition 1 starts its own backoff"
+
+
+class TestEveryWaitEnds:
+    """Each wait on the broker is bounded (WAIT_S here, the transaction timeout less a margin
+    in the worker); running out is a failure with backoff, never a stall."""
+
+    async def test_an_init_producer_id_that_never_returns_is_a_failed_fence(
+        self, setup: _Setup
+    ) -> None:
+        setup.broker.start_gate = asyncio.Event()  # never set: InitProducerId hangs
+
+        await asyncio.wait_for(setup.ownership.assign([2]), timeout=5)
+
+        assert setup.ownership.state(2) is PartitionState.ASSIGNED
+        assert 2 in setup.member.paused
+        assert setup.broker.producers[0].stopped
+        await settle()
+        assert setup.sleep.pending == 1  # its recovery waits for the backoff
+
+    async def test_a_commit_that_never_returns_is_an_aborted_transaction(
+        self, setup: _Setup
+    ) -> None:
+        await setup.ownership.assign([3])
+        setup.broker.commit_gate = asyncio.Event()  # never set: the commit hangs
+
+        with pytest.raises(TransactionFailedError) as failed:
+            await asyncio.wait_for(setup.commit(3, 9), timeout=5)
+
+        assert isinstance(failed.value.cause, TimeoutError)
+        assert ("abort", 3) in setup.broker.journal
+        assert setup.ownership.state(3) is PartitionState.ASSIGNED  # backoff, not quarantine
+        assert 3 not in setup.broker.committed
+
+    async def test_a_transaction_the_broker_timed_out_is_a_failure_not_a_fence(
+        self, setup: _Setup
+    ) -> None:
+        await setup.ownership.assign([4])
+        setup.broker.fail_commit[4] = InvalidProducerEpoch()  # KIP-588: timed out, not fenced
+
+        with pytest.raises(TransactionFailedError):
+            await setup.commit(4, 9)
+        await setup.sleep.release()  # the short backoff, not the 60 s quarantine
+
+        assert setup.sleep.delays[0] < QUARANTINE_S
+        assert setup.ownership.state(4) is PartitionState.OWNED
+        assert setup.broker.starts(4) == 2
 
 
 class TestUndecidableRecords:

@@ -41,7 +41,11 @@ from claim_scrubber.adapters.kafka.group import (
 )
 from claim_scrubber.adapters.kafka.intake import IntakeMapping
 from claim_scrubber.adapters.kafka.outbound import OutboundMapping, OutputTopics, RecordMapping
-from claim_scrubber.adapters.kafka.ownership import PartitionOwnership, ProducerFactory
+from claim_scrubber.adapters.kafka.ownership import (
+    PartitionOwnership,
+    ProducerFactory,
+    broker_wait_s,
+)
 from claim_scrubber.adapters.kafka.router import ClaimRouter
 from claim_scrubber.adapters.kafka.security import KafkaConnection, connection
 from claim_scrubber.adapters.kafka.startup import (
@@ -110,6 +114,7 @@ class _Stream(Generic[Detail]):
             member=ConsumerMember(lambda: subscriber.consumer, topic),
             log=log,
             fence_quarantine_s=settings.transaction_timeout_ms / 1000,
+            wait_s=broker_wait_s(settings.transaction_timeout_ms),
             on_fatal=on_fatal,
         )
         subscriber = broker.subscriber(

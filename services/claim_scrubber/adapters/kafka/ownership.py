@@ -23,6 +23,12 @@ Every partition goes through these states, and only these transitions:
   the offset read then is final (the one aiokafka fetched on assignment may not be).
 - Before fencing again after a failure, the worker confirms with the group coordinator that
   it is still a current member; a stale member waits for the group to revoke the partition.
+- Every wait on the broker ends: InitProducerId, the offset re-read and each transaction
+  (its deliveries and its commit) are bounded by `wait_s` (the transaction timeout less a
+  margin, so this worker gives up before the broker aborts it); running out is a failure
+  with backoff, like any other.
+- A transaction the broker timed out (InvalidProducerEpoch, KIP-588) is such a failure too;
+  only ProducerFenced means another producer took the id.
 - After ProducerFenced the partition stays FENCED for a quarantine (the transaction timeout):
   whoever fenced it may finish its transaction. A rightful new owner makes the group revoke
   the partition long before; if the group still names this worker after the quarantine, it
@@ -45,7 +51,6 @@ from aiokafka.errors import (
     AuthenticationFailedError,
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
-    InvalidProducerEpoch,
     KafkaConnectionError,
     ProducerFenced,
     SaslAuthenticationFailed,
@@ -66,6 +71,7 @@ __all__ = [
     "ProducerFactory",
     "TransactionFailedError",
     "TransactionalProducer",
+    "broker_wait_s",
     "denied",
 ]
 
@@ -133,7 +139,7 @@ class GroupMember(Protocol):
     async def confirm_membership(self) -> bool: ...
 
 
-_FENCED_ERRORS = (ProducerFenced, InvalidProducerEpoch)
+_FENCED_ERRORS = (ProducerFenced,)
 _DENIED: Final = {
     TopicAuthorizationFailedError: "write to an output topic (Write on the topic)",
     TransactionalIdAuthorizationFailed: "use its transactional id (Write on TransactionalId)",
@@ -154,6 +160,21 @@ def denied(error: BaseException) -> str | None:
 
 
 _STOP_TIMEOUT_S = 10.0
+_WAIT_MARGIN_S: Final = 5.0
+
+
+def broker_wait_s(transaction_timeout_ms: int) -> float:
+    """How long one wait on the broker may take: the transaction timeout less a margin (at
+    most 5 s, at most a fifth), so the worker aborts before the broker would."""
+    timeout_s = transaction_timeout_ms / 1000
+    return timeout_s - min(_WAIT_MARGIN_S, timeout_s / 5)
+
+
+@dataclass(slots=True)
+class _Progress:
+    """How far a transaction got: the record whose delivery is awaited, if any."""
+
+    record_index: int | None = None
 
 
 @dataclass(slots=True)
@@ -179,6 +200,7 @@ class PartitionOwnership:
         member: GroupMember,
         log: FilteringBoundLogger,
         fence_quarantine_s: float,
+        wait_s: float,
         on_fatal: Callable[[str], None],
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -190,6 +212,7 @@ class PartitionOwnership:
         self._member = member
         self._log = log
         self._fence_quarantine_s = fence_quarantine_s
+        self._wait_s = wait_s
         self._on_fatal = on_fatal
         self._sleep = sleep
         self._partitions: dict[int, _Partition] = {}
@@ -308,36 +331,50 @@ class PartitionOwnership:
                 raise PartitionRevokedError(self.transactional_id(partition))
             producer = entry.producer
             assert producer is not None
-            failed_index: int | None = None
+            progress = _Progress()
             try:
-                await producer.begin_transaction()
-                deliveries = []
-                for index, record in enumerate(records):
-                    failed_index = index
-                    deliveries.append(
-                        await producer.send(
-                            record.topic, record.value, key=record.key, headers=record.headers
-                        )
-                    )
-                failed_index = None
-                await producer.send_offsets_to_transaction(
-                    {TopicPartition(self._input_topic, partition): next_offset}, self._group_id
+                await asyncio.wait_for(
+                    self._transact(producer, partition, records, next_offset, progress),
+                    self._wait_s,
                 )
-                # Every record must be written before the offsets commit: aiokafka can let
-                # commit_transaction() succeed after a batch failed (seen with
-                # OutOfOrderSequenceNumber after a broker restart), which would lose it.
-                for index, delivery in enumerate(deliveries):
-                    failed_index = index
-                    await delivery
-                failed_index = None
-                await producer.commit_transaction()
             except _FENCED_ERRORS as error:
                 await self._fenced(entry)
                 raise PartitionFencedError(self.transactional_id(partition)) from error
             except Exception as error:
                 await self._failed(entry, error)
-                raise TransactionFailedError(error, failed_index) from error
+                raise TransactionFailedError(error, progress.record_index) from error
             entry.backoff.reset()
+
+    async def _transact(
+        self,
+        producer: TransactionalProducer,
+        partition: int,
+        records: Sequence[OutboundRecord],
+        next_offset: int,
+        progress: "_Progress",
+    ) -> None:
+        """One transaction: the records, then the offset, then the commit."""
+        await producer.begin_transaction()
+        deliveries = []
+        for index, record in enumerate(records):
+            progress.record_index = index
+            deliveries.append(
+                await producer.send(
+                    record.topic, record.value, key=record.key, headers=record.headers
+                )
+            )
+        progress.record_index = None
+        await producer.send_offsets_to_transaction(
+            {TopicPartition(self._input_topic, partition): next_offset}, self._group_id
+        )
+        # Every record must be written before the offsets commit: aiokafka can let
+        # commit_transaction() succeed after a batch failed (seen with
+        # OutOfOrderSequenceNumber after a broker restart), which would lose it.
+        for index, delivery in enumerate(deliveries):
+            progress.record_index = index
+            await delivery
+        progress.record_index = None
+        await producer.commit_transaction()
 
     def fail(self, partition: int, reason: str) -> None:
         """A record of this partition could not be decided: read it again after backoff,
@@ -423,9 +460,9 @@ class PartitionOwnership:
             await self._stop_producer(entry)  # the one a failed decision left idle
             producer = self._factory(self.transactional_id(entry.number), entry.number)
             try:
-                await producer.start()
+                await asyncio.wait_for(producer.start(), self._wait_s)
                 entry.producer = producer
-                await self._member.seek_to_committed(entry.number)
+                await asyncio.wait_for(self._member.seek_to_committed(entry.number), self._wait_s)
             except BaseException as error:  # any failure, or cancellation: no producer left up
                 entry.producer = None
                 with contextlib.suppress(Exception):
