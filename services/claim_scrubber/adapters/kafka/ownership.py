@@ -333,10 +333,10 @@ class PartitionOwnership:
             assert producer is not None
             progress = _Progress()
             try:
-                await asyncio.wait_for(
-                    self._transact(producer, partition, records, next_offset, progress),
-                    self._wait_s,
-                )
+                async with asyncio.timeout(
+                    self._wait_s
+                ):  # no task per transaction, unlike wait_for
+                    await self._transact(producer, partition, records, next_offset, progress)
             except _FENCED_ERRORS as error:
                 await self._fenced(entry)
                 raise PartitionFencedError(self.transactional_id(partition)) from error
@@ -460,9 +460,11 @@ class PartitionOwnership:
             await self._stop_producer(entry)  # the one a failed decision left idle
             producer = self._factory(self.transactional_id(entry.number), entry.number)
             try:
-                await asyncio.wait_for(producer.start(), self._wait_s)
+                async with asyncio.timeout(self._wait_s):
+                    await producer.start()
                 entry.producer = producer
-                await asyncio.wait_for(self._member.seek_to_committed(entry.number), self._wait_s)
+                async with asyncio.timeout(self._wait_s):
+                    await self._member.seek_to_committed(entry.number)
             except BaseException as error:  # any failure, or cancellation: no producer left up
                 entry.producer = None
                 with contextlib.suppress(Exception):
