@@ -26,6 +26,18 @@ def _record(value: bytes = b"{}") -> OutboundRecord:
     return OutboundRecord("claims.clean", b"k", value, [])
 
 
+async def _fail_then_lose_the_group(setup: "_Setup", *, partition: int, tries: int) -> None:
+    """A transaction of `partition` fails, then the group stops confirming this worker while
+    the partition's recovery tries `tries` times."""
+    await setup.ownership.assign([partition])
+    setup.broker.fail_commit[partition] = KafkaConnectionError("down")
+    with pytest.raises(TransactionFailedError):
+        await setup.commit(partition, 9)
+    setup.member.current_member = False
+    for _ in range(tries):
+        await setup.sleep.release()
+
+
 class _Recorder:
     """A logger that keeps (level, event, fields) of every line."""
 
@@ -231,14 +243,7 @@ class TestFailedTransactions:
     async def test_a_worker_the_group_no_longer_confirms_never_starts_a_producer_again(
         self, setup: _Setup
     ) -> None:
-        await setup.ownership.assign([1])
-        setup.broker.fail_commit[1] = KafkaConnectionError("down")
-        with pytest.raises(TransactionFailedError):
-            await setup.commit(1, 9)
-        setup.member.current_member = False
-
-        for _ in range(3):
-            await setup.sleep.release()
+        await _fail_then_lose_the_group(setup, partition=1, tries=3)
 
         assert setup.broker.starts(1) == 1
         assert setup.ownership.state(1) is PartitionState.ASSIGNED
@@ -249,14 +254,7 @@ class TestFailedTransactions:
     ) -> None:
         logs = _Recorder()
         setup.ownership._log = logs  # type: ignore[assignment]
-        await setup.ownership.assign([1])
-        setup.broker.fail_commit[1] = KafkaConnectionError("down")
-        with pytest.raises(TransactionFailedError):
-            await setup.commit(1, 9)
-        setup.member.current_member = False
-
-        for _ in range(3):
-            await setup.sleep.release()
+        await _fail_then_lose_the_group(setup, partition=1, tries=3)
 
         waiting = [fields for level, event, fields in logs.lines if event == "partition.waiting"]
         assert [fields["attempt"] for fields in waiting] == [2, 3, 4]

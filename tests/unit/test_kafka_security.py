@@ -170,16 +170,20 @@ def endpoint() -> Iterator[TokenEndpoint]:
         yield serving
 
 
+def _provider(endpoint: TokenEndpoint, scope: str | None = None) -> ClientCredentialsTokenProvider:
+    return ClientCredentialsTokenProvider(
+        token_url=endpoint.url,
+        client_id="scrubber",
+        client_secret=SecretStr(CANARY),
+        scope=scope,
+    )
+
+
 class TestOAuthTokens:
     async def test_a_token_is_reused_until_most_of_its_lifetime_has_passed_then_refreshed(
         self, endpoint: TokenEndpoint
     ) -> None:
-        provider = ClientCredentialsTokenProvider(
-            token_url=endpoint.url,
-            client_id="scrubber",
-            client_secret=SecretStr(CANARY),
-            scope="kafka",
-        )
+        provider = _provider(endpoint, scope="kafka")
 
         first, again = await provider.token(), await provider.token()
         await asyncio.sleep(1.7)  # past 80 % of a 2 s lifetime
@@ -192,12 +196,7 @@ class TestOAuthTokens:
         self, endpoint: TokenEndpoint
     ) -> None:
         endpoint.refuse = True
-        provider = ClientCredentialsTokenProvider(
-            token_url=endpoint.url,
-            client_id="scrubber",
-            client_secret=SecretStr(CANARY),
-            scope=None,
-        )
+        provider = _provider(endpoint)
 
         with pytest.raises(OAuthTokenError, match="refused client 'scrubber' \\(HTTP 401\\)") as e:
             await provider.token()
@@ -206,12 +205,7 @@ class TestOAuthTokens:
     async def test_an_identity_outage_keeps_the_token_in_hand_until_it_really_expires(
         self, endpoint: TokenEndpoint
     ) -> None:
-        provider = ClientCredentialsTokenProvider(
-            token_url=endpoint.url,
-            client_id="scrubber",
-            client_secret=SecretStr(CANARY),
-            scope=None,
-        )
+        provider = _provider(endpoint)
         first = await provider.token()
         endpoint.down_status = 503
 
@@ -228,12 +222,7 @@ class TestOAuthTokens:
         assert CANARY not in str(outage.value)
 
     async def test_a_refusal_is_final_and_an_outage_is_not(self, endpoint: TokenEndpoint) -> None:
-        provider = ClientCredentialsTokenProvider(
-            token_url=endpoint.url,
-            client_id="scrubber",
-            client_secret=SecretStr(CANARY),
-            scope=None,
-        )
+        provider = _provider(endpoint)
         endpoint.refuse = True
         with pytest.raises(OAuthTokenRefusedError):
             await provider.token()
@@ -246,12 +235,7 @@ class TestOAuthTokens:
     ) -> None:
         with token_endpoint(lambda n: f"elsewhere-{n}", lifetime_s=2) as elsewhere:
             endpoint.redirect_to = elsewhere.url
-            provider = ClientCredentialsTokenProvider(
-                token_url=endpoint.url,
-                client_id="scrubber",
-                client_secret=SecretStr(CANARY),
-                scope=None,
-            )
+            provider = _provider(endpoint)
 
             with pytest.raises(OAuthTokenRefusedError, match="redirect"):
                 await provider.token()
