@@ -120,9 +120,6 @@ class ModifierCodeSet(BaseModel):
             for code, entry in (*self.level_ii.items(), *self.level_i.items())
         }
 
-    def size(self) -> int:
-        return len(self.level_i) + len(self.level_ii)
-
 
 _PlaceCode = Annotated[str, Field(pattern=r"^[0-9]{2}$")]
 
