@@ -171,3 +171,42 @@ def test_the_network_policy_lets_the_worker_resolve_names_through_kube_dns(
     assert dns == [
         {"matchExpressions": [{"key": "k8s-app", "operator": "In", "values": ["kube-dns"]}]}
     ]
+
+
+def test_keda_alone_sets_the_worker_replica_count(manifests: list[dict[str, Any]]) -> None:
+    """A Deployment with spec.replicas beside a ScaledObject is reset to that count at every
+    apply, fighting the autoscaler."""
+    assert "replicas" not in _one(manifests, "Deployment")["spec"]
+
+
+ALERTS = {
+    "ClaimScrubberDown",
+    "ClaimScrubberNotReady",
+    "ClaimScrubberPartitionStuck",
+    "ClaimScrubberLagGrowing",
+    "ClaimScrubberDeadLetters",
+    "ClaimScrubberIntakeRejecting",
+}
+
+
+def test_the_alerts_an_on_call_needs_each_with_its_runbook_section(
+    manifests: list[dict[str, Any]],
+) -> None:
+    rules = [
+        rule
+        for group in _one(manifests, "PrometheusRule")["spec"]["groups"]
+        for rule in group["rules"]
+    ]
+    sections = {
+        line.removeprefix("#### ").strip().lower()
+        for line in (ROOT / "README.md").read_text("utf-8").splitlines()
+        if line.startswith("#### ")
+    }
+
+    assert {rule["alert"] for rule in rules} == ALERTS
+    for rule in rules:
+        assert rule["labels"]["severity"] in {"page", "ticket"}, rule["alert"]
+        anchor = rule["annotations"]["runbook_url"].rpartition("#")[2]
+        assert anchor == rule["alert"].lower(), rule["alert"]
+        assert anchor in sections, f"README has no runbook section for {rule['alert']}"
+        assert rule["annotations"]["summary"]

@@ -1,8 +1,9 @@
-"""The Grafana dashboard queries only metrics the worker exports."""
+"""The Grafana dashboard and the alerts query only metrics the worker or intake exports."""
 
 import json
 import re
 
+import yaml
 from prometheus_client.metrics_core import Metric
 
 from claim_scrubber.adapters.operations import WorkerMetrics
@@ -41,3 +42,21 @@ def test_the_dashboard_has_the_panels_operations_asked_for() -> None:
 
     for wanted in ("by outcome", "Review rate", "Top rules", "lag", "commit time", "fenced"):
         assert wanted in titles
+
+
+def test_every_alert_names_a_metric_the_worker_or_intake_exports() -> None:
+    rule_file = ROOT / "deploy" / "k8s" / "base" / "prometheusrule.yaml"
+    rules = yaml.safe_load(rule_file.read_text("utf-8"))
+    intake = WorkerMetrics(ruleset_version="x", stage="intake").registry.collect()
+    exported = _exported_names() | {
+        family.name + suffix for family in intake for suffix in _SUFFIXES[family.type]
+    }
+    queried = {
+        name
+        for group in rules["spec"]["groups"]
+        for rule in group["rules"]
+        for name in _METRIC.findall(rule["expr"])
+    }
+
+    assert queried, "the alerts have expressions"
+    assert queried <= exported, sorted(queried - exported)
