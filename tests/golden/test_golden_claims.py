@@ -1,7 +1,8 @@
 """Whole-claim golden tests: one realistic claim per payer profile and its committed result.
 
 The expected files are reviewed snapshots. To change them on purpose after a rule change:
-UPDATE_GOLDEN=1 pytest tests/golden, then review the diff before committing.
+UPDATE_GOLDEN=1 pytest tests/golden (every test then fails, saying what it rewrote), review
+the diff, and run again without UPDATE_GOLDEN before committing.
 """
 
 import json
@@ -36,6 +37,8 @@ def test_the_claim_scrubs_to_its_reviewed_result(claim_file: Path) -> None:
     if os.environ.get("UPDATE_GOLDEN") == "1":
         expected_file.parent.mkdir(exist_ok=True)
         expected_file.write_text(json.dumps(actual, indent=2, ensure_ascii=False) + "\n", "utf-8")
+        # Never green while rewriting: a run with UPDATE_GOLDEN set cannot pass silently.
+        pytest.fail(f"{expected_file.name} rewritten: review the diff, run again without it")
     assert expected_file.exists(), f"no reviewed result: UPDATE_GOLDEN=1 pytest {__file__}"
     assert actual == json.loads(expected_file.read_text("utf-8"))
 

@@ -20,11 +20,30 @@ def _claim(number: int, **patch: object) -> bytes:
     return event_bytes(document)
 
 
+AUDIT_FIELDS = {
+    "event",
+    "timestamp",
+    "level",
+    "event_id",
+    "claim_id",
+    "claim_version",
+    "outcome",
+    "rule_ids",
+    "ruleset_version",
+    "source_topic",
+    "source_partition",
+    "source_offset",
+    "output_topic",
+    "latency_ms",
+    "worker_id",
+}
+
+
 class TestRouting:
     async def test_each_outcome_lands_on_its_topic_with_the_contract_key_and_headers(
         self, kafka_bootstrap: str, topics: Topics, start_worker: WorkerStarter
     ) -> None:
-        start_worker()
+        worker = start_worker()
         await produce(
             kafka_bootstrap,
             topics.input,
@@ -55,6 +74,17 @@ class TestRouting:
         ]
         assert dead.key == b"raw-key"
         assert dead.headers["outcome"] == b"dead_letter"
+        # contract section 5: one audit line per decision, with these fields (and no others
+        # beyond the trace id)
+        await worker.wait_for_event("claim.dead_lettered")
+        [scrubbed] = [
+            line for line in worker.events("claim.scrubbed") if line["claim_id"] == "CLM-2"
+        ]
+        assert set(scrubbed) - {"trace_id"} == AUDIT_FIELDS
+        assert scrubbed["rule_ids"] == ["CLM-001"]
+        assert scrubbed["output_topic"] == topics.review
+        assert (scrubbed["source_topic"], scrubbed["event_id"]) == (topics.input, "ev-2")
+        assert scrubbed["level"] == "info"
         assert dead.body["error"]["kind"] == "invalid_json"
         assert base64.b64decode(dead.body["payload_base64"]) == b"{not json"
 
