@@ -108,6 +108,7 @@ async def create_topics(
     partitions: int = 6,
     *,
     output_configs: dict[str, str] | None = None,
+    inbound_configs: dict[str, str] | None = None,
 ) -> Topics:
     """Fresh topics; the outputs sized as `make kafka-up` sizes them unless told otherwise."""
     topics = Topics(f"test.{name}.{uuid.uuid4().hex[:8]}", partitions)
@@ -116,9 +117,15 @@ async def create_topics(
     try:
         await admin.create_topics(
             [
+                NewTopic(topics.input, num_partitions=partitions, replication_factor=1),
                 *(
-                    NewTopic(t, num_partitions=partitions, replication_factor=1)
-                    for t in (topics.input, topics.inbound_x12, topics.inbound_fhir)
+                    NewTopic(
+                        t,
+                        num_partitions=partitions,
+                        replication_factor=1,
+                        topic_configs=inbound_configs or {},
+                    )
+                    for t in (topics.inbound_x12, topics.inbound_fhir)
                 ),
                 *(
                     NewTopic(

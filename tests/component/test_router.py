@@ -6,8 +6,10 @@ The router runs on the real PartitionOwnership over fake producers and a fake gr
 import asyncio
 import base64
 import hashlib
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import orjson
 import pytest
@@ -22,9 +24,14 @@ from claim_scrubber.adapters.kafka.outbound import (
     Routed,
 )
 from claim_scrubber.adapters.kafka.ownership import PartitionState
-from claim_scrubber.adapters.kafka.router import MAX_ATTEMPTS, ClaimRouter
+from claim_scrubber.adapters.kafka.router import LARGE_RECORD_BYTES, MAX_ATTEMPTS, ClaimRouter
 from claim_scrubber.adapters.logging import get_logger
-from claim_scrubber.adapters.operations import WorkerMetrics, watch_lag
+from claim_scrubber.adapters.operations import (
+    Health,
+    WorkerMetrics,
+    beat_while_running,
+    watch_lag,
+)
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.models import DeadLetter, ScrubResult
 from claim_scrubber.scrubber import Decision, Scrubber
@@ -79,24 +86,32 @@ class FlakyMapping(OutboundMapping):
         return super().route(record, decided_at, shrink=shrink)
 
 
+M = TypeVar("M", bound=FlakyMapping)
+
+
+def _mapping(kind: type[M]) -> M:
+    mapping = kind(
+        scrubber=Scrubber(load_ruleset(), max_message_bytes=1024 * 1024),
+        topics=OutputTopics(
+            clean="claims.clean",
+            review="claims.needs-review",
+            dead_letter="claims.dead-letter",
+            max_bytes={
+                "claims.clean": 2 * 1024 * 1024,
+                "claims.needs-review": 2 * 1024 * 1024,
+                "claims.dead-letter": DEAD_LETTER_TOPIC_BYTES,
+            },
+        ),
+        worker_id="component",
+    )
+    mapping.failing = set()
+    return mapping
+
+
 class _World(FakeGroup):
     def __init__(self) -> None:
         super().__init__()
-        self.mapping = FlakyMapping(
-            scrubber=Scrubber(load_ruleset(), max_message_bytes=1024 * 1024),
-            topics=OutputTopics(
-                clean="claims.clean",
-                review="claims.needs-review",
-                dead_letter="claims.dead-letter",
-                max_bytes={
-                    "claims.clean": 2 * 1024 * 1024,
-                    "claims.needs-review": 2 * 1024 * 1024,
-                    "claims.dead-letter": DEAD_LETTER_TOPIC_BYTES,
-                },
-            ),
-            worker_id="component",
-        )
-        self.mapping.failing = set()
+        self.mapping = _mapping(FlakyMapping)
         self.router = ClaimRouter(mapping=self.mapping, ownership=self.ownership, log=get_logger())
         self.consumer = FakeConsumer(self.member)
 
@@ -230,6 +245,88 @@ class TestPipelining:
 
         assert world.broker.committed == {0: 4, 1: 3}
         assert len(world.outputs(1)) == 3
+
+
+class SlowMapping(FlakyMapping):
+    """The real mapping, taking `seconds` of CPU-bound work to route a record of `large` bytes
+    or more (an 837P interchange of thousands of claims), and noting whether it ran on the
+    event loop and how far a ticking task got meanwhile."""
+
+    large = 1 << 30
+    seconds = 0.0
+    ticks = 0
+    on_loop: list[bool]
+    ticks_during: list[int]
+
+    def route(self, record: InputRecord, decided_at: str, *, shrink: int = 0) -> Routed[Decision]:
+        if len(record.value or b"") >= self.large:
+            self.on_loop.append(_on_event_loop())
+            ticks, until = self.ticks, time.perf_counter() + self.seconds
+            while time.perf_counter() < until:
+                pass
+            self.ticks_during.append(self.ticks - ticks)
+        return super().route(record, decided_at, shrink=shrink)
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+class TestLargeBatches:
+    async def test_a_batch_over_its_byte_bound_commits_in_rounds_each_within_the_bound(
+        self, world: _World
+    ) -> None:
+        world.router = ClaimRouter(
+            mapping=world.mapping,
+            ownership=world.ownership,
+            log=get_logger(),
+            batch_max_bytes=3 * len(GOOD),
+        )
+        records = [_record(0, offset, GOOD) for offset in range(7)] + [_record(1, 0, GOOD)]
+
+        await world.handled(records)
+
+        commits = [entry for entry in world.broker.journal if entry[0] == "commit"]
+        assert commits == [("commit", 0, 3), ("commit", 0, 6), ("commit", 0, 7), ("commit", 1, 1)]
+        assert len(world.outputs(0)) == 7
+
+    async def test_a_record_larger_than_the_bound_is_a_round_of_its_own(
+        self, world: _World
+    ) -> None:
+        world.router = ClaimRouter(
+            mapping=world.mapping, ownership=world.ownership, log=get_logger(), batch_max_bytes=10
+        )
+
+        await world.handled([_record(0, 0, GOOD), _record(0, 1, GOOD)])
+
+        commits = [entry for entry in world.broker.journal if entry[0] == "commit"]
+        assert commits == [("commit", 0, 1), ("commit", 0, 2)]
+
+    async def test_a_large_record_is_decided_off_the_event_loop_which_keeps_turning(
+        self, world: _World
+    ) -> None:
+        mapping = _mapping(SlowMapping)
+        mapping.large, mapping.seconds = LARGE_RECORD_BYTES, 0.2
+        mapping.on_loop, mapping.ticks_during = [], []
+        world.router = ClaimRouter(mapping=mapping, ownership=world.ownership, log=get_logger())
+        large = GOOD + b" " * (LARGE_RECORD_BYTES - len(GOOD))
+
+        async def tick() -> None:
+            while True:
+                mapping.ticks += 1
+                await asyncio.sleep(0)
+
+        ticking = asyncio.create_task(tick())
+        await world.handled([_record(0, 0, large), _record(1, 0, GOOD), _record(2, 0, large)])
+        ticking.cancel()
+
+        assert world.broker.committed == {0: 1, 1: 1, 2: 1}
+        assert mapping.on_loop == [False, False]
+        assert all(ticks > 0 for ticks in mapping.ticks_during), mapping.ticks_during
 
 
 class TestFailingPartitions:
@@ -381,6 +478,25 @@ class TestMetrics:
         assert value("consumer_lag", topic="claims.submitted", partition="0") == 27
         assert value("batch_records_count") == 1
         assert value("end_to_end_latency_seconds_count") == 3
+
+    async def test_time_the_event_loop_could_not_turn_is_measured(self) -> None:
+        metrics = WorkerMetrics(ruleset_version="test")
+        beating = asyncio.create_task(
+            beat_while_running(Health(), metrics.loop_delay_seconds, interval_s=0.01)
+        )
+        await asyncio.sleep(0.05)
+        time.sleep(0.3)  # noqa: ASYNC251 - the blocking call on the loop measured here
+        await asyncio.sleep(0.05)
+        beating.cancel()
+
+        registry = metrics.registry
+        blocked = registry.get_sample_value(
+            "claim_scrubber_event_loop_delay_seconds_bucket", {"le": "0.25"}
+        )
+        count = registry.get_sample_value("claim_scrubber_event_loop_delay_seconds_count")
+        assert count is not None
+        assert blocked is not None
+        assert count - blocked == 1  # one beat came at least 0.25 s late
 
 
 class TestIntakeMetrics:

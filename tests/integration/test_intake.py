@@ -11,14 +11,15 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from claim_scrubber.adapters.kafka.outbound import dead_letter_bytes_needed
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.formats import read_837p
 from tests.conftest import WorkerStarter
 from tests.formats.samples import interchange, q4390_claim, sample, subscriber, transaction
 from tests.formats.test_convert_cli import CANARIES
-from tests.kafka_harness import Topics, collect, produce
+from tests.kafka_harness import Topics, collect, create_topics, free_port, http_get, produce
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -184,9 +185,13 @@ async def test_a_record_of_mostly_unusable_claims_is_one_dead_letter_in_bounded_
     record = interchange(transaction(*parts))
     intake = start_intake("i1")
     await intake.wait_for_event("partitions.assigned")
-    warm_up = interchange(transaction(subscriber(2), q4390_claim("W-1", lines=BAD_LINES)))
-    await produce(kafka_bootstrap, topics.inbound_x12, [(b"warm-up", warm_up)])
-    await intake.wait_for_event("intake.dead_lettered")  # every code path has run once
+    # every code path has run once, a large record's (decided in a worker thread) too
+    warm_up = [subscriber(2)]
+    warm_up += [q4390_claim(f"W-{n}", lines=BAD_LINES if n % 5 else None) for n in range(2500)]
+    await produce(
+        kafka_bootstrap, topics.inbound_x12, [(b"warm-up", interchange(transaction(*warm_up)))]
+    )
+    await intake.wait_for_event("intake.converted")
     pid = intake.process.pid
     idle_kb = _memory_kb(pid, "VmRSS")
     _reset_peak_memory(pid)
@@ -194,9 +199,10 @@ async def test_a_record_of_mostly_unusable_claims_is_one_dead_letter_in_bounded_
     await produce(kafka_bootstrap, topics.inbound_x12, [(b"mostly-bad", record)])
 
     outputs = await collect(kafka_bootstrap, topics, expected=2, timeout_s=120)
-    events = await read_committed(kafka_bootstrap, topics.input, 500)
+    events = await read_committed(kafka_bootstrap, topics.input, 500 + 500)
     peak_kb = _memory_kb(pid, "VmHWM")
     claim_ids = Counter(orjson.loads(value)["claim"]["claim_id"] for value in events)
+    claim_ids = Counter({claim: n for claim, n in claim_ids.items() if claim.startswith("M-")})
     assert claim_ids == Counter({f"M-{n}": 1 for n in range(0, 2500, 5)})
     [dead] = [output for output in outputs.outputs if output.key == b"mostly-bad"]
     assert dead.topic == topics.dead_letter
@@ -204,10 +210,115 @@ async def test_a_record_of_mostly_unusable_claims_is_one_dead_letter_in_bounded_
     assert len(dead.body["rejected_claims"]) == 100
     assert dead.body["rejected_claims_not_listed"] == 1900
     grew = (peak_kb - idle_kb) * 1024
-    # One copy of the record's bytes, not one per bad claim (which was 2,000 x 540 KB). The
-    # target of 3 x the record is not met yet: about 4.7 x is measured (the consumer's fetch
-    # buffer, the decoded text, the 500 events in the producer's batches, the dead letter).
-    assert grew < 6 * len(record), (
+    # One copy of the record's bytes, not one per bad claim (which was 2,000 x 540 KB), and
+    # nothing per bad claim. The issue's target of 3 x is not met: 3.3-3.8 x is measured. This
+    # record's 500 events alone are 1.25 x its size and exist twice while they are sent (ours
+    # and the producer's batch), beside the fetched record, its decoded text and the dead letter.
+    assert grew < 4.5 * len(record), (
         f"intake's RSS grew from {idle_kb} KB idle to a {peak_kb} KB peak: {grew} bytes for a "
         f"{len(record)}-byte record"
     )
+
+
+LARGE_INTERCHANGE_CLAIMS = 5000
+LARGE_RECORD_LIMIT = 8 * 1024 * 1024
+_LARGE_CLAIM_EXTRA = [
+    "REF*G1*PA0000123456",
+    "REF*D9*CLEARINGHOUSE-TRACE-0000000001",
+    "REF*EA*MEDICAL-RECORD-0000000001",
+    "NTE*ADD*DIABETIC FOOT ULCER RIGHT MIDFOOT FAILED FOUR WEEKS OF STANDARD WOUND CARE",
+    "HCP*03*2542.80*2400",
+    "NM1*DN*1*REFERRING*ROBERT****XX*1234567893",
+]
+
+
+def _large_claim_lines() -> list[str]:
+    """Two weekly applications of 15275 with Q4390, each line with its control number."""
+    lines: list[str] = []
+    for number, (code, units, charge, day) in enumerate(
+        [
+            ("15275:RT", 1, "300", "20261120"),
+            ("Q4390:JW:RT", 20, "2242.8", "20261120"),
+            ("15275:RT", 1, "300", "20261127"),
+            ("Q4390:JW:RT", 20, "2242.8", "20261127"),
+        ],
+        start=1,
+    ):
+        lines += [
+            f"LX*{number}",
+            f"SV1*HC:{code}*{charge}*UN*{units}***1:2",
+            f"DTP*472*D8*{day}",
+            f"REF*6R*LINE-CONTROL-{number:09d}",
+        ]
+    return [*lines, "NTE*ADD*WOUND 4 X 5 CM AFTER DEBRIDEMENT, PRODUCT APPLIED AND SECURED"]
+
+
+def large_interchange(number: int) -> bytes:
+    """A clearinghouse batch of LARGE_INTERCHANGE_CLAIMS claims of about 1.1 KB each."""
+    lines = _large_claim_lines()
+    parts: list[list[str]] = []
+    for index in range(LARGE_INTERCHANGE_CLAIMS):
+        member = subscriber(2 + index)
+        address = ["N3*2 ELM STREET*APARTMENT 12", "N4*DALLAS*TX*752020000"]
+        parts.append([*member[:3], *address, *member[3:]])
+        parts.append(q4390_claim(f"L{number}-{index:05d}", extra=_LARGE_CLAIM_EXTRA, lines=lines))
+    data = interchange(transaction(*parts))
+    return data.replace(b"000000101", f"{number:09d}".encode())
+
+
+async def test_large_interchanges_convert_while_the_consumer_keeps_its_heartbeat(
+    kafka_bootstrap: str, start_intake: WorkerStarter
+) -> None:
+    dead_letter_size = str(dead_letter_bytes_needed(LARGE_RECORD_LIMIT))
+    topics = await create_topics(
+        kafka_bootstrap,
+        "large-interchanges",
+        output_configs={"max.message.bytes": dead_letter_size},
+        inbound_configs={"max.message.bytes": str(LARGE_RECORD_LIMIT)},
+    )
+    records = [large_interchange(number) for number in range(1, 5)]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, max_request_size=LARGE_RECORD_LIMIT
+    )
+    await producer.start()
+    try:  # one interchange per partition, all there before intake's first fetch
+        for partition, record in enumerate(records):
+            await producer.send_and_wait(topics.inbound_x12, record, partition=partition)
+    finally:
+        await producer.stop()
+    port = free_port()
+
+    intake = start_intake(
+        "large",
+        SCRUBBER_HTTP_PORT=str(port),
+        SCRUBBER_MAX_MESSAGE_BYTES=str(LARGE_RECORD_LIMIT),
+        **topics.env(kafka_bootstrap),
+    )
+    events = await read_committed(
+        kafka_bootstrap, topics.input, LARGE_INTERCHANGE_CLAIMS * len(records), timeout_s=180
+    )
+
+    claim_ids = Counter(orjson.loads(value)["claim"]["claim_id"] for value in events)
+    assert len(claim_ids) == LARGE_INTERCHANGE_CLAIMS * len(records)
+    assert set(claim_ids.values()) == {1}
+    _, metrics = http_get(port, "/metrics")
+    delay = _histogram(metrics, "claim_scrubber_event_loop_delay_seconds")
+    # The group's heartbeats go out every session timeout / 4 (1.5 s here): the loop never
+    # stood still for a third of that.
+    assert delay["count"] > 0
+    assert delay["0.5"] == delay["count"], f"the event loop stood still: {delay}"
+    assert len(intake.events("partitions.assigned")) == 1
+    assert intake.events("partitions.revoked") == []
+    assert len(intake.events("intake.converted")) == len(records)
+
+
+def _histogram(text: str, name: str) -> dict[str, float]:
+    """A histogram's cumulative bucket counts by `le`, and its `count`."""
+    buckets: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(f'{name}_bucket{{le="'):
+            le = line.split('le="')[1].split('"')[0]
+            buckets[le] = float(line.rsplit(" ", 1)[1])
+        elif line.startswith(f"{name}_count "):
+            buckets["count"] = float(line.rsplit(" ", 1)[1])
+    return buckets

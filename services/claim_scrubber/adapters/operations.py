@@ -120,6 +120,11 @@ class WorkerMetrics:
             "From an input record's timestamp to the commit of its output",
             buckets=_LATENCY_BUCKETS, registry=registry,
         )  # fmt: skip
+        self.loop_delay_seconds = Histogram(
+            f"{_PREFIX}event_loop_delay_seconds", "How late the event loop ran its beat: time "
+            "it could not turn, when the group's heartbeats and the probes wait too",
+            buckets=_DURATION_BUCKETS, registry=registry,
+        )  # fmt: skip
         self.transactions = Counter(
             f"{_PREFIX}transactions", "Partition transactions by result (committed, aborted, "
             "fenced)", ["result"], registry=registry,
@@ -237,11 +242,16 @@ async def watch_lag(
                 continue
 
 
-async def beat_while_running(health: Health) -> None:
-    """Stamp the heartbeat every second: `/livez` fails when the loop stops turning."""
+async def beat_while_running(
+    health: Health, delay: Histogram | None = None, *, interval_s: float = _BEAT_INTERVAL_S
+) -> None:
+    """Stamp the heartbeat every `interval_s`: `/livez` fails when the loop stops turning.
+    How late each beat comes is the time the loop could not turn, observed in `delay`."""
     while True:
         health.last_beat = time.monotonic()
-        await asyncio.sleep(_BEAT_INTERVAL_S)
+        await asyncio.sleep(interval_s)
+        if delay is not None:
+            delay.observe(max(0.0, time.monotonic() - health.last_beat - interval_s))
 
 
 class OperationsServer:

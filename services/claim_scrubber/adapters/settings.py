@@ -90,6 +90,11 @@ class Settings(OfflineSettings):
         default=6, description="partitions of the topics `make kafka-up` creates (not the worker)"
     )
     batch_max_records: Annotated[int, Field(ge=1, le=10_000)] = 500
+    batch_max_bytes: Annotated[int, Field(ge=1024, le=256 * 1024 * 1024)] = Field(
+        default=8 * 1024 * 1024,
+        description="input bytes decided and committed in one round; a fetched batch over "
+        "this is committed in rounds, and a larger record is a round of its own",
+    )
     batch_timeout_ms: Annotated[int, Field(ge=1, le=60_000)] = 100
     session_timeout_ms: Annotated[int, Field(ge=6_000, le=300_000)] = Field(
         default=10_000,

@@ -107,6 +107,7 @@ class _Stream(Generic[Detail]):
     ) -> None:
         self.topic = topic
         self.router: ClaimRouter[Detail] | None = None
+        self._batch_max_bytes = settings.batch_max_bytes
         self.ownership = PartitionOwnership(
             group_id=stage.group_id,
             input_topic=topic,
@@ -160,7 +161,12 @@ class _Stream(Generic[Detail]):
         tracing: Tracing,
     ) -> None:
         self.router = ClaimRouter(
-            mapping=mapping, ownership=self.ownership, log=log, metrics=metrics, tracing=tracing
+            mapping=mapping,
+            ownership=self.ownership,
+            log=log,
+            metrics=metrics,
+            tracing=tracing,
+            batch_max_bytes=self._batch_max_bytes,
         )
 
     async def stop(self) -> None:
@@ -312,7 +318,11 @@ def _application(
 
     async def starting() -> None:
         # Liveness answers while the stage waits for the brokers; readiness once it owns.
-        watch.append(asyncio.create_task(beat_while_running(health), name="heartbeat"))
+        watch.append(
+            asyncio.create_task(
+                beat_while_running(health, metrics.loop_delay_seconds), name="heartbeat"
+            )
+        )
         operations.serve()
         await wait_for_broker(settings, stage, kafka, log)
         operations.broker_answered(answered=True)

@@ -6,6 +6,12 @@ cannot be decided, or whose transaction fails, is handed to PartitionOwnership, 
 it alone and reads it again from its committed offset after its own backoff; the other
 partitions carry on. A record that fails `MAX_ATTEMPTS` times for a reason that is not a
 rule's is published as a `processing_error` dead letter instead of being retried forever.
+
+The event loop keeps turning however large the input (heartbeats, probes, the other
+partitions' commits): a fetched batch is decided and committed in rounds of at most
+`batch_max_bytes` of input, a record of LARGE_RECORD_BYTES or more (an 837P interchange of
+thousands of claims) is decided in a worker thread, and deciding yields to the loop between
+records at least every YIELD_EVERY_S.
 """
 
 import asyncio
@@ -36,11 +42,16 @@ from claim_scrubber.adapters.operations import WorkerMetrics
 from claim_scrubber.adapters.tracing import Tracing
 from claim_scrubber.scrubber import timestamp_text
 
-__all__ = ["MAX_ATTEMPTS", "ClaimRouter", "Cursor"]
+__all__ = ["LARGE_RECORD_BYTES", "MAX_ATTEMPTS", "YIELD_EVERY_S", "ClaimRouter", "Cursor"]
 
 MAX_ATTEMPTS: Final = 3
 """Failures of one record (not a rule's: those are ENGINE-001 findings) before it becomes a
 `processing_error` dead letter."""
+
+LARGE_RECORD_BYTES: Final = 256 * 1024
+"""A record at least this large is decided in a worker thread, off the event loop."""
+YIELD_EVERY_S: Final = 0.02
+"""Deciding a batch yields to the event loop at least this often."""
 
 _SIZE_ERRORS: Final = (MessageSizeTooLargeError, RecordTooLargeError)
 
@@ -87,8 +98,10 @@ class ClaimRouter(Generic[Detail]):
         log: FilteringBoundLogger,
         metrics: WorkerMetrics | None = None,
         tracing: Tracing | None = None,
+        batch_max_bytes: int | None = None,
     ) -> None:
         self._mapping = mapping
+        self._batch_max_bytes = batch_max_bytes
         self._ownership = ownership
         self._log = log
         self._metrics = metrics
@@ -102,20 +115,27 @@ class ClaimRouter(Generic[Detail]):
         """Decide every record, then start the batch's transactions, one per partition.
 
         The transactions of a batch commit while the next batch is decided: this returns once
-        they have started, after the previous batch's have ended. `drain` waits for them.
+        they have started, after the previous batch's have ended. `drain` waits for them. A
+        batch of more than `batch_max_bytes` is decided and committed in rounds of at most
+        that many bytes (a record larger than that is a round of its own).
         """
         async with self._handling:
-            if self._closing:  # stopping: the partitions' next owner reads these records
-                return
-            with self._tracing.batch(len(records)) as span:
-                await self._handle(records, consumer, span)
+            for round_ in _rounds(records, self._batch_max_bytes):
+                if self._closing:  # stopping: the partitions' next owner reads these records
+                    return
+                with self._tracing.batch(len(round_)) as span:
+                    await self._handle(round_, consumer, span)
 
     async def _handle(self, records: Sequence[InputRecord], consumer: Cursor, span: Span) -> None:
         decided_at = timestamp_text(datetime.now(UTC))
         deciding_since = time.perf_counter()
         parts: dict[int, _PartitionBatch[Detail]] = {}
         skipped: set[int] = set()
+        yielded = deciding_since
         for record in records:
+            if time.perf_counter() - yielded >= YIELD_EVERY_S:
+                await asyncio.sleep(0)
+                yielded = time.perf_counter()
             partition = record.partition
             if partition in skipped:
                 continue
@@ -127,7 +147,7 @@ class ClaimRouter(Generic[Detail]):
                 part = parts[partition] = _PartitionBatch(
                     partition, self._ownership.epoch(partition), span
                 )
-            routed = self._route(record, decided_at)
+            routed = await self._route(record, decided_at)
             if routed is None:
                 del parts[partition]
                 skipped.add(partition)
@@ -150,9 +170,10 @@ class ClaimRouter(Generic[Detail]):
         if batch:
             self._in_flight = asyncio.create_task(self._commit(batch, consumer))
 
-    def _route(self, record: InputRecord, decided_at: str) -> Routed[Detail] | None:
+    async def _route(self, record: InputRecord, decided_at: str) -> Routed[Detail] | None:
         """The record's output, or None when deciding it failed (its partition will read it
-        again) — after MAX_ATTEMPTS failures, its `processing_error` dead letter."""
+        again) — after MAX_ATTEMPTS failures, its `processing_error` dead letter. A large
+        record is decided in a worker thread while the loop turns."""
         failures = self._failures.get((record.partition, record.offset))
         if failures is not None and failures.attempts >= MAX_ATTEMPTS:
             return self._mapping.processing_error(
@@ -162,10 +183,13 @@ class ClaimRouter(Generic[Detail]):
                 error_type=failures.error_type,
                 shrink=failures.size_refusals,
             )
+        shrink = 0 if failures is None else failures.size_refusals
         try:
-            return self._mapping.route(
-                record, decided_at, shrink=0 if failures is None else failures.size_refusals
-            )
+            if len(record.value or b"") >= LARGE_RECORD_BYTES:
+                return await asyncio.to_thread(
+                    self._mapping.route, record, decided_at, shrink=shrink
+                )
+            return self._mapping.route(record, decided_at, shrink=shrink)
         except Exception as error:  # noqa: BLE001 - a bug here must stall no partition
             failed = self._failed(record, error)
             self._log.error(
@@ -285,6 +309,22 @@ class ClaimRouter(Generic[Detail]):
             end = part.routed[-1].record.offset
             for key in [k for k in self._failures if k[0] == part.partition and k[1] <= end]:
                 del self._failures[key]
+
+
+def _rounds(records: Sequence[InputRecord], max_bytes: int | None) -> list[Sequence[InputRecord]]:
+    """The batch cut into consecutive rounds of at most `max_bytes` of record values."""
+    if max_bytes is None:
+        return [records]
+    rounds: list[Sequence[InputRecord]] = []
+    start, size = 0, 0
+    for index, record in enumerate(records):
+        value = len(record.value or b"")
+        if size + value > max_bytes and index > start:
+            rounds.append(records[start:index])
+            start, size = index, 0
+        size += value
+    rounds.append(records[start:])
+    return rounds
 
 
 def _input_of(part: _PartitionBatch[Detail], output_index: int) -> InputRecord:
