@@ -6,9 +6,10 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from claim_scrubber.adapters.intake import Intake
+from claim_scrubber.adapters.intake import Intake, audit_fields
 from claim_scrubber.adapters.kafka.intake import IntakeMapping
 from claim_scrubber.adapters.ruleset_file import load_ruleset
+from claim_scrubber.formats import read_837p
 from tests.formats.samples import interchange, q4390_claim, subscriber, transaction
 
 BAD_LINES = ["LX*1", "SV1*HC:Q4390*X*UN*20***1", "DTP*472*D8*20261120"]
@@ -165,4 +166,25 @@ def test_the_list_of_rejected_claims_is_bounded_and_counts_the_rest() -> None:
     letter = orjson.loads(dead.value)
     assert len(letter["rejected_claims"]) == 100
     assert letter["rejected_claims_not_listed"] == 30
+    assert "130 of 130 claims" in letter["error"]["message"]
     assert base64.b64decode(letter["payload_base64"]) == data
+    assert routed.tally.outcomes.count("dead_letter") == 130
+    assert routed.tally.dead_letter_kinds == ("invalid_x12",) * 130
+
+
+def test_only_the_listed_unusable_claims_are_held_in_memory_the_rest_are_counted() -> None:
+    parts = [subscriber(2)]
+    parts += [q4390_claim(f"B-{n}", lines=BAD_LINES) for n in range(130)]
+    parts += [q4390_claim("G-1")]
+
+    conversion = read_837p(
+        interchange(transaction(*parts)),
+        directory=load_ruleset().payer_directory,
+        zone=ZoneInfo("UTC"),
+    )
+
+    assert len(conversion.rejected) == 100
+    assert conversion.rejected_count == 130
+    assert conversion.claim_count == 131
+    assert [claim.claim_id for claim in conversion.converted] == ["G-1"]
+    assert audit_fields(conversion)["claims_dead_lettered"] == 130

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
-from claim_scrubber.formats import Conversion, read_837p, read_fhir
+from claim_scrubber.formats import REJECTED_CLAIMS_KEPT, Conversion, read_837p, read_fhir
 from claim_scrubber.models import PayerDirectory
 from claim_scrubber.scrubber import dead_letter_document
 
@@ -31,7 +31,7 @@ _AUDITED_EVENT_IDS: Final = 500
 """Event ids named in one audit line; a larger interchange's line counts the rest (the worker's
 own audit line names every claim's event id anyway)."""
 
-REJECTED_CLAIMS_LISTED: Final = 100
+REJECTED_CLAIMS_LISTED: Final = REJECTED_CLAIMS_KEPT
 """Unusable claims an input's one dead letter lists; the rest are counted, so the dead letter
 stays bounded (one copy of the input's bytes plus at most this many short entries)."""
 REJECTED_CLAIM_MESSAGE_CHARS: Final = 300
@@ -76,10 +76,9 @@ def rejection_document(
             details=first.details,
             limit=limit,
         )
-    claims = len(conversion.claims)
     message = (
-        f"{len(rejected)} of {claims} claims are unusable and were not published (the others "
-        f"were); the first: {first.message}"
+        f"{conversion.rejected_count} of {conversion.claim_count} claims are unusable and were "
+        f"not published (the others were); the first: {first.message}"
     )[:REJECTED_CLAIM_MESSAGE_CHARS]
     listed = [
         {
@@ -91,8 +90,8 @@ def rejection_document(
         for claim in rejected[:REJECTED_CLAIMS_LISTED]
     ]
     extra: dict[str, object] = {"rejected_claims": listed}
-    if len(rejected) > REJECTED_CLAIMS_LISTED:
-        extra["rejected_claims_not_listed"] = len(rejected) - REJECTED_CLAIMS_LISTED
+    if conversion.rejected_count > len(listed):
+        extra["rejected_claims_not_listed"] = conversion.rejected_count - len(listed)
     return dead_letter_document(
         payload,
         first.kind,
@@ -112,12 +111,12 @@ def audit_fields(conversion: Conversion) -> dict[str, object]:
     return {
         "claims_converted": len(conversion.converted),
         "claims_skipped": len(conversion.skipped),
-        "claims_dead_lettered": len(conversion.rejected),
+        "claims_dead_lettered": conversion.rejected_count,
         "event_ids": event_ids[:_AUDITED_EVENT_IDS],
         "event_ids_not_listed": max(0, len(event_ids) - _AUDITED_EVENT_IDS),
         "skipped": [
             {"claim_index": s.index, "claim_id": s.claim_id, "reason": s.reason} | s.control_numbers
             for s in conversion.skipped
         ],
-        "dead_letter_kinds": sorted({r.kind.value for r in conversion.rejected}),
+        "dead_letter_kinds": sorted({kind.value for kind in conversion.rejected_kinds()}),
     }

@@ -5,6 +5,7 @@ out; the zone of X12 dates and the payer directory are passed in.
 """
 
 from claim_scrubber.formats._conversion import (
+    REJECTED_CLAIMS_KEPT,
     Conversion,
     ConvertedClaim,
     RejectedClaim,
@@ -15,6 +16,7 @@ from claim_scrubber.formats.x12 import read_837p
 
 __all__ = [
     "DOCUMENTATION_SYSTEM",
+    "REJECTED_CLAIMS_KEPT",
     "WOUND_LOCATION_SYSTEM",
     "Conversion",
     "ConvertedClaim",

@@ -8,6 +8,7 @@ dead-letter topic and the logs.
 
 import hashlib
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -17,6 +18,7 @@ from claim_scrubber.models import ClaimEvent, DeadLetterKind
 from claim_scrubber.models.documents import json_document
 
 __all__ = [
+    "REJECTED_CLAIMS_KEPT",
     "Conversion",
     "ConvertedClaim",
     "RejectedClaim",
@@ -29,6 +31,11 @@ _EVENT_IDS: Final = uuid.UUID("6f1c4f2e-5a7e-4c55-9d53-0c1f3c9b2a10")
 """The UUIDv5 namespace of intake's event ids (never change it: re-sent files would get new
 ids)."""
 _NAMESPACE: Final = _EVENT_IDS.bytes
+
+REJECTED_CLAIMS_KEPT: Final = 100
+"""Unusable claims of one input kept with their messages (the ones its dead letter lists);
+the others are only counted by kind, so a record of thousands of bad claims costs no more
+memory than its good ones."""
 
 
 def event_id(*parts: str) -> str:
@@ -77,9 +84,20 @@ Outcome = ConvertedClaim | SkippedClaim | RejectedClaim
 
 @dataclass(slots=True)
 class Conversion:
-    """Every claim of one input, in input order."""
+    """Every claim of one input, in input order: the first REJECTED_CLAIMS_KEPT unusable ones
+    with their messages, the rest counted by kind."""
 
     claims: list[Outcome] = field(default_factory=list)
+    rejected_not_kept: Counter[DeadLetterKind] = field(default_factory=Counter)
+    _rejected_kept: int = 0
+
+    def add(self, outcome: Outcome) -> None:
+        if isinstance(outcome, RejectedClaim):
+            if self._rejected_kept >= REJECTED_CLAIMS_KEPT:
+                self.rejected_not_kept[outcome.kind] += 1
+                return
+            self._rejected_kept += 1
+        self.claims.append(outcome)
 
     @property
     def converted(self) -> list[ConvertedClaim]:
@@ -91,7 +109,22 @@ class Conversion:
 
     @property
     def rejected(self) -> list[RejectedClaim]:
+        """The unusable claims kept (at most REJECTED_CLAIMS_KEPT)."""
         return [claim for claim in self.claims if isinstance(claim, RejectedClaim)]
+
+    @property
+    def rejected_count(self) -> int:
+        """Every unusable claim, kept or not."""
+        return self._rejected_kept + self.rejected_not_kept.total()
+
+    @property
+    def claim_count(self) -> int:
+        return len(self.claims) + self.rejected_not_kept.total()
+
+    def rejected_kinds(self) -> list[DeadLetterKind]:
+        """The kind of every unusable claim, kept or not."""
+        kinds = [claim.kind for claim in self.rejected]
+        return kinds + list(self.rejected_not_kept.elements())
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -346,14 +346,14 @@ class _Mapper:
             document = self._document(data)
             claims, resolver = self._claims(document)
         except _UnusableError as problem:
-            conversion.claims.append(RejectedClaim(None, problem.kind, str(problem)))
+            conversion.add(RejectedClaim(None, problem.kind, str(problem)))
             return conversion
         for index, (where, resource) in enumerate(claims, start=1):
             try:
                 claim = _Claim.model_validate(resource)
-                conversion.claims.append(self._event(claim, index, where, resource, resolver))
+                conversion.add(self._event(claim, index, where, resource, resolver))
             except ValidationError as error:
-                conversion.claims.append(
+                conversion.add(
                     RejectedClaim(
                         index,
                         DeadLetterKind.INVALID_FHIR,
@@ -362,7 +362,7 @@ class _Mapper:
                     )
                 )
             except _UnusableError as problem:
-                conversion.claims.append(
+                conversion.add(
                     RejectedClaim(
                         index,
                         problem.kind,

@@ -248,7 +248,8 @@ class _Reader:
             segments = self._segments(text, delimiters)
             self._walk(segments, conversion)
         except _UnusableError as problem:
-            conversion.claims = [RejectedClaim(index=None, kind=problem.kind, message=str(problem))]
+            conversion = Conversion()
+            conversion.add(RejectedClaim(index=None, kind=problem.kind, message=str(problem)))
         return conversion
 
     @staticmethod
@@ -466,7 +467,7 @@ class _Reader:
         try:
             outcome = self._claim_event(claim, envelope, where)
         except _UnusableError as problem:
-            conversion.claims.append(
+            conversion.add(
                 RejectedClaim(
                     index=claim.index,
                     kind=problem.kind,
@@ -475,7 +476,7 @@ class _Reader:
                 )
             )
             return
-        conversion.claims.append(outcome)
+        conversion.add(outcome)
 
     def _claim_event(
         self, claim: _Claim, envelope: _Envelope, where: str
@@ -628,7 +629,7 @@ def _open_claim(
         return _Claim(
             index=index, position=position, elements=elements, party=party, ordinal=ordinal
         )
-    conversion.claims.append(
+    conversion.add(
         RejectedClaim(
             index=index,
             kind=DeadLetterKind.INVALID_X12,

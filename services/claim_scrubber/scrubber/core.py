@@ -3,8 +3,9 @@
 Pure: the clock's reading and the record's origin are passed in by the adapter.
 """
 
-import base64
+import binascii
 import hashlib
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,14 +52,21 @@ UNBOUNDED: Final = DocumentLimits()
 
 
 _PAYLOAD_FIELD: Final = b'"payload_base64":"'
+_BASE64_CHUNK: Final = 3 * 64 * 1024
+"""Payload bytes encoded at a time (a multiple of 3: the chunks' base64 joins without padding)."""
 
 
-def _spliced(envelope: bytes, encoded: bytes) -> bytes:
-    """The envelope (whose payload_base64 is "") with the base64 payload written into it:
-    the payload is encoded once and copied once, never held as text too (a dead letter is
+def _spliced(envelope: bytes, payload: memoryview) -> bytes:
+    """The envelope (whose payload_base64 is "") with the payload written into it in base64,
+    a chunk at a time: the encoded payload exists once, in the document (a dead letter is
     built beside the whole record it carries, so each copy counts)."""
     at = envelope.index(_PAYLOAD_FIELD) + len(_PAYLOAD_FIELD)  # a key: never inside a string
-    return b"".join((envelope[:at], encoded, envelope[at:]))
+    document = io.BytesIO()
+    document.write(envelope[:at])
+    for start in range(0, len(payload), _BASE64_CHUNK):
+        document.write(binascii.b2a_base64(payload[start : start + _BASE64_CHUNK], newline=False))
+    document.write(envelope[at:])
+    return document.getvalue()  # the buffer itself, trimmed, not a copy
 
 
 def _dead_letter_document(
@@ -82,7 +90,7 @@ def _dead_letter_document(
     }
     envelope = orjson.dumps(document)
     if limit is None or len(envelope) + -(-len(payload) // 3) * 4 <= limit:
-        return _spliced(envelope, base64.b64encode(payload))
+        return _spliced(envelope, memoryview(payload))
     document["payload_truncated"] = True
     document["payload_bytes"] = len(payload)
     document["payload_sha256"] = hashlib.sha256(payload).hexdigest()
@@ -92,7 +100,7 @@ def _dead_letter_document(
         document["source"] = source | {"key": None}
         envelope = orjson.dumps(document)
     kept = max(0, limit - len(envelope)) // 4 * 3
-    return _spliced(envelope, base64.b64encode(payload[:kept]))
+    return _spliced(envelope, memoryview(payload)[:kept])
 
 
 def dead_letter_document(

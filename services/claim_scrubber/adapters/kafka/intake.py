@@ -121,8 +121,8 @@ class IntakeMapping:
         tally = Tally(
             (CONVERTED,) * len(conversion.converted)
             + (SKIPPED,) * len(conversion.skipped)
-            + (DEAD_LETTER,) * len(conversion.rejected),
-            tuple(claim.kind.value for claim in conversion.rejected),
+            + (DEAD_LETTER,) * conversion.rejected_count,
+            tuple(kind.value for kind in conversion.rejected_kinds()),
         )
         return Routed(
             record, IntakeOutcome(conversion), tuple(outputs), tally, traceparent_of(record)
