@@ -14,9 +14,11 @@ def _intake() -> list[dict[str, Any]]:
 def test_intake_manifests_validate_strictly_and_select_only_intake_pods() -> None:
     manifests = _intake()
     for manifest in manifests:
-        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
+        if manifest["kind"] != "ServiceMonitor":  # no Kubernetes schema covers it
+            kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
     assert {m["kind"] for m in manifests} == {
-        "ConfigMap", "Deployment", "PodDisruptionBudget", "NetworkPolicy",
+        "ConfigMap", "Deployment", "Service", "ServiceMonitor", "PodDisruptionBudget",
+        "NetworkPolicy",
     }  # fmt: skip
     selector = _one(manifests, "Deployment")["spec"]["selector"]["matchLabels"]
     assert selector["app.kubernetes.io/name"] == "claim-scrubber-intake"
@@ -24,6 +26,11 @@ def test_intake_manifests_validate_strictly_and_select_only_intake_pods() -> Non
         spec = _one(manifests, kind)["spec"]
         labels = (spec.get("selector") or spec["podSelector"])["matchLabels"]
         assert labels == selector  # never the worker's pods
+    service = _one(manifests, "Service")
+    assert service["spec"]["selector"] == selector
+    monitor = _one(manifests, "ServiceMonitor")["spec"]
+    assert monitor["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
 
 
 def test_intake_runs_the_intake_command_non_root_with_its_topics() -> None:

@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -51,9 +52,26 @@ def manifests(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
     return _render(request.param)
 
 
-def _one(manifests: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    (found,) = [m for m in manifests if m["kind"] == kind]
-    return found
+WORKER, INTAKE = "claim-scrubber", "claim-scrubber-intake"
+
+
+def _app(manifest: dict[str, Any]) -> str | None:
+    labels: dict[str, str] = manifest["metadata"].get("labels", {})
+    return labels.get("app.kubernetes.io/name")
+
+
+def _one(manifests: list[dict[str, Any]], kind: str, app: str = WORKER) -> dict[str, Any]:
+    """The one resource of a kind; of the worker's (or `app`'s) when both stages have one."""
+    found = [m for m in manifests if m["kind"] == kind]
+    if len(found) > 1:
+        found = [m for m in found if _app(m) == app]
+    (one,) = found
+    return one
+
+
+def _apps(manifests: list[dict[str, Any]]) -> list[str]:
+    """The stages a rendering deploys: the worker, and intake beside it in the overlays."""
+    return [app for app in (WORKER, INTAKE) if any(_app(m) == app for m in manifests)]
 
 
 def _containers(deployment: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -110,7 +128,7 @@ def test_keda_scales_on_the_groups_lag_up_to_the_input_partitions(
     )
     assert scaled["spec"]["maxReplicaCount"] == INPUT_PARTITIONS
     (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["type"] == "kafka"
+    assert trigger["type"] in {"kafka", "apache-kafka"}  # apache-kafka: the one with MSK IAM
     assert trigger["metadata"]["consumerGroup"] == config["SCRUBBER_GROUP_ID"]
     assert trigger["metadata"]["topic"] == config["SCRUBBER_TOPIC_INPUT"]
 
@@ -126,22 +144,28 @@ def test_the_service_monitor_scrapes_the_metrics_port_of_the_service(
     assert selector.items() <= service["metadata"]["labels"].items()
 
 
+def _mounted_volume(pod: dict[str, Any], path: str) -> dict[str, Any]:
+    """The pod's volume that holds the file at `path`."""
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (mount,) = [
+        m for c in pod["containers"] for m in c["volumeMounts"]
+        if Path(path).is_relative_to(m["mountPath"])
+    ]  # fmt: skip
+    return volumes[mount["name"]]
+
+
 def test_credentials_come_from_secrets_never_from_literals(
     manifests: list[dict[str, Any]],
 ) -> None:
-    config = _one(manifests, "ConfigMap")["data"]
-    secret_settings = {"SCRUBBER_KAFKA_SASL_PASSWORD", "SCRUBBER_KAFKA_OAUTH_CLIENT_SECRET"}
-    assert not secret_settings & config.keys()
     assert not [m for m in manifests if m["kind"] == "Secret"], "Secrets are made out of band"
-    pod = _one(manifests, "Deployment")["spec"]["template"]["spec"]
-    mounted = {v["name"]: v for v in pod["volumes"]}
-    for setting, path in config.items():
-        if setting.endswith("_FILE"):
-            (mount,) = [
-                m for c in pod["containers"] for m in c["volumeMounts"]
-                if Path(path).is_relative_to(m["mountPath"])
-            ]  # fmt: skip
-            assert "secret" in mounted[mount["name"]], f"{setting} is read from a Secret"
+    for app in _apps(manifests):
+        config = _one(manifests, "ConfigMap", app)["data"]
+        secret_settings = {"SCRUBBER_KAFKA_SASL_PASSWORD", "SCRUBBER_KAFKA_OAUTH_CLIENT_SECRET"}
+        assert not secret_settings & config.keys()
+        pod = _one(manifests, "Deployment", app)["spec"]["template"]["spec"]
+        for setting, path in config.items():
+            if setting.startswith("SCRUBBER_KAFKA_") and setting.endswith("_FILE"):
+                assert "secret" in _mounted_volume(pod, path), f"{app}: {setting} from a Secret"
 
 
 def test_the_disruption_budget_and_network_policy_select_the_workers_pods(
@@ -160,17 +184,165 @@ def test_the_disruption_budget_and_network_policy_select_the_workers_pods(
 def test_the_network_policy_lets_the_worker_resolve_names_through_kube_dns(
     manifests: list[dict[str, Any]],
 ) -> None:
-    egress = _one(manifests, "NetworkPolicy")["spec"]["egress"]
-    dns = [
-        peer["podSelector"]
-        for rule in egress
-        for peer in rule["to"]
-        if "podSelector" in peer and any(p["port"] == 53 for p in rule["ports"])
-    ]
-    # the app's labels must not be merged into the DNS peer: no kube-dns pod carries them
-    assert dns == [
-        {"matchExpressions": [{"key": "k8s-app", "operator": "In", "values": ["kube-dns"]}]}
-    ]
+    for app in _apps(manifests):
+        egress = _one(manifests, "NetworkPolicy", app)["spec"]["egress"]
+        dns = [
+            peer["podSelector"]
+            for rule in egress
+            for peer in rule["to"]
+            if "podSelector" in peer and any(p["port"] == 53 for p in rule["ports"])
+        ]
+        # the app's labels must not be merged into the DNS peer: no kube-dns pod carries them
+        assert dns == [
+            {"matchExpressions": [{"key": "k8s-app", "operator": "In", "values": ["kube-dns"]}]}
+        ]
+
+
+def _allows(egress: list[dict[str, Any]], host: str, port: int) -> bool:
+    """Whether an egress rule lets traffic to host:port out: an in-cluster service
+    (`name.namespace.svc`) by its namespace, any other host by an ipBlock (a policy cannot
+    name a host)."""
+    labels = host.split(".")
+    in_cluster = "svc" in labels
+    for rule in egress:
+        if not any(p["port"] == port for p in rule.get("ports", [])):
+            continue
+        for peer in rule["to"]:
+            selector = peer.get("namespaceSelector", {}).get("matchLabels", {})
+            if in_cluster and selector.get("kubernetes.io/metadata.name") == labels[1]:
+                return True
+            if not in_cluster and "ipBlock" in peer:
+                return True
+    return False
+
+
+def test_every_stage_may_reach_its_own_brokers_and_token_service(
+    manifests: list[dict[str, Any]],
+) -> None:
+    for app in _apps(manifests):
+        config = _one(manifests, "ConfigMap", app)["data"]
+        egress = _one(manifests, "NetworkPolicy", app)["spec"]["egress"]
+        for server in config["SCRUBBER_KAFKA_BOOTSTRAP_SERVERS"].split(","):
+            host, _, port = server.strip().rpartition(":")
+            assert _allows(egress, host, int(port)), f"{app} cannot reach {server}"
+        if "SCRUBBER_KAFKA_OAUTH_TOKEN_URL" in config:
+            token = urlsplit(config["SCRUBBER_KAFKA_OAUTH_TOKEN_URL"])
+            assert token.hostname is not None
+            assert _allows(egress, token.hostname, token.port or 443), f"{app}: token endpoint"
+        if "SCRUBBER_KAFKA_MSK_IAM_REGION" in config:
+            assert _allows(egress, "sts.amazonaws.com", 443), f"{app} cannot reach STS"
+
+
+_KEDA_SASL = {
+    "SCRAM-SHA-256": "scram_sha256",
+    "SCRAM-SHA-512": "scram_sha512",
+    "PLAIN": "plaintext",
+}
+
+
+def _keda_sasl(config: dict[str, str]) -> str | None:
+    """The KEDA kafka scaler's `sasl` for the worker's own way of signing in."""
+    mechanism = config.get("SCRUBBER_KAFKA_SASL_MECHANISM")
+    if mechanism == "OAUTHBEARER":
+        return "aws_msk_iam" if "SCRUBBER_KAFKA_MSK_IAM_REGION" in config else "oauthbearer"
+    return None if mechanism is None else _KEDA_SASL[mechanism]
+
+
+def test_keda_reads_the_lag_signed_in_as_the_worker_is(manifests: list[dict[str, Any]]) -> None:
+    config = _one(manifests, "ConfigMap")["data"]
+    deployment = _one(manifests, "Deployment")
+    (trigger,) = _one(manifests, "ScaledObject")["spec"]["triggers"]
+    metadata = trigger["metadata"]
+    protocol = config.get("SCRUBBER_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+
+    assert metadata["bootstrapServers"] == config["SCRUBBER_KAFKA_BOOTSTRAP_SERVERS"]
+    assert (metadata.get("tls") == "enable") == (protocol in {"SSL", "SASL_SSL"})
+    assert metadata.get("sasl") == _keda_sasl(config)
+    if protocol == "PLAINTEXT":
+        assert "authenticationRef" not in trigger
+        return
+    auth = [
+        m for m in manifests
+        if m["kind"] == "TriggerAuthentication"
+        and m["metadata"]["name"] == trigger["authenticationRef"]["name"]
+    ]  # fmt: skip
+    assert len(auth) == 1, "the trigger's authenticationRef names a TriggerAuthentication"
+    spec = auth[0]["spec"]
+    pod = deployment["spec"]["template"]["spec"]
+    (worker,) = _containers(deployment)
+    secrets = {v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    for ref in spec.get("secretTargetRef", []):
+        assert ref["name"] in secrets, f"KEDA's {ref['parameter']} is not the worker's Secret"
+    for ref in spec.get("env", []):
+        assert ref["containerName"] == worker["name"]
+        assert ref["name"] in config, f"KEDA's {ref['parameter']} is not a worker setting"
+    if protocol == "SSL":
+        assert {r["parameter"] for r in spec["secretTargetRef"]} == {"ca", "cert", "key"}
+    if metadata.get("sasl") == "aws_msk_iam":
+        assert spec["podIdentity"]["provider"] == "aws"
+        assert metadata["awsRegion"] == config["SCRUBBER_KAFKA_MSK_IAM_REGION"]
+
+
+_PER_STAGE = {"SCRUBBER_KAFKA_SASL_USERNAME", "SCRUBBER_KAFKA_OAUTH_CLIENT_ID"}
+"""Kafka settings each stage has its own value of (its principal)."""
+
+
+@pytest.mark.parametrize("overlay", [t for t in TARGETS if t.startswith("overlays/")])
+def test_every_overlay_runs_intake_beside_the_worker_on_the_same_cluster(overlay: str) -> None:
+    manifests = _render(overlay)
+
+    assert _apps(manifests) == [WORKER, INTAKE]
+    worker, intake = (_one(manifests, "ConfigMap", app)["data"] for app in (WORKER, INTAKE))
+    kafka = {key for key in worker if key.startswith("SCRUBBER_KAFKA_")}
+    assert kafka == {key for key in intake if key.startswith("SCRUBBER_KAFKA_")}
+    for key in kafka - _PER_STAGE:
+        assert worker[key] == intake[key], key
+    for key in kafka & _PER_STAGE:
+        assert worker[key] != intake[key], f"{key}: each stage is its own principal"
+    monitor = _one(manifests, "ServiceMonitor", INTAKE)
+    service = _one(manifests, "Service", INTAKE)
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    intake_pod = _one(manifests, "Deployment", INTAKE)["spec"]["template"]["spec"]
+    assert (
+        intake_pod["containers"][0]["image"]
+        == (_one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"])
+    )
+
+
+def test_an_operator_ruleset_is_mounted_from_its_configmap_in_both_stages(
+    tmp_path: Path,
+) -> None:
+    overlay = tmp_path / "ops"
+    overlay.mkdir()
+    shutil.copy(ROOT / "services/claim_scrubber/rulesets/default.toml", overlay / "ruleset.toml")
+    up = Path(os.path.relpath(K8S, overlay))
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [str(up / "base"), str(up / "intake")],
+                "components": [str(up / "components/operator-ruleset")],
+                "configMapGenerator": [
+                    {"name": "claim-scrubber-ruleset", "namespace": "claims",
+                     "files": ["ruleset.toml"]},
+                ],
+            }
+        )
+    )  # fmt: skip
+
+    manifests = _render(str(overlay))
+
+    (ruleset,) = [
+        m for m in manifests
+        if m["kind"] == "ConfigMap" and m["metadata"]["name"].startswith("claim-scrubber-ruleset")
+    ]  # fmt: skip
+    for app in (WORKER, INTAKE):
+        path = _one(manifests, "ConfigMap", app)["data"]["SCRUBBER_RULESET"]
+        pod = _one(manifests, "Deployment", app)["spec"]["template"]["spec"]
+        volume = _mounted_volume(pod, path)
+        assert volume["configMap"]["name"] == ruleset["metadata"]["name"], app
+        assert Path(path).name in ruleset["data"]
 
 
 def test_keda_alone_sets_the_worker_replica_count(manifests: list[dict[str, Any]]) -> None:
