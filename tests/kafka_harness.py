@@ -525,3 +525,117 @@ def http_get(port: int, path: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
+
+
+class SecondBroker:
+    """A second broker (node 2, PLAINTEXT on a port of its own) joining the local cluster of
+    `make kafka-up`, to hold the partitions a test puts on it and take them offline.
+
+    Its data lives in `workdir`. `close` stops it and unregisters node 2, so no later topic
+    is ever assigned to it."""
+
+    NODE_ID = 2
+
+    def __init__(self, workdir: Path) -> None:
+        state = ROOT / ".kafka"
+        meta = state / "data" / "meta.properties"
+        if not meta.exists():
+            raise RuntimeError("a second broker joins the local broker of `make kafka-up` only")
+        found = re.search(r"cluster\.id=(\S+)", meta.read_text())
+        if found is None:
+            raise RuntimeError(f"{meta} names no cluster.id")
+        self._cluster_id = found[1]
+        self._libs = state / "libs"
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._props = workdir / "broker-2.properties"
+        self._data = workdir / "data"
+        self._logs = workdir / "logs"
+        self._logs.mkdir(parents=True, exist_ok=True)
+        self._props.write_text(
+            "\n".join(
+                [
+                    "process.roles=broker",
+                    f"node.id={self.NODE_ID}",
+                    "controller.quorum.bootstrap.servers=127.0.0.1:9093",
+                    "controller.listener.names=CONTROLLER",
+                    f"listeners=PLAINTEXT://{self.bootstrap}",
+                    f"advertised.listeners=PLAINTEXT://{self.bootstrap}",
+                    "inter.broker.listener.name=PLAINTEXT",
+                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                    f"log.dirs={self._data}",
+                    "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                    "super.users=User:ANONYMOUS;User:admin",
+                    "allow.everyone.if.no.acl.found=false",
+                    "num.network.threads=1",
+                    "num.io.threads=2",
+                ]
+            )
+            + "\n"
+        )
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def _java(self, *args: str, heap: str = "256m") -> list[str]:
+        return [
+            "java", f"-Xmx{heap}", "-XX:TieredStopAtLevel=1",
+            f"-Dkafka.logs.dir={self._logs}",
+            f"-Dlog4j2.configurationFile={ROOT / 'deploy/kafka/log4j2-tools.properties'}",
+            "-cp", f"{self._libs}/*", *args,
+        ]  # fmt: skip
+
+    def start(self) -> None:
+        if not (self._data / "meta.properties").exists():
+            subprocess.run(
+                self._java(
+                    "kafka.tools.StorageTool", "format", "-t", self._cluster_id,
+                    "-c", str(self._props), "--no-initial-controllers",
+                ),
+                check=True, capture_output=True, timeout=120,
+            )  # fmt: skip
+        with (self._logs / "stdout.log").open("ab") as log:
+            self._process = subprocess.Popen(
+                self._java("kafka.Kafka", str(self._props), heap="384m"),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - one libc call, no Python locks
+            )
+
+    async def wait_registered(self, bootstrap: str, timeout_s: float = 90.0) -> None:
+        """Until the cluster lists node 2 as a live broker."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+            await admin.start()
+            try:
+                cluster = await admin.describe_cluster()
+            finally:
+                await admin.close()
+            if any(b["node_id"] == self.NODE_ID for b in cluster["brokers"]):
+                return
+            await asyncio.sleep(0.5)
+        raise TimeoutError(f"broker {self.NODE_ID} did not join within {timeout_s} s")
+
+    def kill(self) -> None:
+        """Gone without a word: its partitions have no leader."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(timeout=30)
+            self._process = None
+
+    def close(self) -> None:
+        """Stop it (SIGTERM, a controlled shutdown) and take node 2 out of the cluster."""
+        if self._process is not None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait(timeout=30)
+            self._process = None
+        subprocess.run(
+            self._java(
+                "org.apache.kafka.tools.ClusterTool", "unregister",
+                "--bootstrap-server", "127.0.0.1:9092", "--id", str(self.NODE_ID),
+            ),
+            check=False, capture_output=True, timeout=120,
+        )  # fmt: skip

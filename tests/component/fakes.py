@@ -5,7 +5,7 @@ pauses, InitProducerIds, seeks and commits.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,8 @@ class FakeBroker:
     during_start: dict[int, Callable[[], None]] = field(default_factory=dict)
     """partition -> what happens while its producer's InitProducerId waits."""
     commit_gate: asyncio.Event | None = None
+    commit_gates: dict[int, asyncio.Event] = field(default_factory=dict)
+    """partition -> what its commits wait for (beside `commit_gate`, every partition's)."""
     start_gate: asyncio.Event | None = None
     """When set, every InitProducerId waits for it."""
     producers: list["FakeProducer"] = field(default_factory=list)
@@ -82,6 +84,8 @@ class FakeProducer:
     async def commit_transaction(self) -> None:
         if self.broker.commit_gate is not None:
             await self.broker.commit_gate.wait()
+        if (gate := self.broker.commit_gates.get(self.partition)) is not None:
+            await gate.wait()
         error = self.broker.fail_commit.pop(self.partition, None)
         if error is not None:
             raise error
@@ -183,3 +187,8 @@ class FakeGroup:
             wait_s=wait_s,
             sleep=self.sleep,
         )
+
+    async def assign(self, partitions: Iterable[int]) -> None:
+        """The group assigns these partitions; the fences they schedule have run."""
+        await self.ownership.assign(partitions)
+        await settle()

@@ -29,7 +29,7 @@ def _record(value: bytes = b"{}") -> OutboundRecord:
 async def _fail_then_lose_the_group(setup: "_Setup", *, partition: int, tries: int) -> None:
     """A transaction of `partition` fails, then the group stops confirming this worker while
     the partition's recovery tries `tries` times."""
-    await setup.ownership.assign([partition])
+    await setup.assign([partition])
     setup.broker.fail_commit[partition] = KafkaConnectionError("down")
     with pytest.raises(TransactionFailedError):
         await setup.commit(partition, 9)
@@ -78,7 +78,7 @@ class TestAssignment:
     ) -> None:
         setup.broker.committed[0] = 42
 
-        await setup.ownership.assign([0])
+        await setup.assign([0])
 
         assert setup.broker.journal == [
             ("pause", 0),
@@ -97,16 +97,30 @@ class TestAssignment:
         setup.broker.committed[0] = 10
         setup.broker.during_start[0] = lambda: setup.broker.committed.__setitem__(0, 25)
 
-        await setup.ownership.assign([0])
+        await setup.assign([0])
 
         assert setup.member.positions[0] == 25
+
+    async def test_the_rebalance_callback_only_pauses_and_schedules_the_fence(
+        self, setup: _Setup
+    ) -> None:
+        setup.broker.start_gate = asyncio.Event()  # InitProducerId waits for the last holder
+
+        await asyncio.wait_for(setup.ownership.assign([0, 1]), timeout=1)
+
+        assert setup.member.paused == {0, 1}
+        assert setup.ownership.state(0) is PartitionState.FENCING
+        setup.broker.start_gate.set()
+        await settle()
+        assert setup.ownership.owned() == [0, 1]
+        assert setup.member.paused == set()
 
     async def test_a_failed_fence_keeps_the_partition_paused_and_retries_after_backoff(
         self, setup: _Setup
     ) -> None:
         setup.broker.fail_starts[0] = [KafkaConnectionError("down")]
 
-        await setup.ownership.assign([0])
+        await setup.assign([0])
 
         await settle()
         assert setup.ownership.state(0) is PartitionState.ASSIGNED
@@ -121,7 +135,7 @@ class TestAssignment:
         self, setup: _Setup
     ) -> None:
         setup.broker.fail_starts[0] = [KafkaConnectionError("down")]
-        await setup.ownership.assign([0])
+        await setup.assign([0])
 
         with pytest.raises(PartitionRevokedError):
             await setup.commit(0, 5)
@@ -132,10 +146,10 @@ class TestCommits:
     async def test_records_read_in_an_earlier_epoch_are_refused_without_sending(
         self, setup: _Setup
     ) -> None:
-        await setup.ownership.assign([0])
+        await setup.assign([0])
         epoch = setup.ownership.epoch(0)
         await setup.ownership.revoke([0])
-        await setup.ownership.assign([0])
+        await setup.assign([0])
 
         with pytest.raises(PartitionRevokedError):
             await setup.ownership.commit(0, [_record()], 5, epoch=epoch)
@@ -144,7 +158,7 @@ class TestCommits:
     async def test_a_revoked_partition_ends_its_transaction_before_the_producer_stops(
         self, setup: _Setup
     ) -> None:
-        await setup.ownership.assign([0])
+        await setup.assign([0])
         setup.broker.commit_gate = asyncio.Event()
         committing = asyncio.create_task(setup.commit(0, 7))
         await settle()
@@ -164,7 +178,7 @@ class TestFencing:
     async def test_a_fenced_partition_does_not_take_its_transactional_id_back(
         self, setup: _Setup
     ) -> None:
-        await setup.ownership.assign([0])
+        await setup.assign([0])
         setup.broker.fail_commit[0] = ProducerFenced()
 
         with pytest.raises(PartitionFencedError):
@@ -182,7 +196,7 @@ class TestFencing:
     async def test_after_the_quarantine_a_partition_the_group_still_assigns_is_fenced_again(
         self, setup: _Setup
     ) -> None:
-        await setup.ownership.assign([0])
+        await setup.assign([0])
         setup.broker.fail_commit[0] = ProducerFenced()
         with pytest.raises(PartitionFencedError):
             await setup.commit(0, 3)
@@ -196,7 +210,7 @@ class TestFencing:
     async def test_a_fenced_partition_that_the_group_revokes_is_never_fenced_again(
         self, setup: _Setup
     ) -> None:
-        await setup.ownership.assign([0])
+        await setup.assign([0])
         setup.broker.fail_commit[0] = ProducerFenced()
         with pytest.raises(PartitionFencedError):
             await setup.commit(0, 3)
@@ -212,7 +226,7 @@ class TestFailedTransactions:
     async def test_a_failed_transaction_is_aborted_and_only_its_partition_pauses(
         self, setup: _Setup
     ) -> None:
-        await setup.ownership.assign([0, 1])
+        await setup.assign([0, 1])
         setup.broker.fail_commit[1] = KafkaConnectionError("down")
 
         with pytest.raises(TransactionFailedError):
@@ -227,7 +241,7 @@ class TestFailedTransactions:
     async def test_a_failed_partition_recovers_from_its_committed_offset_with_a_new_producer(
         self, setup: _Setup
     ) -> None:
-        await setup.ownership.assign([1])
+        await setup.assign([1])
         await setup.commit(1, 5)
         setup.broker.fail_commit[1] = KafkaConnectionError("down")
         with pytest.raises(TransactionFailedError):
@@ -266,7 +280,7 @@ class TestFailedTransactions:
         assert delays == sorted(delays)  # backing off
 
     async def test_the_failed_delivery_names_its_record(self, setup: _Setup) -> None:
-        await setup.ownership.assign([2])
+        await setup.assign([2])
         setup.broker.fail_delivery[(2, 1)] = MessageSizeTooLargeError()
 
         with pytest.raises(TransactionFailedError) as failed:
@@ -277,7 +291,7 @@ class TestFailedTransactions:
         assert setup.broker.committed == {}
 
     async def test_each_partition_backs_off_on_its_own(self, setup: _Setup) -> None:
-        await setup.ownership.assign([0, 1])
+        await setup.assign([0, 1])
         for _ in range(3):
             setup.broker.fail_commit[0] = KafkaConnectionError("down")
             with pytest.raises(TransactionFailedError):
@@ -301,18 +315,19 @@ class TestEveryWaitEnds:
     ) -> None:
         setup.broker.start_gate = asyncio.Event()  # never set: InitProducerId hangs
 
-        await asyncio.wait_for(setup.ownership.assign([2]), timeout=5)
+        await setup.ownership.assign([2])
+        await asyncio.sleep(WAIT_S * 2)  # the fence's bounded wait runs out
+        await settle()
 
         assert setup.ownership.state(2) is PartitionState.ASSIGNED
         assert 2 in setup.member.paused
         assert setup.broker.producers[0].stopped
-        await settle()
         assert setup.sleep.pending == 1  # its recovery waits for the backoff
 
     async def test_a_commit_that_never_returns_is_an_aborted_transaction(
         self, setup: _Setup
     ) -> None:
-        await setup.ownership.assign([3])
+        await setup.assign([3])
         setup.broker.commit_gate = asyncio.Event()  # never set: the commit hangs
 
         with pytest.raises(TransactionFailedError) as failed:
@@ -326,7 +341,7 @@ class TestEveryWaitEnds:
     async def test_a_transaction_the_broker_timed_out_is_a_failure_not_a_fence(
         self, setup: _Setup
     ) -> None:
-        await setup.ownership.assign([4])
+        await setup.assign([4])
         setup.broker.fail_commit[4] = InvalidProducerEpoch()  # KIP-588: timed out, not fenced
 
         with pytest.raises(TransactionFailedError):
@@ -342,7 +357,7 @@ class TestUndecidableRecords:
     async def test_a_partition_whose_record_failed_is_reread_from_its_committed_offset(
         self, setup: _Setup
     ) -> None:
-        await setup.ownership.assign([3])
+        await setup.assign([3])
         await setup.commit(3, 12)
 
         setup.ownership.fail(3, reason="record.failed")
@@ -357,10 +372,10 @@ class TestUndecidableRecords:
 
 class TestClosing:
     async def test_after_close_no_partition_is_fenced_again(self, setup: _Setup) -> None:
-        await setup.ownership.assign([0])
+        await setup.assign([0])
         await setup.ownership.close()
 
-        await setup.ownership.assign([0, 1])
+        await setup.assign([0, 1])
 
         assert setup.broker.starts(0) == 1
         assert setup.broker.starts(1) == 0
@@ -368,7 +383,7 @@ class TestClosing:
 
     async def test_a_fence_cancelled_midway_leaves_no_producer_running(self, setup: _Setup) -> None:
         setup.broker.fail_starts[0] = [KafkaConnectionError("down")]
-        await setup.ownership.assign([0])
+        await setup.assign([0])
         await settle()  # the recovery sleeps its backoff
         setup.broker.start_gate = asyncio.Event()
         await setup.sleep.release()  # recovery: its InitProducerId hangs

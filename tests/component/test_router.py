@@ -127,7 +127,7 @@ class _World(FakeGroup):
 @pytest.fixture
 async def world() -> _World:
     world = _World()
-    await world.ownership.assign(range(6))
+    await world.assign(range(6))
     return world
 
 
@@ -211,22 +211,52 @@ class TestBoundedDeadLetters:
 
 
 class TestPipelining:
-    async def test_the_next_batch_is_decided_while_the_previous_one_commits(
+    async def test_the_next_batch_is_decided_while_the_previous_one_commits_and_follows_it(
         self, world: _World
     ) -> None:
         world.broker.commit_gate = asyncio.Event()
         await world.router.handle(world.consumer.fetch([_record(0, 0, GOOD)]), world.consumer)
-        second = asyncio.create_task(
-            world.router.handle(world.consumer.fetch([_record(0, 1, GOOD)]), world.consumer)
-        )
+        await world.router.handle(world.consumer.fetch([_record(0, 1, GOOD)]), world.consumer)
         await settle()
 
         assert world.broker.committed == {}
-        assert not second.done()  # decided, and waiting for the first batch's transaction
+        assert [entry for entry in world.broker.journal if entry[0] == "commit"] == []
         world.broker.commit_gate.set()
-        await second
         await world.router.drain()
-        assert world.broker.committed == {0: 2}
+        commits = [entry for entry in world.broker.journal if entry[0] == "commit"]
+        assert commits == [("commit", 0, 1), ("commit", 0, 2)]
+
+    async def test_a_slow_transaction_of_one_partition_holds_no_other_partition(
+        self, world: _World
+    ) -> None:
+        world.broker.commit_gates[1] = asyncio.Event()  # partition 1's commit is slow
+        await world.router.handle(
+            world.consumer.fetch([_record(0, 0, GOOD), _record(1, 0, GOOD)]), world.consumer
+        )
+
+        for offset in range(1, 4):
+            batch = world.consumer.fetch([_record(0, offset, GOOD)])
+            await asyncio.wait_for(world.router.handle(batch, world.consumer), timeout=1)
+            await settle()
+
+        assert world.broker.committed == {0: 4}
+        world.broker.commit_gates[1].set()
+        await world.router.drain()
+        assert world.broker.committed == {0: 4, 1: 1}
+
+    async def test_a_partition_with_a_transaction_in_flight_and_one_queued_is_paused(
+        self, world: _World
+    ) -> None:
+        world.broker.commit_gates[1] = asyncio.Event()
+        await world.router.handle(world.consumer.fetch([_record(1, 0, GOOD)]), world.consumer)
+        await world.router.handle(world.consumer.fetch([_record(1, 1, GOOD)]), world.consumer)
+        await settle()
+
+        assert world.member.paused == {1}  # no third batch of it is fetched meanwhile
+        world.broker.commit_gates[1].set()
+        await world.router.drain()
+        assert world.broker.committed == {1: 2}
+        assert world.member.paused == set()
 
     async def test_records_fetched_before_a_partition_was_reread_are_not_published(
         self, world: _World
@@ -290,8 +320,9 @@ class TestLargeBatches:
 
         await world.handled(records)
 
-        commits = [entry for entry in world.broker.journal if entry[0] == "commit"]
-        assert commits == [("commit", 0, 3), ("commit", 0, 6), ("commit", 0, 7), ("commit", 1, 1)]
+        commits = [entry[1:] for entry in world.broker.journal if entry[0] == "commit"]
+        assert [offset for partition, offset in commits if partition == 0] == [3, 6, 7]
+        assert [offset for partition, offset in commits if partition == 1] == [1]
         assert len(world.outputs(0)) == 7
 
     async def test_a_record_larger_than_the_bound_is_a_round_of_its_own(
@@ -397,20 +428,24 @@ class TestRevokedPartitions:
 
         assert world.broker.committed == {0: 3}
 
-    async def test_a_partition_assigned_again_while_its_transaction_waits_commits_nothing(
+    async def test_a_batch_queued_when_its_partition_was_revoked_is_never_published(
         self, world: _World
     ) -> None:
-        world.broker.commit_gate = asyncio.Event()
+        world.broker.commit_gates[1] = asyncio.Event()
         await world.router.handle(
             world.consumer.fetch([_record(1, 5, GOOD), _record(0, 2, GOOD)]), world.consumer
         )
-        await world.ownership.revoke([1])
-        reassign = asyncio.create_task(world.ownership.assign([1]))
-        world.broker.commit_gate.set()
-        await reassign
+        await world.router.handle(world.consumer.fetch([_record(1, 6, GOOD)]), world.consumer)
+        await settle()
+        revoking = asyncio.create_task(world.ownership.revoke([1]))
+        await settle()
+
+        world.broker.commit_gates[1].set()  # the transaction in flight ends, then the producer
+        await revoking
+        await world.assign([1])
         await world.router.drain()
 
-        assert world.broker.committed == {0: 3}
+        assert world.broker.committed == {0: 3, 1: 6}  # offset 6, queued, is read again
 
 
 class TestStopping:
@@ -436,7 +471,7 @@ class TestMetrics:
         metrics = WorkerMetrics(ruleset_version="test")
         metrics.watch_partitions(world.ownership.states)
 
-        await world.ownership.assign(range(6))
+        await world.assign(range(6))
 
         def partitions(state: str) -> float | None:
             labels = {"topic": "claims.submitted", "state": state}
@@ -452,7 +487,7 @@ class TestMetrics:
         world.router = ClaimRouter(
             mapping=world.mapping, ownership=world.ownership, log=get_logger(), metrics=metrics
         )
-        await world.ownership.assign(range(6))
+        await world.assign(range(6))
         world.consumer.highwaters[0] = 40
         world.broker.fail_commit[1] = KafkaConnectionError("down")
 

@@ -146,7 +146,7 @@ def test_the_service_monitor_scrapes_the_metrics_port_of_the_service(
 
 def _mounted_volume(pod: dict[str, Any], path: str) -> dict[str, Any]:
     """The pod's volume that holds the file at `path`."""
-    volumes = {v["name"]: v for v in pod["volumes"]}
+    volumes: dict[str, dict[str, Any]] = {v["name"]: v for v in pod["volumes"]}
     (mount,) = [
         m for c in pod["containers"] for m in c["volumeMounts"]
         if Path(path).is_relative_to(m["mountPath"])

@@ -3,6 +3,7 @@ the worker, every claim scrubbed exactly once even when a worker and intake are 
 
 import asyncio
 import base64
+import contextlib
 import signal
 from collections import Counter
 from pathlib import Path
@@ -19,7 +20,15 @@ from claim_scrubber.formats import read_837p
 from tests.conftest import WorkerStarter
 from tests.formats.samples import interchange, q4390_claim, sample, subscriber, transaction
 from tests.formats.test_convert_cli import CANARIES
-from tests.kafka_harness import Topics, collect, create_topics, free_port, http_get, produce
+from tests.kafka_harness import (
+    Topics,
+    WorkerProcess,
+    collect,
+    create_topics,
+    free_port,
+    http_get,
+    produce,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -277,23 +286,25 @@ async def test_large_interchanges_convert_while_the_consumer_keeps_its_heartbeat
         inbound_configs={"max.message.bytes": str(LARGE_RECORD_LIMIT)},
     )
     records = [large_interchange(number) for number in range(1, 5)]
-    producer = AIOKafkaProducer(
-        bootstrap_servers=kafka_bootstrap, max_request_size=LARGE_RECORD_LIMIT
-    )
-    await producer.start()
-    try:  # one interchange per partition, all there before intake's first fetch
-        for partition, record in enumerate(records):
-            await producer.send_and_wait(topics.inbound_x12, record, partition=partition)
-    finally:
-        await producer.stop()
     port = free_port()
-
     intake = start_intake(
         "large",
         SCRUBBER_HTTP_PORT=str(port),
         SCRUBBER_MAX_MESSAGE_BYTES=str(LARGE_RECORD_LIMIT),
         **topics.env(kafka_bootstrap),
     )
+    await _settled(intake, port)
+    settled = len(intake.lines)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=kafka_bootstrap, max_request_size=LARGE_RECORD_LIMIT
+    )
+    await producer.start()
+    try:  # one interchange per partition, sent at once
+        for partition, record in enumerate(records):
+            await producer.send(topics.inbound_x12, record, partition=partition)
+        await producer.flush()
+    finally:
+        await producer.stop()
     events = await read_committed(
         kafka_bootstrap, topics.input, LARGE_INTERCHANGE_CLAIMS * len(records), timeout_s=180
     )
@@ -307,9 +318,28 @@ async def test_large_interchanges_convert_while_the_consumer_keeps_its_heartbeat
     # stood still for a third of that.
     assert delay["count"] > 0
     assert delay["0.5"] == delay["count"], f"the event loop stood still: {delay}"
-    assert len(intake.events("partitions.assigned")) == 1
-    assert intake.events("partitions.revoked") == []
     assert len(intake.events("intake.converted")) == len(records)
+    since = [orjson.loads(line)["event"] for line in intake.lines[settled:] if line[:1] == "{"]
+    rebalances = [e for e in since if e in {"partitions.assigned", "partitions.revoked"}]
+    assert rebalances == [], "the group rebalanced while the interchanges were converted"
+
+
+async def _settled(intake: WorkerProcess, port: int, timeout_s: float = 60.0) -> None:
+    """Until intake is ready with both inbound topics assigned and its group has not
+    rebalanced for two seconds (its two consumers join one after the other)."""
+    loop = asyncio.get_running_loop()
+    deadline, quiet_since, seen = loop.time() + timeout_s, loop.time(), -1
+    while loop.time() < deadline:
+        joins = intake.events("partitions.assigned") + intake.events("partitions.revoked")
+        if len(joins) != seen:
+            seen, quiet_since = len(joins), loop.time()
+        topics = {event["topic"] for event in intake.events("partitions.assigned")}
+        with contextlib.suppress(OSError):
+            ready = http_get(port, "/readyz")[0] == 200
+            if ready and len(topics) == 2 and loop.time() - quiet_since >= 2:
+                return
+        await asyncio.sleep(0.2)
+    raise TimeoutError(f"intake did not settle within {timeout_s} s")
 
 
 def _histogram(text: str, name: str) -> dict[str, float]:

@@ -15,6 +15,9 @@ Every partition goes through these states, and only these transitions:
        └──── quarantine over, still ours in the group ◀── FENCED ◀─┘
     any state ──revoked by the group──▶ REVOKED (the producer stops after its transaction)
 
+- The rebalance callback only pauses the assigned partitions and schedules their fences
+  (one task per partition): it never waits on the broker, so a slow InitProducerId delays
+  that partition alone and never the group's next rebalance.
 - A producer is created only by the fence step, never lazily by a commit: a worker that was
   fenced or failed does not take its transactional id back on its own.
 - A partition is paused in the consumer from assignment (and from any failure) until it is
@@ -261,14 +264,15 @@ class PartitionOwnership:
     # Transitions driven by the group ------------------------------------------------------
 
     async def assign(self, partitions: Iterable[int]) -> None:
-        """The group assigned these partitions: pause them, fence, re-read, resume.
+        """The group assigned these partitions: pause them and schedule each one's fence.
 
-        Fencing right here needs no membership check: the group has just named this worker.
-        A partition whose fence fails stays paused and is retried with backoff.
+        This returns at once (it runs in the rebalance callback, which must not wait on the
+        broker): each partition is fenced, re-read and resumed by a task of its own. Fencing
+        right after the assignment needs no membership check: the group has just named this
+        worker. A partition whose fence fails stays paused and is retried with backoff.
         """
         if self._closed:  # stopping: the partitions stay paused until the consumer leaves
             return
-        entries = []
         for number in partitions:
             entry = self._partitions.setdefault(number, _Partition(number))
             self._cancel_recovery(entry)
@@ -276,11 +280,7 @@ class PartitionOwnership:
             entry.epoch += 1
             entry.backoff.reset()
             self._member.pause(number)
-            entries.append(entry)
-        results = await asyncio.gather(*(self._fence(entry) for entry in entries))
-        for entry, fenced in zip(entries, results, strict=True):
-            if not fenced and entry.state is PartitionState.ASSIGNED:
-                self._schedule_recovery(entry, entry.backoff.next_delay())
+            self._schedule_recovery(entry, 0.0, assigned=True)
 
     async def revoke(self, partitions: Iterable[int]) -> None:
         """The group took these partitions: no transaction starts for them any more, the one
@@ -393,6 +393,18 @@ class PartitionOwnership:
         )
         self._schedule_recovery(entry, delay)
 
+    def hold(self, partition: int) -> None:
+        """Fetch no more records of this OWNED partition for now: the router has one of its
+        transactions in flight and another queued."""
+        if self.owns(partition):
+            self._member.pause(partition)
+
+    def release(self, partition: int) -> None:
+        """Fetch the partition again after `hold`, if it is still OWNED (ownership itself
+        keeps a partition that is not paused until it is)."""
+        if self.owns(partition):
+            self._member.resume(partition)
+
     # Internals ----------------------------------------------------------------------------
 
     def _leave_owned(self, entry: _Partition, state: PartitionState) -> None:
@@ -492,10 +504,13 @@ class PartitionOwnership:
             self._member.resume(entry.number)
             return True
 
-    def _schedule_recovery(self, entry: _Partition, delay: float) -> None:
+    def _schedule_recovery(
+        self, entry: _Partition, delay: float, *, assigned: bool = False
+    ) -> None:
         if entry.recovery is None or entry.recovery.done():
             entry.recovery = asyncio.create_task(
-                self._recover(entry, delay), name=f"recover-partition-{entry.number}"
+                self._recover(entry, delay, assigned=assigned),
+                name=f"fence-partition-{entry.number}",
             )
 
     def _cancel_recovery(self, entry: _Partition) -> None:
@@ -503,15 +518,23 @@ class PartitionOwnership:
             entry.recovery.cancel()
         entry.recovery = None
 
-    async def _recover(self, entry: _Partition, delay: float) -> None:
-        await self._sleep(delay)
+    async def _recover(self, entry: _Partition, delay: float, *, assigned: bool) -> None:
+        """Fence the partition until it is OWNED (or no longer this worker's), after `delay`
+        and then with backoff; `assigned`: the group has just named this worker, so the first
+        try needs no membership check."""
+        if delay > 0:
+            await self._sleep(delay)
+        confirmed = assigned
         while entry.state in {PartitionState.ASSIGNED, PartitionState.FENCED}:
             if entry.state is PartitionState.FENCED:
                 entry.state = PartitionState.ASSIGNED
-            member = await self._still_member()
+            member = confirmed or await self._still_member()
+            confirmed = False
             if member and await self._fence(entry):
-                self._log.info("partition.recovered", partition=entry.number, epoch=entry.epoch)
+                if not assigned:
+                    self._log.info("partition.recovered", partition=entry.number, epoch=entry.epoch)
                 return
+            assigned = False
             delay = entry.backoff.next_delay()
             if not member:  # said at each try, so as often as the backoff allows
                 self._log.warning(

@@ -1,7 +1,9 @@
 """The commit loop: decide a batch, publish it in one transaction per partition, audit it.
 
-One batch from the consumer becomes one transaction per input partition, committed
-concurrently, and while they commit the next batch is decided. A partition whose record
+One batch from the consumer becomes one transaction per input partition. The partitions
+commit independently: each has at most one transaction in flight and one queued behind it
+(a partition with both is paused in the consumer), so one partition's slow transaction holds
+no other, and the next batch is decided while they commit. A partition whose record
 cannot be decided, or whose transaction fails, is handed to PartitionOwnership, which pauses
 it alone and reads it again from its committed offset after its own backoff; the other
 partitions carry on. A record that fails `MAX_ATTEMPTS` times for a reason that is not a
@@ -106,7 +108,8 @@ class ClaimRouter(Generic[Detail]):
         self._log = log
         self._metrics = metrics
         self._tracing = tracing or Tracing()
-        self._in_flight: asyncio.Task[None] | None = None
+        self._in_flight: dict[int, asyncio.Task[None]] = {}
+        """The last transaction started of each partition (each waits for its previous)."""
         self._failures: dict[tuple[int, int], _Failures] = {}
         self._handling = asyncio.Lock()
         self._closing = False
@@ -115,7 +118,8 @@ class ClaimRouter(Generic[Detail]):
         """Decide every record, then start the batch's transactions, one per partition.
 
         The transactions of a batch commit while the next batch is decided: this returns once
-        they have started, after the previous batch's have ended. `drain` waits for them. A
+        each partition's is queued behind that partition's previous one. `drain` waits for
+        them. A
         batch of more than `batch_max_bytes` is decided and committed in rounds of at most
         that many bytes (a record larger than that is a round of its own).
         """
@@ -161,14 +165,45 @@ class ClaimRouter(Generic[Detail]):
             self._metrics.batch_records.observe(len(records))
             self._metrics.decide_seconds.observe(time.perf_counter() - deciding_since)
 
-        await self.drain()
-        batch = [
-            part
-            for part in parts.values()
-            if not await self._delivered_again(part.routed[0].record, consumer)
-        ]
-        if batch:
-            self._in_flight = asyncio.create_task(self._commit(batch, consumer))
+        for part in parts.values():
+            self._start(part, consumer)
+
+    def _start(self, part: _PartitionBatch[Detail], consumer: Cursor) -> None:
+        """Commit a partition's share once its previous transaction has ended: one
+        transaction in flight per partition, in order, and the partitions independent of
+        each other. A partition with one in flight and this one queued is held (the consumer
+        fetches no more of it) until the queue moves, so at most two of its batches wait."""
+        partition = part.partition
+        previous = self._in_flight.get(partition)
+        if previous is not None and previous.done():
+            previous = None
+        if previous is not None:
+            self._ownership.hold(partition)
+        task = asyncio.create_task(self._commit_after(previous, part, consumer))
+        self._in_flight[partition] = task
+        task.add_done_callback(lambda done: self._forget(partition, done))
+
+    def _forget(self, partition: int, task: "asyncio.Task[None]") -> None:
+        if self._in_flight.get(partition) is task:
+            del self._in_flight[partition]
+
+    async def _commit_after(
+        self,
+        previous: "asyncio.Task[None] | None",
+        part: _PartitionBatch[Detail],
+        consumer: Cursor,
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+            self._ownership.release(part.partition)
+        if await self._delivered_again(part.routed[0].record, consumer):
+            return
+        try:
+            await self._commit_one(part)
+        except Exception as error:  # noqa: BLE001 - each kind is answered in _ended
+            self._ended(part, error, consumer)
+        else:
+            self._ended(part, None, consumer)
 
     async def _route(self, record: InputRecord, decided_at: str) -> Routed[Detail] | None:
         """The record's output, or None when deciding it failed (its partition will read it
@@ -225,14 +260,17 @@ class ClaimRouter(Generic[Detail]):
         return position <= first.offset
 
     async def drain(self) -> None:
-        """Wait until the last batch's transactions have ended and its claims are audited."""
-        in_flight, self._in_flight = self._in_flight, None
-        if in_flight is None:
+        """Wait until every partition's transactions have ended and their claims are
+        audited."""
+        in_flight = list(self._in_flight.values())
+        if not in_flight:
             return
-        try:
-            await asyncio.shield(in_flight)
-        except Exception as error:  # noqa: BLE001 - its partitions recover on their own
-            self._log.error("batch.failed", exc_info=error)
+        ended = await asyncio.gather(
+            *(asyncio.shield(task) for task in in_flight), return_exceptions=True
+        )
+        for outcome in ended:
+            if isinstance(outcome, Exception):  # its partition recovers on its own
+                self._log.error("batch.failed", exc_info=outcome)
 
     async def close(self) -> None:
         """Stop publishing: no new batch starts, the one in flight ends (commit or abort)."""
@@ -254,27 +292,25 @@ class ClaimRouter(Generic[Detail]):
             if self._metrics is not None:
                 self._metrics.commit_seconds.observe(time.perf_counter() - started)
 
-    async def _commit(self, batch: list[_PartitionBatch[Detail]], consumer: Cursor) -> None:
-        outcomes = await asyncio.gather(
-            *(self._commit_one(part) for part in batch), return_exceptions=True
-        )
-        committed_ms = time.time() * 1000
-        for part, outcome in zip(batch, outcomes, strict=True):
-            if outcome is None:
-                self._committed(part, committed_ms)
-                self._count(part, "committed", consumer)
-            elif isinstance(outcome, PartitionRevokedError):
-                self._log.info("partition.revoked_before_commit", partition=part.partition)
-            elif isinstance(outcome, TransactionFailedError):
-                self._count(part, "aborted", consumer)
-                # A refusal of one record's size is that record's; any other failure is the
-                # partition's or the broker's and counts against no record.
-                if outcome.record_index is not None and isinstance(outcome.cause, _SIZE_ERRORS):
-                    self._failed(_input_of(part, outcome.record_index), outcome.cause)
-            elif isinstance(outcome, PartitionFencedError):
-                self._count(part, "fenced", consumer)
-            else:
-                self._log.error("transaction.aborted", partition=part.partition, exc_info=outcome)
+    def _ended(
+        self, part: _PartitionBatch[Detail], outcome: Exception | None, consumer: Cursor
+    ) -> None:
+        """Audit and count a partition's transaction that committed, or answer its failure."""
+        if outcome is None:
+            self._committed(part, time.time() * 1000)
+            self._count(part, "committed", consumer)
+        elif isinstance(outcome, PartitionRevokedError):
+            self._log.info("partition.revoked_before_commit", partition=part.partition)
+        elif isinstance(outcome, TransactionFailedError):
+            self._count(part, "aborted", consumer)
+            # A refusal of one record's size is that record's; any other failure is the
+            # partition's or the broker's and counts against no record.
+            if outcome.record_index is not None and isinstance(outcome.cause, _SIZE_ERRORS):
+                self._failed(_input_of(part, outcome.record_index), outcome.cause)
+        elif isinstance(outcome, PartitionFencedError):
+            self._count(part, "fenced", consumer)
+        else:
+            self._log.error("transaction.aborted", partition=part.partition, exc_info=outcome)
 
     def _count(self, part: _PartitionBatch[Detail], result: str, consumer: Cursor) -> None:
         metrics = self._metrics
