@@ -5,7 +5,7 @@ import json
 import time
 from zoneinfo import ZoneInfo
 
-from claim_scrubber.adapters.intake import Format, Intake
+from claim_scrubber.adapters.conversion import Format, Intake
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 
 CLAIMS_PER_INTERCHANGE = 500

@@ -27,7 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.convert import bench_convert
 from claim_scrubber.adapters.kafka.security import KafkaConnection, connection
-from claim_scrubber.adapters.kafka.startup import OUTPUT_TOPIC_CONFIGS
+from claim_scrubber.adapters.kafka.topic_sizes import OUTPUT_TOPIC_CONFIGS
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.adapters.settings import load_settings
 from claim_scrubber.scrubber import Scrubber, timestamp_text

@@ -25,7 +25,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from claim_scrubber.adapters.kafka.startup import OUTPUT_TOPIC_CONFIGS
+from claim_scrubber.adapters.kafka.topic_sizes import OUTPUT_TOPIC_CONFIGS
 from claim_scrubber.adapters.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]

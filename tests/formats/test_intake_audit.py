@@ -2,7 +2,7 @@
 
 from zoneinfo import ZoneInfo
 
-from claim_scrubber.adapters.intake import Intake, audit_fields
+from claim_scrubber.adapters.conversion import Intake, audit_fields
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from tests.formats.samples import interchange, q4390_claim, subscriber, transaction
 

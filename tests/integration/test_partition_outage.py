@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
-from claim_scrubber.adapters.kafka.startup import OUTPUT_TOPIC_CONFIGS
+from claim_scrubber.adapters.kafka.topic_sizes import OUTPUT_TOPIC_CONFIGS
 from tests.claims import default_event, event_bytes, patched
 from tests.conftest import WorkerStarter
 from tests.kafka_harness import SecondBroker, Topics, WorkerProcess

@@ -6,7 +6,7 @@ import re
 import yaml
 from prometheus_client.metrics_core import Metric
 
-from claim_scrubber.adapters.operations import WorkerMetrics
+from claim_scrubber.adapters.operations import StageMetrics
 from tests.kafka_harness import ROOT
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "claim-scrubber.json"
@@ -20,7 +20,7 @@ _SUFFIXES = {
 
 
 def _exported_names() -> set[str]:
-    families: list[Metric] = list(WorkerMetrics(ruleset_version="x").registry.collect())
+    families: list[Metric] = list(StageMetrics(ruleset_version="x").registry.collect())
     return {family.name + suffix for family in families for suffix in _SUFFIXES[family.type]}
 
 
@@ -47,7 +47,7 @@ def test_the_dashboard_has_the_panels_operations_asked_for() -> None:
 def test_every_alert_names_a_metric_the_worker_or_intake_exports() -> None:
     rule_file = ROOT / "deploy" / "k8s" / "base" / "prometheusrule.yaml"
     rules = yaml.safe_load(rule_file.read_text("utf-8"))
-    intake = WorkerMetrics(ruleset_version="x", stage="intake").registry.collect()
+    intake = StageMetrics(ruleset_version="x", stage="intake").registry.collect()
     exported = _exported_names() | {
         family.name + suffix for family in intake for suffix in _SUFFIXES[family.type]
     }

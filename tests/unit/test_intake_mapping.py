@@ -6,8 +6,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from claim_scrubber.adapters.intake import Intake, audit_fields
-from claim_scrubber.adapters.kafka.intake import IntakeMapping
+from claim_scrubber.adapters.conversion import Intake, audit_fields
+from claim_scrubber.adapters.kafka.intake_mapping import IntakeMapping
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.formats import read_837p
 from tests.formats.samples import interchange, q4390_claim, subscriber, transaction
@@ -70,8 +70,8 @@ def test_each_claim_is_a_keyed_event_and_an_unusable_claim_a_dead_letter_of_the_
         "claim_index": 3,
     }
     assert base64.b64decode(letter["payload_base64"]) == data
-    assert routed.tally.outcomes == ("converted", "skipped", "dead_letter")
-    assert routed.tally.dead_letter_kinds == ("invalid_x12",)
+    assert routed.counts.outcomes == ("converted", "skipped", "dead_letter")
+    assert routed.counts.dead_letter_kinds == ("invalid_x12",)
 
 
 def test_the_audit_line_counts_the_claims_and_never_carries_their_content() -> None:
@@ -137,7 +137,7 @@ def test_a_record_with_many_unusable_claims_is_one_dead_letter_listing_each() ->
     assert all("SV102" in r["message"] for r in letter["rejected_claims"])
     assert letter["error"]["kind"] == "invalid_x12"
     assert "5 of 7 claims" in letter["error"]["message"]
-    assert routed.tally.outcomes.count("dead_letter") == 5  # claims, for the metrics
+    assert routed.counts.outcomes.count("dead_letter") == 5  # claims, for the metrics
 
 
 def test_an_intake_dead_letter_carries_the_contract_headers_and_names_the_claim() -> None:
@@ -168,8 +168,8 @@ def test_the_list_of_rejected_claims_is_bounded_and_counts_the_rest() -> None:
     assert letter["rejected_claims_not_listed"] == 30
     assert "130 of 130 claims" in letter["error"]["message"]
     assert base64.b64decode(letter["payload_base64"]) == data
-    assert routed.tally.outcomes.count("dead_letter") == 130
-    assert routed.tally.dead_letter_kinds == ("invalid_x12",) * 130
+    assert routed.counts.outcomes.count("dead_letter") == 130
+    assert routed.counts.dead_letter_kinds == ("invalid_x12",) * 130
 
 
 def test_only_the_listed_unusable_claims_are_held_in_memory_the_rest_are_counted() -> None:

@@ -14,7 +14,7 @@ import contextlib
 import platform
 import threading
 import time
-from collections import Counter as Tally
+from collections import Counter as Occurrences
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -32,7 +32,7 @@ __all__ = [
     "Health",
     "LagSource",
     "OperationsServer",
-    "WorkerMetrics",
+    "StageMetrics",
     "beat_while_running",
     "watch_lag",
 ]
@@ -63,7 +63,7 @@ class _PartitionStateCollector(Collector):
             "out of owned (fenced, or assigned without fencing) is stuck",
             labels=["topic", "state"],
         )
-        counts = Tally(pair for source in self.sources for pair in source())
+        counts = Occurrences(pair for source in self.sources for pair in source())
         for topic in sorted({topic for topic, _ in counts}):
             for state in PARTITION_STATES:
                 family.add_metric([topic, state], counts[(topic, state)])
@@ -73,7 +73,7 @@ class _PartitionStateCollector(Collector):
 _BEAT_INTERVAL_S: Final = 1.0
 
 
-class WorkerMetrics:
+class StageMetrics:
     """Every metric the worker exports, in a registry of its own."""
 
     def __init__(self, *, ruleset_version: str, stage: str = "worker") -> None:
@@ -165,11 +165,11 @@ class WorkerMetrics:
         latencies_s: Iterable[float],
     ) -> None:
         """One partition's committed batch, counted once per label."""
-        for outcome, count in Tally(outcomes).items():
+        for outcome, count in Occurrences(outcomes).items():
             self.records.labels(outcome=outcome).inc(count)
-        for kind, count in Tally(dead_letter_kinds).items():
+        for kind, count in Occurrences(dead_letter_kinds).items():
             self.dead_letters.labels(kind=kind).inc(count)
-        for (rule_id, severity), count in Tally(findings).items():
+        for (rule_id, severity), count in Occurrences(findings).items():
             self.findings.labels(rule_id=rule_id, severity=severity).inc(count)
         for latency in latencies_s:
             self.latency_seconds.observe(latency)
@@ -216,7 +216,7 @@ _LAG_CALL_TIMEOUT_S: Final = 5.0
 
 
 async def watch_lag(
-    sources: Iterable[LagSource], metrics: WorkerMetrics, interval_s: float = _LAG_INTERVAL_S
+    sources: Iterable[LagSource], metrics: StageMetrics, interval_s: float = _LAG_INTERVAL_S
 ) -> None:
     """Every `interval_s`, each assigned partition's lag (the end offset a read_committed
     consumer sees minus the group's committed offset), whether or not the partition commits:
@@ -257,7 +257,7 @@ async def beat_while_running(
 class OperationsServer:
     """`/metrics`, `/livez` and `/readyz` on 0.0.0.0:`port`, in a daemon thread."""
 
-    def __init__(self, *, port: int, metrics: WorkerMetrics, health: Health) -> None:
+    def __init__(self, *, port: int, metrics: StageMetrics, health: Health) -> None:
         registry = metrics.registry
 
         class Handler(BaseHTTPRequestHandler):

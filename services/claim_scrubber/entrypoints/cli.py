@@ -13,7 +13,7 @@ from typing import BinaryIO
 import orjson
 from structlog.typing import FilteringBoundLogger
 
-from claim_scrubber.adapters.intake import (
+from claim_scrubber.adapters.conversion import (
     FORMATS,
     Format,
     Intake,
@@ -74,8 +74,8 @@ def _consume(stage: str) -> int:
     stops itself."""
     # The Kafka stack is imported here only: the offline commands never load it.
     from claim_scrubber.adapters.kafka import (  # noqa: PLC0415
-        StartupError,
-        WorkerFailure,
+        StageError,
+        StageFailure,
         build_app,
         build_intake_app,
         connection,
@@ -89,7 +89,7 @@ def _consume(stage: str) -> int:
         raise _StartError(str(error)) from None
     ruleset = _ruleset(settings.ruleset)
     log = get_logger(worker_id=settings.worker_id)
-    failure = WorkerFailure()
+    failure = StageFailure()
     if stage == "worker":
         scrubber = Scrubber(ruleset, max_message_bytes=settings.max_message_bytes)
         app = build_app(settings, scrubber, log, kafka=kafka, failure=failure)
@@ -97,7 +97,7 @@ def _consume(stage: str) -> int:
         app = build_intake_app(settings, ruleset, log, kafka=kafka, failure=failure)
     try:
         asyncio.run(app.run())
-    except StartupError as error:
+    except StageError as error:
         log.error(f"{stage}.start_failed", problem=str(error))  # noqa: TRY400 - no traceback
         print(f"{_PROGRAM}: error: {error}", file=sys.stderr)
         return EXIT_FAILED

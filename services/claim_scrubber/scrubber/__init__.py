@@ -10,7 +10,7 @@ from claim_scrubber.scrubber.core import (
     dead_letter_document,
     timestamp_text,
 )
-from claim_scrubber.scrubber.intake import Accepted, Rejected, read_claim_event
+from claim_scrubber.scrubber.event_reader import Accepted, Rejected, read_claim_event
 
 __all__ = [
     "DEAD_LETTER",

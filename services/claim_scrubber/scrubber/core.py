@@ -16,7 +16,7 @@ import orjson
 from claim_scrubber.models import DeadLetterKind, Finding, Outcome, PayerKind, Ruleset, Severity
 from claim_scrubber.models.documents import json_document
 from claim_scrubber.rules import CHECKED_RULES, ClaimFacts, Rule, effective_rules, run_rules
-from claim_scrubber.scrubber.intake import Accepted, read_claim_event
+from claim_scrubber.scrubber.event_reader import Accepted, read_claim_event
 
 __all__ = [
     "DEAD_LETTER",

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from claim_scrubber.models import Finding, Severity
 from claim_scrubber.scrubber.core import Scrubber
-from claim_scrubber.scrubber.intake import Accepted, read_claim_event
+from claim_scrubber.scrubber.event_reader import Accepted, read_claim_event
 
 __all__ = ["ImpactReport", "OutcomeChange", "compare"]
 

@@ -1,13 +1,13 @@
 """Kafka transport: the FastStream worker and intake, and their exactly-once output."""
 
-from claim_scrubber.adapters.kafka.app import WorkerFailure, build_app, build_intake_app
+from claim_scrubber.adapters.kafka.app import StageFailure, build_app, build_intake_app
 from claim_scrubber.adapters.kafka.security import KafkaConnection, connection
-from claim_scrubber.adapters.kafka.startup import StartupError
+from claim_scrubber.adapters.kafka.stage import StageError
 
 __all__ = [
     "KafkaConnection",
-    "StartupError",
-    "WorkerFailure",
+    "StageError",
+    "StageFailure",
     "build_app",
     "build_intake_app",
     "connection",

@@ -1,395 +1,27 @@
-"""The worker and intake as FastStream applications on Kafka.
+"""The two stages composed: the worker (claim events to scrub results) and intake (837P and
+FHIR to claim events), each the same runtime (runtime.py) with its own mapping and topics."""
 
-FastStream owns the consumers (group membership, batches, rebalance callbacks, signals and
-graceful shutdown) and describes the topics in AsyncAPI. Output goes through
-PartitionOwnership's transactional producers instead of FastStream publishers: FastStream
-has no Kafka transactions (faststream#2512), and exactly-once needs the output and the
-consumed offsets in one. The publishers declared here document the output topics and are
-never called.
+from typing import Final
 
-Both stages run the same machinery per input topic (_Stream: ownership, subscriber, commit
-loop); only the mapping from an input record to its outputs differs: the scrubber's
-(OutboundMapping) or intake's (IntakeMapping, one ClaimEvent per claim).
-
-Shutdown order (SIGTERM): stop starting batches, let the transactions in flight end (commit
-or abort), stop the producers, and only then let FastStream stop the consumers, which leave
-the group: a partition's next owner never starts while this process's transaction is open.
-"""
-
-import asyncio
-import gc
-import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Final, Generic, TypeVar
-
-from aiokafka import TopicPartition
-from faststream import AckPolicy, FastStream
-from faststream.kafka import KafkaBroker, KafkaMessage, Topic
-from faststream.message import StreamMessage
-from faststream.specification import AsyncAPI
-from pydantic import BaseModel
+from faststream import FastStream
 from structlog.typing import FilteringBoundLogger
 
-from claim_scrubber import __version__
-from claim_scrubber.adapters.intake import Format, Intake
-from claim_scrubber.adapters.kafka.group import (
-    ConsumerMember,
-    OwnershipListener,
-    transactional_producers,
-)
-from claim_scrubber.adapters.kafka.intake import IntakeMapping
-from claim_scrubber.adapters.kafka.outbound import OutboundMapping, OutputTopics, RecordMapping
+from claim_scrubber.adapters.conversion import Format, Intake
+from claim_scrubber.adapters.kafka.intake_mapping import IntakeMapping
+from claim_scrubber.adapters.kafka.outbound import OutputTopics
 from claim_scrubber.adapters.kafka.ownership import (
-    PartitionOwnership,
     ProducerFactory,
-    broker_wait_s,
 )
-from claim_scrubber.adapters.kafka.router import ClaimRouter
-from claim_scrubber.adapters.kafka.security import KafkaConnection, connection
-from claim_scrubber.adapters.kafka.startup import (
-    Stage,
-    StartupError,
-    check_permissions,
-    check_topic_sizes,
-    wait_for_broker,
-    watch_broker,
-)
-from claim_scrubber.adapters.operations import (
-    Health,
-    OperationsServer,
-    WorkerMetrics,
-    beat_while_running,
-    watch_lag,
-)
+from claim_scrubber.adapters.kafka.runtime import StageFailure, StreamSpec, stage_application
+from claim_scrubber.adapters.kafka.scrub_mapping import ScrubMapping
+from claim_scrubber.adapters.kafka.security import KafkaConnection
+from claim_scrubber.adapters.kafka.stage import Stage, StageError
 from claim_scrubber.adapters.settings import Settings
 from claim_scrubber.adapters.tracing import Tracing
 from claim_scrubber.models import ClaimEvent, DeadLetter, Ruleset, ScrubResult
-from claim_scrubber.rules import ruleset_gaps
 from claim_scrubber.scrubber import Scrubber
 
-__all__ = ["StartupError", "WorkerFailure", "build_app", "build_intake_app"]
-
-Detail = TypeVar("Detail")
-
-
-@dataclass
-class WorkerFailure:
-    """Why the running worker stopped itself, in one line (None: it was asked to stop)."""
-
-    problem: str | None = None
-
-
-async def _undecoded(message: StreamMessage[object]) -> None:
-    """The handler reads the raw records; FastStream's default decoder would JSON-parse every
-    body and wrap every record in a message object first (12 % of the worker's CPU)."""
-    del message
-
-
-class _Stream(Generic[Detail]):
-    """One input topic of a stage: its partitions' ownership, its subscriber, and the router
-    that is built at start, once the topics' sizes are known."""
-
-    def __init__(
-        self,
-        *,
-        broker: KafkaBroker,
-        settings: Settings,
-        stage: Stage,
-        topic: str,
-        producer_factory: ProducerFactory,
-        log: FilteringBoundLogger,
-        operations: "_Operations",
-        on_fatal: Callable[[str], None],
-        title: str,
-        description: str,
-    ) -> None:
-        self.topic = topic
-        self.router: ClaimRouter[Detail] | None = None
-        self._batch_max_bytes = settings.batch_max_bytes
-        self.ownership = PartitionOwnership(
-            group_id=stage.group_id,
-            input_topic=topic,
-            producer_factory=producer_factory,
-            member=ConsumerMember(lambda: subscriber.consumer, topic),
-            log=log,
-            fence_quarantine_s=settings.transaction_timeout_ms / 1000,
-            wait_s=broker_wait_s(settings.transaction_timeout_ms),
-            on_fatal=on_fatal,
-        )
-        subscriber = broker.subscriber(
-            # Nothing here creates a topic: a missing one is a start-up error.
-            Topic(topic, declare=False),
-            group_id=stage.group_id,
-            batch=True,
-            max_records=settings.batch_max_records,
-            batch_timeout_ms=settings.batch_timeout_ms,
-            ack_policy=AckPolicy.MANUAL,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            session_timeout_ms=settings.session_timeout_ms,
-            heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 4),
-            max_partition_fetch_bytes=max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
-            listener=OwnershipListener(
-                topic=topic,
-                ownership=self.ownership,
-                log=log,
-                health=operations.health,
-                metrics=operations.metrics,
-            ),
-            decoder=_undecoded,
-            title=title,
-            description=description,
-        )
-
-        self._subscriber = subscriber
-
-        @subscriber
-        async def handle(message: KafkaMessage) -> None:
-            """Decide a batch and publish each record's outputs exactly once."""
-            consumer = subscriber.consumer
-            if consumer is None or self.router is None:  # stopped between fetch and handling
-                return
-            await self.router.handle(message.raw_message, consumer)
-
-    def start(
-        self,
-        mapping: RecordMapping[Detail],
-        log: FilteringBoundLogger,
-        metrics: WorkerMetrics,
-        tracing: Tracing,
-    ) -> None:
-        self.router = ClaimRouter(
-            mapping=mapping,
-            ownership=self.ownership,
-            log=log,
-            metrics=metrics,
-            tracing=tracing,
-            batch_max_bytes=self._batch_max_bytes,
-        )
-
-    async def stop(self) -> None:
-        if self.router is not None:
-            await self.router.close()
-        await self.ownership.close()
-
-    def assigned(self) -> list[int]:
-        return self.ownership.assigned()
-
-    async def end_offsets(self, partitions: list[int]) -> dict[int, int]:
-        """The end offsets a read_committed consumer sees (the last stable offsets)."""
-        consumer = self._subscriber.consumer
-        if consumer is None:
-            return {}
-        ends = await consumer.end_offsets([TopicPartition(self.topic, p) for p in partitions])
-        return {tp.partition: offset for tp, offset in ends.items()}
-
-    async def committed(self, partition: int) -> int | None:
-        consumer = self._subscriber.consumer
-        if consumer is None:
-            return None
-        offset: int | None = await consumer.committed(TopicPartition(self.topic, partition))
-        return offset
-
-
-class _Operations:
-    """The process's metrics, health flags and the HTTP server that serves them."""
-
-    def __init__(self, port: int, ruleset_version: str, stage: str) -> None:
-        self.metrics = WorkerMetrics(ruleset_version=ruleset_version, stage=stage)
-        self.health = Health()
-        self._port = port
-        self._server: OperationsServer | None = None
-
-    def watch(self, streams: Sequence[_Stream[Any]]) -> None:
-        self.metrics.partitions_owned.set_function(
-            lambda: sum(len(stream.ownership.owned()) for stream in streams)
-        )
-        for stream in streams:
-            self.metrics.watch_partitions(stream.ownership.states)
-        self.health.producers_up = lambda: all(stream.ownership.settled for stream in streams)
-
-    def serve(self) -> None:
-        """Start the server (port 0: none); a port that cannot be bound is a start-up error."""
-        if not self._port:
-            return
-        try:
-            self._server = OperationsServer(
-                port=self._port, metrics=self.metrics, health=self.health
-            )
-        except OSError as error:
-            raise StartupError(
-                f"cannot serve /metrics, /livez and /readyz on port {self._port} "
-                f"({error.strerror or type(error).__name__}); set SCRUBBER_HTTP_PORT "
-                "(0 turns the server off)"
-            ) from None
-        self._server.start()
-
-    def broker_answered(self, answered: bool) -> None:  # noqa: FBT001 - a probe callback's flag
-        self.health.broker_reachable = answered
-        self.metrics.broker_reachable.set(1 if answered else 0)
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-
-
-MappingFactory = Callable[[str, dict[str, int]], RecordMapping[Any]]
-"""(input topic, every topic's max.message.bytes) -> the stream's mapping, built at start."""
-
-
-@dataclass(frozen=True, slots=True)
-class _StreamSpec:
-    topic: str
-    title: str
-    description: str
-
-
-def _application(
-    settings: Settings,
-    stage: Stage,
-    ruleset: Ruleset,
-    log: FilteringBoundLogger,
-    *,
-    streams: Sequence[_StreamSpec],
-    mapping_for: MappingFactory,
-    publishers: Sequence[tuple[str, type[BaseModel], str]],
-    kafka: KafkaConnection | None,
-    producer_factory: ProducerFactory | None,
-    failure: WorkerFailure | None,
-    tracing: Tracing | None,
-) -> FastStream:
-    """A stage as a FastStream application: consume its inputs, publish and commit exactly
-    once per input partition, audit, serve /metrics, /livez and /readyz."""
-    kafka = kafka or connection(settings)
-    failure = failure if failure is not None else WorkerFailure()
-    tracing = tracing or Tracing.from_settings(
-        endpoint=settings.otel_exporter_otlp_endpoint,
-        exporter=settings.otel_traces_exporter,
-        service_name=settings.otel_service_name,
-    )
-    running: list[FastStream] = []
-
-    def stop_for_good(problem: str) -> None:
-        if failure.problem is None:
-            failure.problem = problem
-            log.error(f"{stage.name}.failed", problem=problem)
-            for app in running:
-                app.exit()
-
-    client_id = f"claim-scrubber-{settings.worker_id}"
-    broker = KafkaBroker(
-        settings.kafka_bootstrap_servers,
-        security=kafka.faststream_security(),
-        sasl_oauth_token_provider=kafka.token_provider,
-        client_id=client_id,
-        logger=logging.getLogger("faststream.claim_scrubber"),
-        log_level=logging.DEBUG,
-        graceful_timeout=settings.shutdown_timeout_s,
-    )
-    producers = producer_factory or transactional_producers(
-        connection=kafka,
-        client_id=client_id,
-        transaction_timeout_ms=settings.transaction_timeout_ms,
-    )
-    operations = _Operations(settings.http_port, ruleset.version, stage.name)
-    consumed: list[_Stream[Any]] = [
-        _Stream(
-            broker=broker,
-            settings=settings,
-            stage=stage,
-            topic=spec.topic,
-            producer_factory=producers,
-            log=log,
-            operations=operations,
-            on_fatal=stop_for_good,
-            title=spec.title,
-            description=spec.description,
-        )
-        for spec in streams
-    ]
-    operations.watch(consumed)
-    metrics, health = operations.metrics, operations.health
-    for topic, model, what in publishers:
-        broker.publisher(topic, title=f"{topic}:publish", description=what, schema=model)
-
-    watch: list[asyncio.Task[None]] = []
-
-    async def starting() -> None:
-        # Liveness answers while the stage waits for the brokers; readiness once it owns.
-        watch.append(
-            asyncio.create_task(
-                beat_while_running(health, metrics.loop_delay_seconds), name="heartbeat"
-            )
-        )
-        operations.serve()
-        await wait_for_broker(settings, stage, kafka, log)
-        operations.broker_answered(answered=True)
-        await check_permissions(stage, kafka)
-        sizes = await check_topic_sizes(settings, stage, kafka)
-        for stream in consumed:
-            stream.start(mapping_for(stream.topic, sizes.by_topic), log, metrics, tracing)
-
-    async def started() -> None:
-        # Everything allocated so far lives as long as the process: leave it out of garbage
-        # collection, whose full passes over it stalled the event loop 20-50 ms each.
-        gc.collect()
-        gc.freeze()
-        watch.append(
-            asyncio.create_task(
-                watch_broker(
-                    settings,
-                    stage,
-                    kafka,
-                    log,
-                    on_fatal=stop_for_good,
-                    on_reachable=operations.broker_answered,
-                ),
-                name="broker-watch",
-            )
-        )
-        watch.append(asyncio.create_task(watch_lag(consumed, metrics), name="lag-watch"))
-        gaps = ruleset_gaps(ruleset, datetime.now(UTC).date())
-        if gaps:
-            log.warning("ruleset.incomplete", ruleset_version=ruleset.version, missing=list(gaps))
-        log.info(
-            f"{stage.name}.started",
-            version=__version__,
-            ruleset_version=ruleset.version,
-            code_sets=ruleset.code_sets.releases,
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            group_id=stage.group_id,
-            input_topics=list(stage.inputs),
-        )
-
-    async def stopping() -> None:
-        log.info(f"{stage.name}.stopping")
-        health.in_group = False
-        for task in watch:
-            task.cancel()
-        await asyncio.gather(*(stream.stop() for stream in consumed))
-
-    async def stopped() -> None:
-        operations.stop()
-        tracing.shutdown()
-        log.info(f"{stage.name}.stopped")
-
-    application = FastStream(
-        broker,
-        logger=logging.getLogger("faststream.claim_scrubber"),
-        on_startup=[starting],
-        after_startup=[started],
-        on_shutdown=[stopping],
-        after_shutdown=[stopped],
-        specification=AsyncAPI(
-            title=f"claim-scrubber {stage.name}",
-            version=__version__,
-            description=_DESCRIPTIONS[stage.name],
-        ),
-    )
-    running.append(application)
-    return application
+__all__ = ["StageError", "StageFailure", "build_app", "build_intake_app"]
 
 
 _DESCRIPTIONS: Final = {
@@ -414,7 +46,7 @@ def build_app(
     *,
     kafka: KafkaConnection | None = None,
     producer_factory: ProducerFactory | None = None,
-    failure: WorkerFailure | None = None,
+    failure: StageFailure | None = None,
     tracing: Tracing | None = None,
 ) -> FastStream:
     """The worker: consume claim events, scrub, publish and commit exactly once.
@@ -424,19 +56,19 @@ def build_app(
     aiokafka's transactional producers (tests); `failure` receives the reason when the worker
     stops itself (a permission the broker refuses), after a graceful stop.
     """
-    return _application(
+    return stage_application(
         settings,
         Stage.worker(settings),
         scrubber.ruleset,
         log,
         streams=[
-            _StreamSpec(
+            StreamSpec(
                 settings.topic_input,
                 f"{settings.topic_input}:scrub",
                 "ClaimEvent JSON, schema_version 1 (schemas/claim-event.schema.json)",
             )
         ],
-        mapping_for=lambda _, sizes: OutboundMapping(
+        mapping_for=lambda _, sizes: ScrubMapping(
             scrubber=scrubber,
             topics=_output_topics(settings, sizes),
             worker_id=settings.worker_id,
@@ -458,6 +90,7 @@ def build_app(
         producer_factory=producer_factory,
         failure=failure,
         tracing=tracing,
+        description=_DESCRIPTIONS["worker"],
     )
 
 
@@ -468,7 +101,7 @@ def build_intake_app(
     *,
     kafka: KafkaConnection | None = None,
     producer_factory: ProducerFactory | None = None,
-    failure: WorkerFailure | None = None,
+    failure: StageFailure | None = None,
     tracing: Tracing | None = None,
 ) -> FastStream:
     """Intake: consume 837P interchanges and FHIR Claims, publish one ClaimEvent per claim
@@ -478,18 +111,18 @@ def build_intake_app(
         settings.topic_inbound_x12: "x12",
         settings.topic_inbound_fhir: "fhir",
     }
-    return _application(
+    return stage_application(
         settings,
         Stage.intake(settings),
         ruleset,
         log,
         streams=[
-            _StreamSpec(
+            StreamSpec(
                 settings.topic_inbound_x12,
                 f"{settings.topic_inbound_x12}:convert",
                 "one X12 5010 837P interchange (ISA...IEA) per record, any number of claims",
             ),
-            _StreamSpec(
+            StreamSpec(
                 settings.topic_inbound_fhir,
                 f"{settings.topic_inbound_fhir}:convert",
                 "one FHIR R4 Claim, or a Bundle of Claims and the resources they reference",
@@ -516,4 +149,5 @@ def build_intake_app(
         producer_factory=producer_factory,
         failure=failure,
         tracing=tracing,
+        description=_DESCRIPTIONS["intake"],
     )

@@ -13,7 +13,7 @@ from claim_scrubber.adapters.kafka.ownership import (
     TransactionalProducer,
 )
 from claim_scrubber.adapters.kafka.security import KafkaConnection
-from claim_scrubber.adapters.operations import Health, WorkerMetrics
+from claim_scrubber.adapters.operations import Health, StageMetrics
 
 __all__ = ["ConsumerMember", "OwnershipListener", "transactional_producers"]
 
@@ -87,7 +87,7 @@ class OwnershipListener(ConsumerRebalanceListener):  # type: ignore[misc]
         ownership: PartitionOwnership,
         log: FilteringBoundLogger,
         health: Health | None = None,
-        metrics: WorkerMetrics | None = None,
+        metrics: StageMetrics | None = None,
     ) -> None:
         self._topic = topic
         self._ownership = ownership

@@ -36,7 +36,8 @@ Every partition goes through these states, and only these transitions:
   whoever fenced it may finish its transaction. A rightful new owner makes the group revoke
   the partition long before; if the group still names this worker after the quarantine, it
   fences again.
-- The epoch counts every change of ownership. Records decided in one epoch are never
+- The epoch counts every state change (`_move`, the one place a state changes, checked
+  against `_TRANSITIONS`). Records decided in one epoch are never
   published in another: the consumer delivers them again.
 
 A failure affects only its own partition: each has its own backoff and recovery task.
@@ -85,6 +86,26 @@ class PartitionState(StrEnum):
     OWNED = "owned"
     FENCED = "fenced"
     REVOKED = "revoked"
+
+
+_TRANSITIONS: Final = {
+    PartitionState.ASSIGNED: {
+        PartitionState.ASSIGNED,  # assigned again by the group
+        PartitionState.FENCING,
+        PartitionState.REVOKED,
+    },
+    PartitionState.FENCING: {PartitionState.OWNED, PartitionState.ASSIGNED, PartitionState.REVOKED},
+    PartitionState.OWNED: {PartitionState.ASSIGNED, PartitionState.FENCED, PartitionState.REVOKED},
+    PartitionState.FENCED: {PartitionState.ASSIGNED, PartitionState.REVOKED},
+    PartitionState.REVOKED: {PartitionState.ASSIGNED, PartitionState.REVOKED},
+}
+"""Every state change the machine makes (the diagram above); any other is a bug."""
+_ASSIGNED_BY_THE_GROUP: Final = {PartitionState.ASSIGNED, PartitionState.REVOKED}
+"""The states from which entering ASSIGNED is the group's assignment (not a fence's end)."""
+
+
+class IllegalTransitionError(Exception):
+    """A state change the machine does not make: a bug in this module, never input."""
 
 
 class PartitionFencedError(Exception):
@@ -276,10 +297,8 @@ class PartitionOwnership:
         for number in partitions:
             entry = self._partitions.setdefault(number, _Partition(number))
             self._cancel_recovery(entry)
-            entry.state = PartitionState.ASSIGNED
-            entry.epoch += 1
+            self._move(entry, PartitionState.ASSIGNED)
             entry.backoff.reset()
-            self._member.pause(number)
             self._schedule_recovery(entry, 0.0, assigned=True)
 
     async def revoke(self, partitions: Iterable[int]) -> None:
@@ -288,8 +307,7 @@ class PartitionOwnership:
 
         async def revoke_one(entry: _Partition) -> None:
             self._cancel_recovery(entry)
-            entry.state = PartitionState.REVOKED
-            entry.epoch += 1
+            self._move(entry, PartitionState.REVOKED)
             async with entry.lock:
                 await self._stop_producer(entry)
 
@@ -382,7 +400,7 @@ class PartitionOwnership:
         entry = self._partitions.get(partition)
         if entry is None or entry.state is not PartitionState.OWNED:
             return
-        self._leave_owned(entry, PartitionState.ASSIGNED)
+        self._move(entry, PartitionState.ASSIGNED)
         delay = entry.backoff.next_delay()
         self._log.warning(
             "partition.retrying",
@@ -407,15 +425,30 @@ class PartitionOwnership:
 
     # Internals ----------------------------------------------------------------------------
 
-    def _leave_owned(self, entry: _Partition, state: PartitionState) -> None:
-        entry.state = state
+    def _move(self, entry: _Partition, to: PartitionState) -> None:
+        """The one place a partition changes state (the module's diagram, _TRANSITIONS).
+
+        Every change starts a new epoch, so records read before it are never published after
+        it. The consumer fetches the partition only while it is OWNED: it is paused when the
+        group assigns it and when it leaves OWNED (but for the group: a revoked partition is
+        not the consumer's any more), and resumed when it is OWNED.
+        """
+        was = entry.state
+        if to not in _TRANSITIONS[was]:
+            raise IllegalTransitionError(f"partition {entry.number}: {was} -> {to}")
+        entry.state = to
         entry.epoch += 1
-        self._member.pause(entry.number)
+        if to is PartitionState.OWNED:
+            self._member.resume(entry.number)
+        elif (was is PartitionState.OWNED and to is not PartitionState.REVOKED) or (
+            to is PartitionState.ASSIGNED and was in _ASSIGNED_BY_THE_GROUP
+        ):
+            self._member.pause(entry.number)
 
     async def _fenced(self, entry: _Partition) -> None:
         """Another producer holds the id: drop ours, and do not take the id back before the
         quarantine is over and the group still names this worker."""
-        self._leave_owned(entry, PartitionState.FENCED)
+        self._move(entry, PartitionState.FENCED)
         await self._stop_producer(entry)
         self._log.warning(
             "transaction.fenced",
@@ -432,7 +465,7 @@ class PartitionOwnership:
         )
 
     async def _failed(self, entry: _Partition, error: BaseException) -> None:
-        self._leave_owned(entry, PartitionState.ASSIGNED)
+        self._move(entry, PartitionState.ASSIGNED)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._abort(entry), timeout=_STOP_TIMEOUT_S)
         await self._stop_producer(entry)
@@ -466,9 +499,9 @@ class PartitionOwnership:
         holder of the id and waits for its transaction to end), then re-read the committed
         offset and resume. False, back in ASSIGNED, when any step fails."""
         async with entry.lock:
-            if entry.state is not PartitionState.ASSIGNED:
-                return entry.state is PartitionState.OWNED
-            entry.state = PartitionState.FENCING
+            if not _in(entry, PartitionState.ASSIGNED):
+                return _in(entry, PartitionState.OWNED)
+            self._move(entry, PartitionState.FENCING)
             await self._stop_producer(entry)  # the one a failed decision left idle
             producer = self._factory(self.transactional_id(entry.number), entry.number)
             try:
@@ -481,12 +514,12 @@ class PartitionOwnership:
                 entry.producer = None
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(producer.stop(), timeout=_STOP_TIMEOUT_S)
-                if entry.state is PartitionState.FENCING:
-                    entry.state = PartitionState.ASSIGNED
+                if _in(entry, PartitionState.FENCING):
+                    self._move(entry, PartitionState.ASSIGNED)
                 if not isinstance(error, Exception):
                     raise
                 if (what := denied(error)) is not None:
-                    entry.state = PartitionState.REVOKED  # never retried: the worker stops
+                    self._move(entry, PartitionState.REVOKED)  # never retried: the worker stops
                     self._refused(entry, what)
                     return False
                 self._log.warning(
@@ -496,12 +529,10 @@ class PartitionOwnership:
                     error=str(error),
                 )
                 return False
-            if entry.state is not PartitionState.FENCING:  # revoked while fencing
+            if not _in(entry, PartitionState.FENCING):  # revoked while fencing
                 await self._stop_producer(entry)
                 return False
-            entry.state = PartitionState.OWNED
-            entry.epoch += 1
-            self._member.resume(entry.number)
+            self._move(entry, PartitionState.OWNED)
             return True
 
     def _schedule_recovery(
@@ -527,7 +558,7 @@ class PartitionOwnership:
         confirmed = assigned
         while entry.state in {PartitionState.ASSIGNED, PartitionState.FENCED}:
             if entry.state is PartitionState.FENCED:
-                entry.state = PartitionState.ASSIGNED
+                self._move(entry, PartitionState.ASSIGNED)
             member = confirmed or await self._still_member()
             confirmed = False
             if member and await self._fence(entry):
@@ -551,6 +582,11 @@ class PartitionOwnership:
             return await self._member.confirm_membership()
         except Exception:  # noqa: BLE001 - unknown means not confirmed
             return False
+
+
+def _in(entry: _Partition, state: PartitionState) -> bool:
+    """Whether the partition is in `state` now (read afresh: awaits and _move change it)."""
+    return entry.state is state
 
 
 def _is_outage(error: BaseException) -> bool:

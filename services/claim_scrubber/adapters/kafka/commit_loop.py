@@ -40,11 +40,11 @@ from claim_scrubber.adapters.kafka.ownership import (
     PartitionRevokedError,
     TransactionFailedError,
 )
-from claim_scrubber.adapters.operations import WorkerMetrics
+from claim_scrubber.adapters.operations import StageMetrics
 from claim_scrubber.adapters.tracing import Tracing
 from claim_scrubber.scrubber import timestamp_text
 
-__all__ = ["LARGE_RECORD_BYTES", "MAX_ATTEMPTS", "YIELD_EVERY_S", "ClaimRouter", "Cursor"]
+__all__ = ["LARGE_RECORD_BYTES", "MAX_ATTEMPTS", "YIELD_EVERY_S", "CommitLoop", "Cursor"]
 
 MAX_ATTEMPTS: Final = 3
 """Failures of one record (not a rule's: those are ENGINE-001 findings) before it becomes a
@@ -89,7 +89,7 @@ class _PartitionBatch(Generic[Detail]):
     routed: list[Routed[Detail]] = field(default_factory=list)
 
 
-class ClaimRouter(Generic[Detail]):
+class CommitLoop(Generic[Detail]):
     """The commit loop of one input topic, for any stage's RecordMapping."""
 
     def __init__(
@@ -98,7 +98,7 @@ class ClaimRouter(Generic[Detail]):
         mapping: RecordMapping[Detail],
         ownership: PartitionOwnership,
         log: FilteringBoundLogger,
-        metrics: WorkerMetrics | None = None,
+        metrics: StageMetrics | None = None,
         tracing: Tracing | None = None,
         batch_max_bytes: int | None = None,
     ) -> None:
@@ -319,12 +319,12 @@ class ClaimRouter(Generic[Detail]):
         metrics.transactions.labels(result=result).inc()
         if result != "committed":
             return
-        tallies = [routed.tally for routed in part.routed]
+        counts = [routed.counts for routed in part.routed]
         committed_s = time.time()
         metrics.committed(
-            (outcome for t in tallies for outcome in t.outcomes),
-            (kind for t in tallies for kind in t.dead_letter_kinds),
-            (finding for t in tallies for finding in t.findings),
+            (outcome for t in counts for outcome in t.outcomes),
+            (kind for t in counts for kind in t.dead_letter_kinds),
+            (finding for t in counts for finding in t.findings),
             (max(0.0, committed_s - routed.record.timestamp / 1000) for routed in part.routed),
         )
         first = part.routed[0].record

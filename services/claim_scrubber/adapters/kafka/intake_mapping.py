@@ -9,12 +9,13 @@ billing platform's own events, so a claim's versions stay in one partition of cl
 from dataclasses import dataclass
 from typing import Final
 
-from claim_scrubber.adapters.intake import Format, Intake, audit_fields, rejection_document
+from claim_scrubber.adapters.conversion import Format, Intake, audit_fields, rejection_document
 from claim_scrubber.adapters.kafka.outbound import (
+    JSON,
     AuditLine,
     InputRecord,
+    MetricCounts,
     Routed,
-    Tally,
     dead_letter_room,
     dead_letter_source,
     traceparent_of,
@@ -26,7 +27,6 @@ from claim_scrubber.scrubber import dead_letter_document
 
 __all__ = ["IntakeMapping", "IntakeOutcome"]
 
-_JSON: Final = b"application/json"
 CONVERTED: Final = "converted"
 SKIPPED: Final = "skipped"
 DEAD_LETTER: Final = "dead_letter"
@@ -64,7 +64,7 @@ class IntakeMapping:
         self, record: InputRecord, pairs: list[tuple[str, bytes]]
     ) -> list[tuple[str, bytes]]:
         traceparent = traceparent_of(record)
-        headers = [("content-type", _JSON), *pairs]
+        headers = [("content-type", JSON), *pairs]
         if traceparent is not None:
             headers.append(("traceparent", traceparent))
         return headers
@@ -118,14 +118,14 @@ class IntakeMapping:
         if letter is not None:
             first = conversion.rejected[0]
             outputs.append(self._dead_letter(record, letter, first.claim_id))
-        tally = Tally(
+        counts = MetricCounts(
             (CONVERTED,) * len(conversion.converted)
             + (SKIPPED,) * len(conversion.skipped)
             + (DEAD_LETTER,) * conversion.rejected_count,
             tuple(kind.value for kind in conversion.rejected_kinds()),
         )
         return Routed(
-            record, IntakeOutcome(conversion), tuple(outputs), tally, traceparent_of(record)
+            record, IntakeOutcome(conversion), tuple(outputs), counts, traceparent_of(record)
         )
 
     def processing_error(
@@ -150,9 +150,9 @@ class IntakeMapping:
             limit=dead_letter_room(self._dead_letter_max, record.key, shrink),
         )
         output = self._dead_letter(record, document, None)
-        tally = Tally((DEAD_LETTER,), (DeadLetterKind.PROCESSING_ERROR.value,))
+        counts = MetricCounts((DEAD_LETTER,), (DeadLetterKind.PROCESSING_ERROR.value,))
         return Routed(
-            record, IntakeOutcome(Conversion(), message), (output,), tally, traceparent_of(record)
+            record, IntakeOutcome(Conversion(), message), (output,), counts, traceparent_of(record)
         )
 
     def audit(

@@ -16,19 +16,19 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaConnectionError, MessageSizeTooLargeError
 
+from claim_scrubber.adapters.kafka.commit_loop import LARGE_RECORD_BYTES, MAX_ATTEMPTS, CommitLoop
 from claim_scrubber.adapters.kafka.outbound import (
     RECORD_OVERHEAD_BYTES,
     InputRecord,
-    OutboundMapping,
     OutputTopics,
     Routed,
 )
 from claim_scrubber.adapters.kafka.ownership import PartitionState
-from claim_scrubber.adapters.kafka.router import LARGE_RECORD_BYTES, MAX_ATTEMPTS, ClaimRouter
+from claim_scrubber.adapters.kafka.scrub_mapping import ScrubMapping
 from claim_scrubber.adapters.logging import get_logger
 from claim_scrubber.adapters.operations import (
     Health,
-    WorkerMetrics,
+    StageMetrics,
     beat_while_running,
     watch_lag,
 )
@@ -75,7 +75,7 @@ class FakeConsumer:
         return self.highwaters.get(partition.partition)
 
 
-class FlakyMapping(OutboundMapping):
+class FlakyMapping(ScrubMapping):
     """The real mapping, except that routing the records it is told of raises."""
 
     failing: set[tuple[int, int]]
@@ -112,7 +112,7 @@ class _World(FakeGroup):
     def __init__(self) -> None:
         super().__init__()
         self.mapping = _mapping(FlakyMapping)
-        self.router = ClaimRouter(mapping=self.mapping, ownership=self.ownership, log=get_logger())
+        self.router = CommitLoop(mapping=self.mapping, ownership=self.ownership, log=get_logger())
         self.consumer = FakeConsumer(self.member)
 
     async def handled(self, records: Sequence[Record]) -> None:
@@ -310,7 +310,7 @@ class TestLargeBatches:
     async def test_a_batch_over_its_byte_bound_commits_in_rounds_each_within_the_bound(
         self, world: _World
     ) -> None:
-        world.router = ClaimRouter(
+        world.router = CommitLoop(
             mapping=world.mapping,
             ownership=world.ownership,
             log=get_logger(),
@@ -328,7 +328,7 @@ class TestLargeBatches:
     async def test_a_record_larger_than_the_bound_is_a_round_of_its_own(
         self, world: _World
     ) -> None:
-        world.router = ClaimRouter(
+        world.router = CommitLoop(
             mapping=world.mapping, ownership=world.ownership, log=get_logger(), batch_max_bytes=10
         )
 
@@ -343,7 +343,7 @@ class TestLargeBatches:
         mapping = _mapping(SlowMapping)
         mapping.large, mapping.seconds = LARGE_RECORD_BYTES, 0.2
         mapping.on_loop, mapping.ticks_during = [], []
-        world.router = ClaimRouter(mapping=mapping, ownership=world.ownership, log=get_logger())
+        world.router = CommitLoop(mapping=mapping, ownership=world.ownership, log=get_logger())
         large = GOOD + b" " * (LARGE_RECORD_BYTES - len(GOOD))
 
         async def tick() -> None:
@@ -468,7 +468,7 @@ class TestStopping:
 class TestMetrics:
     async def test_partitions_are_reported_by_topic_and_state_every_state_shown(self) -> None:
         world = _World()
-        metrics = WorkerMetrics(ruleset_version="test")
+        metrics = StageMetrics(ruleset_version="test")
         metrics.watch_partitions(world.ownership.states)
 
         await world.assign(range(6))
@@ -483,8 +483,8 @@ class TestMetrics:
 
     async def test_committed_records_are_counted_by_outcome_kind_rule_and_result(self) -> None:
         world = _World()
-        metrics = WorkerMetrics(ruleset_version="test")
-        world.router = ClaimRouter(
+        metrics = StageMetrics(ruleset_version="test")
+        world.router = CommitLoop(
             mapping=world.mapping, ownership=world.ownership, log=get_logger(), metrics=metrics
         )
         await world.assign(range(6))
@@ -515,7 +515,7 @@ class TestMetrics:
         assert value("end_to_end_latency_seconds_count") == 3
 
     async def test_time_the_event_loop_could_not_turn_is_measured(self) -> None:
-        metrics = WorkerMetrics(ruleset_version="test")
+        metrics = StageMetrics(ruleset_version="test")
         beating = asyncio.create_task(
             beat_while_running(Health(), metrics.loop_delay_seconds, interval_s=0.01)
         )
@@ -536,7 +536,7 @@ class TestMetrics:
 
 class TestIntakeMetrics:
     def test_intake_counts_claims_under_names_of_its_own(self) -> None:
-        metrics = WorkerMetrics(ruleset_version="test", stage="intake")
+        metrics = StageMetrics(ruleset_version="test", stage="intake")
 
         metrics.committed(["converted", "converted", "dead_letter"], ["invalid_x12"], [], [])
 
@@ -571,7 +571,7 @@ class TestLagWatch:
     async def test_lag_is_refreshed_from_the_broker_whether_or_not_anything_commits(
         self,
     ) -> None:
-        metrics = WorkerMetrics(ruleset_version="test")
+        metrics = StageMetrics(ruleset_version="test")
         source = _StuckPartitions()
         watching = asyncio.create_task(watch_lag([source], metrics, interval_s=0.01))
 
