@@ -74,6 +74,9 @@ class FakeConsumer:
     def highwater(self, partition: TopicPartition) -> int | None:
         return self.highwaters.get(partition.partition)
 
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.member.positions[partition.partition] = offset
+
 
 class FlakyMapping(ScrubMapping):
     """The real mapping, except that routing the records it is told of raises."""
@@ -258,6 +261,31 @@ class TestPipelining:
         assert world.broker.committed == {1: 2}
         assert world.member.paused == set()
 
+    async def test_what_waits_behind_a_transaction_in_flight_is_bounded_and_read_again(
+        self, world: _World
+    ) -> None:
+        world.router = CommitLoop(
+            mapping=world.mapping,
+            ownership=world.ownership,
+            log=get_logger(),
+            queued_max_records=12,
+        )  # 6 partitions assigned: 2 records of each may wait behind its transaction
+        world.broker.commit_gates[0] = asyncio.Event()
+        await world.router.handle(world.consumer.fetch([_record(0, 0, GOOD)]), world.consumer)
+        await world.router.handle(
+            world.consumer.fetch([_record(0, offset, GOOD) for offset in range(1, 9)]),
+            world.consumer,
+        )
+
+        assert world.member.positions[0] == 3  # offsets 3-8 are fetched again later
+        assert 0 in world.member.paused
+        world.broker.commit_gates[0].set()
+        await world.router.drain()
+        assert world.broker.committed == {0: 3}
+        await world.handled([_record(0, offset, GOOD) for offset in range(3, 9)])
+        assert world.broker.committed == {0: 9}
+        assert len(world.outputs(0)) == 9
+
     async def test_records_fetched_before_a_partition_was_reread_are_not_published(
         self, world: _World
     ) -> None:
@@ -320,6 +348,9 @@ class TestLargeBatches:
 
         await world.handled(records)
 
+        # Two rounds of partition 0 are in flight and queued: the third waits in the topic.
+        assert world.member.positions[0] == 6
+        await world.handled([_record(0, 6, GOOD)])
         commits = [entry[1:] for entry in world.broker.journal if entry[0] == "commit"]
         assert [offset for partition, offset in commits if partition == 0] == [3, 6, 7]
         assert [offset for partition, offset in commits if partition == 1] == [1]

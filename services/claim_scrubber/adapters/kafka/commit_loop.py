@@ -64,6 +64,7 @@ class Cursor(Protocol):
 
     async def position(self, partition: TopicPartition) -> int: ...
     def highwater(self, partition: TopicPartition) -> int | None: ...
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
 
 
 @dataclass(slots=True)
@@ -101,9 +102,15 @@ class CommitLoop(Generic[Detail]):
         metrics: StageMetrics | None = None,
         tracing: Tracing | None = None,
         batch_max_bytes: int | None = None,
+        queued_max_records: int = 500,
     ) -> None:
+        """`queued_max_records`: the records that may wait behind the partitions'
+        transactions in flight, shared out among the assigned partitions."""
         self._mapping = mapping
         self._batch_max_bytes = batch_max_bytes
+        self._queued_max_records = queued_max_records
+        self._queued: set[int] = set()
+        """Partitions with a transaction queued behind the one in flight."""
         self._ownership = ownership
         self._log = log
         self._metrics = metrics
@@ -124,17 +131,34 @@ class CommitLoop(Generic[Detail]):
         that many bytes (a record larger than that is a round of its own).
         """
         async with self._handling:
+            rewound: set[int] = set()
             for round_ in _rounds(records, self._batch_max_bytes):
                 if self._closing:  # stopping: the partitions' next owner reads these records
                     return
                 with self._tracing.batch(len(round_)) as span:
-                    await self._handle(round_, consumer, span)
+                    await self._handle(round_, consumer, span, rewound)
 
-    async def _handle(self, records: Sequence[InputRecord], consumer: Cursor, span: Span) -> None:
+    def _room(self, partition: int, share: int) -> int | None:
+        """How many records of the partition this batch may take: any number when nothing of
+        it is in flight, `share` to queue behind its transaction in flight, none when one is
+        queued already."""
+        in_flight = self._in_flight.get(partition)
+        if in_flight is None or in_flight.done():
+            return None
+        return 0 if partition in self._queued else share
+
+    async def _handle(
+        self, records: Sequence[InputRecord], consumer: Cursor, span: Span, rewound: set[int]
+    ) -> None:
+        """Decide a round. A partition's records beyond its room are not decided: the
+        consumer is moved back to the first of them (`rewound`), to fetch them again once
+        the partition's queue moves, so what waits behind the transactions stays bounded."""
         decided_at = timestamp_text(datetime.now(UTC))
         deciding_since = time.perf_counter()
         parts: dict[int, _PartitionBatch[Detail]] = {}
-        skipped: set[int] = set()
+        rooms: dict[int, int | None] = {}
+        skipped: set[int] = set(rewound)
+        share = max(1, self._queued_max_records // max(1, len(self._ownership.assigned())))
         yielded = deciding_since
         for record in records:
             if time.perf_counter() - yielded >= YIELD_EVERY_S:
@@ -148,9 +172,18 @@ class CommitLoop(Generic[Detail]):
                 if not self._ownership.owns(partition):  # paused or revoked since fetched
                     skipped.add(partition)
                     continue
+                rooms[partition] = self._room(partition, share)
                 part = parts[partition] = _PartitionBatch(
                     partition, self._ownership.epoch(partition), span
                 )
+            room = rooms[partition]
+            if room is not None and len(part.routed) >= room:
+                consumer.seek(TopicPartition(record.topic, partition), record.offset)
+                rewound.add(partition)
+                skipped.add(partition)
+                if not part.routed:
+                    del parts[partition]
+                continue
             routed = await self._route(record, decided_at)
             if routed is None:
                 del parts[partition]
@@ -179,6 +212,7 @@ class CommitLoop(Generic[Detail]):
             previous = None
         if previous is not None:
             self._ownership.hold(partition)
+            self._queued.add(partition)
         task = asyncio.create_task(self._commit_after(previous, part, consumer))
         self._in_flight[partition] = task
         task.add_done_callback(lambda done: self._forget(partition, done))
@@ -194,7 +228,10 @@ class CommitLoop(Generic[Detail]):
         consumer: Cursor,
     ) -> None:
         if previous is not None:
-            await asyncio.wait([previous])
+            try:
+                await asyncio.wait([previous])
+            finally:
+                self._queued.discard(part.partition)
             self._ownership.release(part.partition)
         if await self._delivered_again(part.routed[0].record, consumer):
             return

@@ -100,6 +100,7 @@ class InputStream(Generic[Detail]):
         self.topic = topic
         self.router: CommitLoop[Detail] | None = None
         self._batch_max_bytes = settings.batch_max_bytes
+        self._batch_max_records = settings.batch_max_records
         self.ownership = PartitionOwnership(
             group_id=stage.group_id,
             input_topic=topic,
@@ -159,6 +160,7 @@ class InputStream(Generic[Detail]):
             metrics=metrics,
             tracing=tracing,
             batch_max_bytes=self._batch_max_bytes,
+            queued_max_records=self._batch_max_records,
         )
 
     async def stop(self) -> None:
