@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from aiokafka import TopicPartition
 from faststream import AckPolicy, FastStream
@@ -64,6 +64,9 @@ from claim_scrubber.rules import ruleset_gaps
 __all__ = ["InputStream", "MappingFactory", "StageFailure", "StreamSpec", "stage_application"]
 
 Detail = TypeVar("Detail")
+
+_FETCH_BYTES: Final = 1024 * 1024
+"""Bytes the consumer fetches per partition at least (more when records may be larger)."""
 
 
 @dataclass
@@ -123,7 +126,10 @@ class InputStream(Generic[Detail]):
             isolation_level="read_committed",
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(1000, settings.session_timeout_ms // 4),
-            max_partition_fetch_bytes=max(settings.max_message_bytes * 2, 4 * 1024 * 1024),
+            # What the consumer buffers per partition is most of the worker's memory: 4 MiB
+            # measured 172-184 MB RSS draining, 1 MiB 113 MB at the same rate. A larger record
+            # still comes whole (a fetch returns at least one record, KIP-74).
+            max_partition_fetch_bytes=max(settings.max_message_bytes, _FETCH_BYTES),
             listener=OwnershipListener(
                 topic=topic,
                 ownership=self.ownership,
