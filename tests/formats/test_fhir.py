@@ -327,8 +327,20 @@ def test_any_json_in_a_claims_elements_never_makes_the_mapping_raise(
 
 @settings(suppress_health_check=[HealthCheck.too_slow])
 @given(json_values)
-def test_any_bundle_entries_never_make_the_mapping_raise(entries: Any) -> None:
-    read(json.dumps({"resourceType": "Bundle", "entry": entries}).encode())
+def test_any_bundle_entries_give_valid_events_or_say_why_the_bundle_is_unusable(
+    entries: Any,
+) -> None:
+    conversion = read(json.dumps({"resourceType": "Bundle", "entry": entries}).encode())
+
+    assert conversion.claims, "every input gives its claims, or the reason it has none"
+    for outcome in conversion.claims:
+        if isinstance(outcome, ConvertedClaim):
+            ClaimEvent.model_validate_json(outcome.document)
+        else:
+            assert outcome.kind in {
+                DeadLetterKind.INVALID_FHIR,
+                DeadLetterKind.UNSUPPORTED_TRANSACTION,
+            }
 
 
 def test_an_item_without_net_or_date_takes_the_billable_period_and_has_no_charge() -> None:

@@ -165,7 +165,7 @@ class TestExactlyOnce:
 
 
 class TestLifecycle:
-    async def test_sigterm_ends_the_worker_with_exit_code_zero_after_leaving_the_group(
+    async def test_sigterm_stops_the_worker_with_exit_code_zero_and_says_so(
         self, kafka_bootstrap: str, topics: Topics, start_worker: WorkerStarter
     ) -> None:
         worker = start_worker()
