@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest
 
 from claim_scrubber.adapters.kafka.topic_sizes import OUTPUT_TOPIC_CONFIGS
 from claim_scrubber.adapters.settings import Settings
@@ -639,3 +640,66 @@ class SecondBroker:
             ),
             check=False, capture_output=True, timeout=120,
         )  # fmt: skip
+
+
+_TOPIC, _GROUP, _TRANSACTIONAL_ID = 2, 3, 5
+"""Kafka's ACL resource types."""
+_LITERAL, _PREFIXED = 3, 4
+_READ, ACL_WRITE, _DESCRIBE, _DESCRIBE_CONFIGS = 3, 4, 8, 10
+_ALLOW = 3
+
+
+def worker_acls(
+    user: str, group: str, input_topic: str, outputs: Iterable[str], without: str = ""
+) -> list[tuple[int, str, int, str, str, int, int]]:
+    """The ACL bindings of the README's table for one worker (what `kafka.sh grant` adds), less
+    the grant `without` names (read-input, write-outputs, describe-configs, read-group,
+    transactional-id)."""
+    principal = f"User:{user}"
+    input_ops, output_ops = [_DESCRIBE], [_DESCRIBE]
+    if without != "read-input":
+        input_ops.append(_READ)
+    if without != "write-outputs":
+        output_ops.append(ACL_WRITE)
+    if without != "describe-configs":
+        input_ops.append(_DESCRIBE_CONFIGS)
+        output_ops.append(_DESCRIBE_CONFIGS)
+    bindings = [(_TOPIC, input_topic, _LITERAL, op) for op in input_ops]
+    bindings += [(_TOPIC, topic, _LITERAL, op) for topic in outputs for op in output_ops]
+    if without != "read-group":
+        bindings.append((_GROUP, group, _LITERAL, _READ))
+    if without != "transactional-id":
+        prefix = f"{group}-{input_topic}-"
+        bindings += [(_TRANSACTIONAL_ID, prefix, _PREFIXED, op) for op in (ACL_WRITE, _DESCRIBE)]
+    return [
+        (kind, name, pattern, principal, "*", op, _ALLOW) for kind, name, pattern, op in bindings
+    ]
+
+
+async def create_acls(
+    bootstrap: str, bindings: list[tuple[int, str, int, str, str, int, int]]
+) -> None:
+    """CreateAcls through the admin client (one request per binding, on one connection), as
+    the broker's super user: no JVM per call."""
+    await _acl_requests(bootstrap, [CreateAclsRequest(*binding) for binding in bindings])
+
+
+async def delete_acls(
+    bootstrap: str, filters: list[tuple[int, str, int, str, str, int, int]]
+) -> None:
+    """DeleteAcls: remove the bindings matching each filter (the fields of a binding)."""
+    await _acl_requests(bootstrap, [DeleteAclsRequest(*found) for found in filters])
+
+
+async def _acl_requests(bootstrap: str, requests: list[Any]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        responses = await asyncio.gather(*(admin._send_request(request) for request in requests))
+    finally:
+        await admin.close()
+    for response in responses:
+        results = getattr(response, "creation_responses", None) or response.filter_responses
+        errors = [(result[0], result[1]) for result in results if result[0]]
+        if errors:
+            raise RuntimeError(f"{type(response).__name__}: {errors}")

@@ -336,7 +336,7 @@ def test_any_bundle_entries_give_valid_events_or_say_why_the_bundle_is_unusable(
     for outcome in conversion.claims:
         if isinstance(outcome, ConvertedClaim):
             ClaimEvent.model_validate_json(outcome.document)
-        else:
+        elif isinstance(outcome, RejectedClaim):
             assert outcome.kind in {
                 DeadLetterKind.INVALID_FHIR,
                 DeadLetterKind.UNSUPPORTED_TRANSACTION,

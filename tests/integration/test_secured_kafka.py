@@ -19,13 +19,17 @@ import pytest
 
 from tests.claims import default_event, event_bytes, patched
 from tests.kafka_harness import (
+    ACL_WRITE,
     ROOT,
     WORKER,
     OutputWatcher,
     Topics,
     WorkerProcess,
     committed_offsets,
+    create_acls,
+    delete_acls,
     produce,
+    worker_acls,
 )
 from tests.token_endpoint import TokenEndpoint, token_endpoint
 
@@ -34,7 +38,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 STATE = ROOT / ".kafka"
 TLS = STATE / "tls"
 CANARY = "canary-secret-5d1e0b"
-KAFKA_SH = ["bash", str(ROOT / "deploy/kafka/kafka.sh")]
 
 
 def _local_secure_broker() -> bool:
@@ -56,13 +59,8 @@ def secure_broker(kafka_bootstrap: str) -> None:
 
 
 async def _grant(topics: Topics, without: str = "") -> None:
-    await asyncio.to_thread(
-        subprocess.run,
-        [*KAFKA_SH, "grant", "scrubber", topics.group, topics.input, *topics.outputs, without],
-        check=True,
-        timeout=120,
-        capture_output=True,
-    )
+    bindings = worker_acls("scrubber", topics.group, topics.input, topics.outputs, without)
+    await create_acls("127.0.0.1:9092", bindings)
 
 
 def _password() -> str:
@@ -343,16 +341,12 @@ class TestLosingAPermission:
         await worker.wait_for_event("claim.scrubbed", timeout_s=60)
         committed = await committed_offsets(kafka_bootstrap, topics)
 
-        await asyncio.to_thread(
-            subprocess.run,
-            [
-                *KAFKA_SH, "revoke", "--allow-principal", "User:scrubber", "--operation",
-                "Write", "--topic", topics.clean, "--topic", topics.review,
-                "--topic", topics.dead_letter,
-            ],
-            check=True,
-            timeout=60,
-        )  # fmt: skip
+        writes = [
+            binding
+            for binding in worker_acls("scrubber", topics.group, topics.input, topics.outputs)
+            if binding[1] in topics.outputs and binding[5] == ACL_WRITE
+        ]
+        await delete_acls("127.0.0.1:9092", writes)
         await asyncio.sleep(2)  # the broker's authorizer sees the change
         await produce(kafka_bootstrap, topics.input, _claims("after", 3))
 
