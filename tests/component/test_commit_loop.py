@@ -9,7 +9,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 import pytest
@@ -117,6 +117,12 @@ class _World(FakeGroup):
         self.mapping = _mapping(FlakyMapping)
         self.router = CommitLoop(mapping=self.mapping, ownership=self.ownership, log=get_logger())
         self.consumer = FakeConsumer(self.member)
+
+    def use_loop(self, **options: Any) -> None:
+        """A commit loop of the world's mapping and ownership with these options."""
+        self.router = CommitLoop(
+            mapping=self.mapping, ownership=self.ownership, log=get_logger(), **options
+        )
 
     async def handled(self, records: Sequence[Record]) -> None:
         """Fetch and handle one batch, then wait for its transactions."""
@@ -264,11 +270,8 @@ class TestPipelining:
     async def test_what_waits_behind_a_transaction_in_flight_is_bounded_and_read_again(
         self, world: _World
     ) -> None:
-        world.router = CommitLoop(
-            mapping=world.mapping,
-            ownership=world.ownership,
-            log=get_logger(),
-            queued_max_records=12,
+        world.use_loop(
+            queued_max_records=12
         )  # 6 partitions assigned: 2 records of each may wait behind its transaction
         world.broker.commit_gates[0] = asyncio.Event()
         await world.router.handle(world.consumer.fetch([_record(0, 0, GOOD)]), world.consumer)
@@ -338,12 +341,7 @@ class TestLargeBatches:
     async def test_a_batch_over_its_byte_bound_commits_in_rounds_each_within_the_bound(
         self, world: _World
     ) -> None:
-        world.router = CommitLoop(
-            mapping=world.mapping,
-            ownership=world.ownership,
-            log=get_logger(),
-            batch_max_bytes=3 * len(GOOD),
-        )
+        world.use_loop(batch_max_bytes=3 * len(GOOD))
         records = [_record(0, offset, GOOD) for offset in range(7)] + [_record(1, 0, GOOD)]
 
         await world.handled(records)
@@ -359,9 +357,7 @@ class TestLargeBatches:
     async def test_a_record_larger_than_the_bound_is_a_round_of_its_own(
         self, world: _World
     ) -> None:
-        world.router = CommitLoop(
-            mapping=world.mapping, ownership=world.ownership, log=get_logger(), batch_max_bytes=10
-        )
+        world.use_loop(batch_max_bytes=10)
 
         await world.handled([_record(0, 0, GOOD), _record(0, 1, GOOD)])
 
@@ -515,9 +511,7 @@ class TestMetrics:
     async def test_committed_records_are_counted_by_outcome_kind_rule_and_result(self) -> None:
         world = _World()
         metrics = StageMetrics(ruleset_version="test")
-        world.router = CommitLoop(
-            mapping=world.mapping, ownership=world.ownership, log=get_logger(), metrics=metrics
-        )
+        world.use_loop(metrics=metrics)
         await world.assign(range(6))
         world.consumer.highwaters[0] = 40
         world.broker.fail_commit[1] = KafkaConnectionError("down")
