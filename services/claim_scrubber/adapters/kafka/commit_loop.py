@@ -293,7 +293,9 @@ class CommitLoop(Generic[Detail]):
         try:
             position = await consumer.position(TopicPartition(first.topic, first.partition))
         except (IllegalStateError, AssertionError, KafkaError):
-            return True  # revoked: its new owner starts from the committed offset
+            # revoked: its new owner starts from the committed offset
+            self._log.info("partition.revoked_before_commit", partition=first.partition)
+            return True
         return position <= first.offset
 
     async def drain(self) -> None:
