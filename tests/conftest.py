@@ -3,14 +3,14 @@ else a broker started with testcontainers where a Docker engine answers; otherwi
 never skip."""
 
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 from hypothesis import settings
 
-from tests.kafka_harness import Topics, WorkerProcess, create_topics
+from tests.kafka_harness import Topics, WorkerProcess, create_topics, delete_topics
 
 # No example has a deadline: speed is the benchmark's to measure, and a busy machine made a slow
 # example fail (DeadlineExceeded) where nothing was wrong. CI explores the same examples on every
@@ -50,8 +50,11 @@ def kafka_bootstrap() -> Iterator[str]:
 
 
 @pytest.fixture
-async def topics(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Topics:
-    return await create_topics(kafka_bootstrap, request.node.name[:40].replace("[", "-"))
+async def topics(kafka_bootstrap: str, request: pytest.FixtureRequest) -> AsyncIterator[Topics]:
+    """Fresh topics for the test, deleted after it (its workers are stopped by then)."""
+    created = await create_topics(kafka_bootstrap, request.node.name[:40].replace("[", "-"))
+    yield created
+    await delete_topics(kafka_bootstrap, created)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,10 @@ class Topics:
     @property
     def inbound_fhir(self) -> str:
         return f"{self.prefix}.inbound.fhir"
+
+    @property
+    def inbound(self) -> tuple[str, str]:
+        return (self.inbound_x12, self.inbound_fhir)
 
     @property
     def outputs(self) -> tuple[str, str, str]:
@@ -263,9 +267,9 @@ async def collect(
     expected: int,
     *,
     timeout_s: float = 90.0,
-    settle_s: float = 2.0,
 ) -> Tally:
-    """Read every output topic with read_committed until `expected` arrived, then settle."""
+    """Read every output topic with read_committed until `expected` arrived and every stage
+    has committed all its input (see `caught_up`)."""
     consumer = AIOKafkaConsumer(
         *topics.outputs,
         bootstrap_servers=bootstrap,
@@ -277,30 +281,158 @@ async def collect(
     await consumer.start()
     tally = Tally()
     deadline = time.monotonic() + timeout_s
-    settle_until: float | None = None
+
+    async def read(timeout_ms: int) -> None:
+        batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=5000)
+        tally.outputs.extend(
+            Output(
+                topic=record.topic,
+                key=record.key,
+                headers=dict(record.headers),
+                body=orjson.loads(record.value),
+            )
+            for records in batches.values()
+            for record in records
+        )
+
     try:
-        while time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
-            for records in batches.values():
-                tally.outputs.extend(
-                    Output(
-                        topic=record.topic,
-                        key=record.key,
-                        headers=dict(record.headers),
-                        body=orjson.loads(record.value),
-                    )
-                    for record in records
-                )
-            if len(tally.outputs) >= expected:
-                settle_until = settle_until or time.monotonic() + settle_s
-                if time.monotonic() >= settle_until:
-                    break
+        while len(tally.outputs) < expected and time.monotonic() < deadline:
+            await read(500)
+        if len(tally.outputs) >= expected:
+            await caught_up(bootstrap, topics, consumer, deadline, read)
     finally:
         await consumer.stop()
     return tally
 
 
+async def caught_up(
+    bootstrap: str,
+    topics: Topics,
+    consumer: AIOKafkaConsumer,
+    deadline: float,
+    read: Callable[[int], Awaitable[None]],
+) -> None:
+    """Wait until each stage the test runs (intake, the worker) has committed every record of
+    its input topics, then until `consumer` has read the outputs to their end.
+
+    From the moment every input is committed no stage adds an output but a late transaction
+    the broker should have refused: reading to the end then sees every duplicate there is,
+    where a settle window sees only those that come soon enough.
+    """
+    # intake first: once it has committed all its inbound records, the input topic is whole
+    for group, inputs in [
+        (f"{topics.group}.intake", topics.inbound),
+        (topics.group, [topics.input]),
+    ]:
+        needed = await _next_offsets(bootstrap, inputs, topics.partitions)
+        # outputs arrived: each stage the test runs has committed some of them already
+        while not await _committed_up_to(bootstrap, group, needed, if_it_ran=True):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{group} did not commit all of its input in time")
+            await read(200)
+    ends = await consumer.end_offsets(list(consumer.assignment()))  # read_committed: stable
+    for tp, end in ends.items():
+        while await consumer.position(tp) < end:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{tp} was not read to its end in time")
+            await read(200)
+
+
+async def _next_offsets(
+    bootstrap: str, topics: Sequence[str], partitions: int
+) -> dict[TopicPartition, int]:
+    """Per partition, the offset after its last committed record: what a group that has read
+    everything commits (a transaction's commit marker takes an offset the group never does)."""
+    needed: dict[TopicPartition, int] = {}
+    for topic in topics:
+        for offset, record_partition in await _committed_records(bootstrap, topic, partitions):
+            tp = TopicPartition(topic, record_partition)
+            needed[tp] = max(needed.get(tp, 0), offset + 1)
+    return needed
+
+
+async def _committed_up_to(
+    bootstrap: str, group: str, needed: dict[TopicPartition, int], *, if_it_ran: bool = False
+) -> bool:
+    """Whether `group` committed at least `needed`; with `if_it_ran`, a group that never
+    committed anything counts as a stage the test does not run."""
+    if not needed:
+        return True
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    if if_it_ran and not committed:
+        return True
+    return all(tp in committed and committed[tp].offset >= end for tp, end in needed.items())
+
+
+async def group_committed_everything(
+    bootstrap: str, group: str, inputs: Sequence[str], partitions: int
+) -> bool:
+    """Whether `group` has committed every committed record of its `inputs`."""
+    return await _committed_up_to(
+        bootstrap, group, await _next_offsets(bootstrap, inputs, partitions)
+    )
+
+
+async def read_to_end(
+    bootstrap: str, topic: str, partitions: int, timeout_s: float = 60.0
+) -> list[bytes]:
+    """The committed values of `topic` (read_committed), up to its end as of now."""
+    return [value for value, _ in await _read_committed(bootstrap, topic, partitions, timeout_s)]
+
+
+async def _committed_records(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, int]]:
+    """(offset, partition) of every committed record of `topic`, up to its end as of now."""
+    return [where for _, where in await _read_committed(bootstrap, topic, partitions, 60.0)]
+
+
+async def _read_committed(
+    bootstrap: str, topic: str, partitions: int, timeout_s: float
+) -> list[tuple[bytes, tuple[int, int]]]:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    await consumer.start()
+    found: list[tuple[bytes, tuple[int, int]]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        ends = await consumer.end_offsets(list(consumer.assignment()))
+        for tp, end in ends.items():
+            while await consumer.position(tp) < end:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{tp} was not read to its end in time")
+                batches = await consumer.getmany(tp, timeout_ms=500)
+                found += [
+                    (record.value or b"", (record.offset, tp.partition))
+                    for record in batches.get(tp, [])
+                ]
+    finally:
+        await consumer.stop()
+    return found
+
+
 _PRCTL = ctypes.CDLL("libc.so.6", use_errno=True).prctl  # resolved before any fork
+
+
+async def delete_topics(bootstrap: str, topics: Topics) -> None:
+    """Delete a test's topics, so that the broker carries only the running tests' partitions
+    (a broker restart loads every partition it has)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [topics.input, *topics.outputs, *topics.inbound]
+        await admin.delete_topics(names, timeout_ms=30_000)
+    finally:
+        await admin.close()
 
 
 def _die_with_parent() -> None:
@@ -452,12 +584,21 @@ class OutputWatcher:
     def tally(self) -> Tally:
         return Tally([output for _, output in self.arrivals])
 
-    async def wait_for(self, count: int, timeout_s: float = 120.0, settle_s: float = 3.0) -> Tally:
-        """Wait until `count` outputs arrived, then `settle_s` more to catch duplicates."""
+    async def wait_for(self, count: int, timeout_s: float = 120.0) -> Tally:
+        """Wait until `count` outputs arrived and every stage has committed all its input,
+        then until the outputs are read to their end (see `caught_up`)."""
+        assert self._consumer is not None
         deadline = time.monotonic() + timeout_s
         while len(self.arrivals) < count and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-        await asyncio.sleep(settle_s)
+        if len(self.arrivals) >= count:
+            await caught_up(
+                self._bootstrap,
+                self._topics,
+                self._consumer,
+                deadline,
+                lambda timeout_ms: asyncio.sleep(timeout_ms / 1000),
+            )
         return self.tally()
 
     def first_arrival_after(self, moment: float) -> float | None:
@@ -466,15 +607,22 @@ class OutputWatcher:
 
 
 async def produce_steadily(
-    bootstrap: str, topic: str, values: list[bytes], duration_s: float
+    bootstrap: str,
+    topic: str,
+    values: list[bytes],
+    duration_s: float,
+    stop: asyncio.Event | None = None,
 ) -> int:
-    """Send `values` spread evenly over `duration_s`, each acknowledged before the next,
-    retrying through broker outages with a fresh producer (a retried record may land twice:
-    count inputs by offset, not by `values`)."""
+    """Send `values` spread evenly over `duration_s`, each acknowledged before the next, until
+    `stop` is set; retry through broker outages with a fresh producer (a retried record may
+    land twice: count inputs by offset, not by what this returns). Returns how many it sent."""
     producer: AIOKafkaProducer | None = None
     start = time.monotonic()
+    sent = 0
     try:
         for index, value in enumerate(values):
+            if stop is not None and stop.is_set():
+                break
             target = start + duration_s * index / len(values)
             delay = target - time.monotonic()
             if delay > 0:
@@ -494,10 +642,11 @@ async def produce_steadily(
                             await producer.stop()
                         producer = None
                     await asyncio.sleep(0.5)
+            sent += 1
     finally:
         if producer is not None:
             await producer.stop()
-    return len(values)
+    return sent
 
 
 async def committed_offsets(bootstrap: str, topics: Topics) -> dict[int, int]:

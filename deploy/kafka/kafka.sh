@@ -194,9 +194,12 @@ ENV
 
 topic_cmd() { java_run org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" "$@"; }
 
+# The listener answers TCP before a client tool (a JVM start of its own) is worth launching.
+port_open() { (exec 3<>"/dev/tcp/${bootstrap%:*}/${bootstrap##*:}") 2>/dev/null; }
+
 wait_ready() {
   local deadline=$((SECONDS + 90))
-  until topic_cmd --list >/dev/null 2>&1; do
+  until port_open && topic_cmd --list >/dev/null 2>&1; do
     if ! running_pid >/dev/null; then
       say "broker exited during start-up; last lines of $logs/server.log:"
       tail -n 20 "$logs/server.log" >&2 || true
@@ -230,7 +233,7 @@ create_topics() {
       config=(--config "max.message.bytes=$output_max_message_bytes")
     fi
     if grep -qxF "$t" <<<"$existing"; then
-      if [ ${#config[@]} -gt 0 ]; then
+      if [ ${#config[@]} -gt 0 ] && ! [ -f "$data/.output-limits-v1" ]; then
         # An output topic created by an earlier version of this script: raise its limit.
         java_run kafka.admin.ConfigCommand --bootstrap-server "$bootstrap" --alter \
           --entity-type topics --entity-name "$t" \
@@ -244,6 +247,7 @@ create_topics() {
     pids+=($!)
   done
   for p in "${pids[@]}"; do wait "$p"; done
+  touch "$data/.output-limits-v1"
 }
 
 up() {

@@ -8,16 +8,24 @@ table is printed at the end of the run and written to build/delivery-report.md.
 """
 
 import asyncio
+import logging
+import math
 import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
+import structlog
+from structlog.testing import LogCapture
 
-from claim_scrubber.adapters.kafka import build_app
+from claim_scrubber.adapters.kafka import build_app, connection
+from claim_scrubber.adapters.kafka.group import transactional_producers
+from claim_scrubber.adapters.kafka.ownership import TransactionalProducer
 from claim_scrubber.adapters.logging import configure_logging, get_logger
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.models import Severity
@@ -30,6 +38,7 @@ from tests.kafka_harness import (
     OutputWatcher,
     Tally,
     Topics,
+    WorkerProcess,
     free_port,
     http_get,
     input_end_offsets,
@@ -163,20 +172,23 @@ async def test_rebalancing_under_load_as_workers_join_and_leave_keeps_exactly_on
     start_worker: WorkerStarter,
     measure: _Measurement,
 ) -> None:
-    total = 9000
     started = time.monotonic()
     first, second = start_worker("rebalance-1"), start_worker("rebalance-2")
+    done = asyncio.Event()
     sending = asyncio.create_task(
-        produce_steadily(kafka_bootstrap, topics.input, _claims(total), duration_s=15)
+        produce_steadily(kafka_bootstrap, topics.input, _claims(9000), duration_s=15, stop=done)
     )
-    await asyncio.sleep(4)
+    for worker in (first, second):
+        await worker.wait_for_event("claim.scrubbed")
     third = start_worker("rebalance-3")
-    await third.wait_for_event("partitions.assigned")
-    await asyncio.sleep(4)
+    await third.wait_for_event("claim.scrubbed")  # it joined and took a share
     first.signal(signal.SIGTERM)
     stopped_at = time.monotonic()
     assert await first.wait() == 0
-    await sending
+    await second.wait_for_event("partitions.assigned")
+    done.set()
+    total = await sending
+    assert total < 9000, "the faults landed while claims were still coming"
 
     measured = await measure(
         "rebalance (+1 worker, -1 SIGTERM)",
@@ -189,7 +201,6 @@ async def test_rebalancing_under_load_as_workers_join_and_leave_keeps_exactly_on
     assert first.events("partitions.revoked")
     assert first.events("worker.stopped")
     assert len(second.events("partitions.assigned")) >= 2, "the second worker was rebalanced"
-    assert third.events("claim.scrubbed"), "the added worker took a share"
 
 
 async def test_rolling_restarts_under_load_keep_exactly_once(
@@ -198,21 +209,24 @@ async def test_rolling_restarts_under_load_keep_exactly_once(
     start_worker: WorkerStarter,
     measure: _Measurement,
 ) -> None:
-    total, restarts = 9000, 6
+    restarts = 6
     started = time.monotonic()
     pool = [start_worker(f"rolling-{n}") for n in range(3)]
+    done = asyncio.Event()
     sending = asyncio.create_task(
-        produce_steadily(kafka_bootstrap, topics.input, _claims(total), duration_s=30)
+        produce_steadily(kafka_bootstrap, topics.input, _claims(9000), duration_s=30, stop=done)
     )
+    await pool[0].wait_for_event("claim.scrubbed")
     for restart in range(restarts):
-        await asyncio.sleep(2)
         slot = restart % len(pool)
         pool[slot].signal(signal.SIGTERM)
         assert await pool[slot].wait() == 0
         pool[slot] = start_worker(f"rolling-{restart + len(pool)}")
-        await pool[slot].wait_for_event("partitions.assigned")
+        await pool[slot].wait_for_event("claim.scrubbed")  # in the group, and working
     restarted_at = time.monotonic()
-    await sending
+    done.set()
+    total = await sending
+    assert total < 9000, "the restarts landed while claims were still coming"
 
     measured = await measure(
         f"rolling restarts ({restarts} SIGTERM + replace, 3 workers, under load)",
@@ -224,43 +238,120 @@ async def test_rolling_restarts_under_load_keep_exactly_once(
     assert (measured.duplicates, measured.lost) == (0, 0)
 
 
-async def test_a_frozen_worker_is_fenced_and_its_late_transaction_duplicates_nothing(
+class _FreezesInItsTransaction:
+    """A partition's transactional producer whose process freezes (its event loop stands
+    still, as under SIGSTOP or a long pause) inside the transaction that carries `marker`:
+    its records and offsets are sent, its commit is not, until `thawed()` says so."""
+
+    def __init__(
+        self,
+        producer: TransactionalProducer,
+        marker: bytes,
+        freeze: Callable[[], Callable[[], bool]],
+    ) -> None:
+        self._producer = producer
+        self._marker = marker
+        self._freeze = freeze
+        self._carrying = False
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def begin_transaction(self) -> None:
+        self._carrying = False
+        await self._producer.begin_transaction()
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> Awaitable[Any]:
+        self._carrying = self._carrying or self._marker in value
+        return await self._producer.send(topic, value, key=key, headers=headers)
+
+    async def send_offsets_to_transaction(self, offsets: dict[Any, int], group_id: str) -> None:
+        await self._producer.send_offsets_to_transaction(offsets, group_id)
+
+    async def commit_transaction(self) -> None:
+        if self._carrying:
+            thawed = self._freeze()
+            deadline = time.monotonic() + 120
+            while not thawed() and time.monotonic() < deadline:
+                time.sleep(0.2)  # noqa: ASYNC251 - the point: the whole process stands still
+        await self._producer.commit_transaction()
+
+    async def abort_transaction(self) -> None:
+        await self._producer.abort_transaction()
+
+
+async def test_a_worker_frozen_inside_its_transaction_is_fenced_and_duplicates_nothing(
     kafka_bootstrap: str,
     topics: Topics,
     start_worker: WorkerStarter,
     measure: _Measurement,
 ) -> None:
-    total = 9000
+    """The harmful path: the frozen worker holds an open transaction with its results and
+    offsets in it; a successor takes the partition over while it stands still; when it thaws
+    it commits, and the broker must refuse that commit (the successor's fence)."""
+    marker = "FREEZE-1"
+    total = 2000
+    claims = _claims(total)
+    claims[total // 2] = event_bytes(
+        patched(default_event(), {"event_id": "freeze-ev", "claim.claim_id": marker})
+    )
+    successors: list[WorkerProcess] = []
+    frozen_at: list[float] = []
+
+    def freeze() -> Callable[[], bool]:
+        """The successor starts while this worker stands still; it thaws once the successor
+        has scrubbed the claim of the transaction it holds open."""
+        frozen_at.append(time.monotonic())
+        successor = start_worker("successor")
+        successors.append(successor)
+        return lambda: any(e["claim_id"] == marker for e in successor.events("claim.scrubbed"))
+
+    settings = topics.settings(kafka_bootstrap, worker_id="zombie")
+    real = transactional_producers(
+        connection=connection(settings),
+        client_id="claim-scrubber-zombie",
+        transaction_timeout_ms=settings.transaction_timeout_ms,
+    )
+    capture = LogCapture()
+    log = structlog.wrap_logger(
+        None,
+        processors=[capture],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+    )
+    app = build_app(
+        settings,
+        Scrubber(load_ruleset(), max_message_bytes=settings.max_message_bytes),
+        log,
+        producer_factory=lambda tid, partition: _FreezesInItsTransaction(
+            real(tid, partition), marker.encode(), freeze
+        ),
+    )
     started = time.monotonic()
-    zombie = start_worker("zombie", SCRUBBER_SESSION_TIMEOUT_MS="6000")
-    sending = asyncio.create_task(
-        produce_steadily(kafka_bootstrap, topics.input, _claims(total), duration_s=14)
-    )
-    await zombie.wait_for_event("claim.scrubbed")
-    await asyncio.sleep(2)
-    zombie.signal(signal.SIGSTOP)
-    frozen_at = time.monotonic()
-    successor = start_worker("successor")
-    await successor.wait_for_event("claim.scrubbed", timeout_s=60)
-    await asyncio.sleep(3)
-    zombie.signal(signal.SIGCONT)
-    await sending
+    await app.start()
+    try:
+        await produce(kafka_bootstrap, topics.input, [(None, value) for value in claims])
+        measured = await measure(
+            "zombie (frozen inside its transaction > session timeout)",
+            expected=total,
+            started=started,
+            fault_at=None,
+        )
+        fenced = [e for e in capture.entries if e["event"] == "transaction.fenced"]
+    finally:
+        await app.stop()
 
-    measured = await measure(
-        "zombie (SIGSTOP > session timeout)",
-        expected=total,
-        started=started,
-        fault_at=frozen_at,
-        in_flight_s=0.5,
-    )
-
+    assert frozen_at, "the worker never froze: the marked claim was not in its transaction"
     assert (measured.duplicates, measured.lost) == (0, 0)
-    assert zombie.process.poll() is None, "the resumed worker carries on"
-    assert zombie.events("partitions.revoked")
-    late_work_refused = zombie.events("transaction.fenced") + zombie.events(
-        "partition.revoked_before_commit"
-    )
-    assert late_work_refused, "the resumed worker's batch in hand was fenced or dropped"
+    [successor] = successors
+    assert [e["claim_id"] for e in successor.events("claim.scrubbed")].count(marker) == 1
+    assert fenced, "the thawed worker's commit was refused by the broker (transaction.fenced)"
+    zombie_scrubbed = [e["claim_id"] for e in capture.entries if e["event"] == "claim.scrubbed"]
+    assert marker not in zombie_scrubbed
 
 
 def _local_broker_is_ours(bootstrap: str) -> bool:
@@ -300,16 +391,27 @@ async def test_workers_ride_out_a_broker_restart_and_log_the_outage_with_backoff
         await worker.wait_for_event("partitions.assigned")
     probes: list[tuple[str, int, int]] = []
     probing = asyncio.create_task(_probe_health(port, probes))
+    done = asyncio.Event()
     sending = asyncio.create_task(
-        produce_steadily(kafka_bootstrap, topics.input, _claims(8000), duration_s=24)
+        produce_steadily(kafka_bootstrap, topics.input, _claims(8000), duration_s=40, stop=done)
     )
-    await asyncio.sleep(5)
+    for worker in workers:
+        await worker.wait_for_event("claim.scrubbed")
 
     await asyncio.to_thread(_kafka, "down")
-    await asyncio.sleep(8)
+    down_at = time.monotonic()
+    while 503 not in [ready for _, _, ready in probes] or not any(
+        worker.events("broker.unreachable") for worker in workers
+    ):
+        assert time.monotonic() - down_at < 60, "the outage was neither logged nor seen"
+        await asyncio.sleep(0.2)
     await asyncio.to_thread(_kafka, "up")
     probes.append(("broker up", 0, 0))
     up_at = time.monotonic()
+    while measure.watcher.first_arrival_after(up_at) is None:
+        assert time.monotonic() - up_at < 120, "nothing was committed after the broker came back"
+        await asyncio.sleep(0.2)
+    done.set()
     await sending
     inputs = sum((await input_end_offsets(kafka_bootstrap, topics)).values())
 
@@ -323,9 +425,15 @@ async def test_workers_ride_out_a_broker_restart_and_log_the_outage_with_backoff
 
     assert (measured.duplicates, measured.lost) == (0, 0)
     assert all(worker.process.poll() is None for worker in workers), "no worker crashed"
-    outages = [line for worker in workers for line in worker.events("broker.unreachable")]
-    assert outages, "the outage was logged"
-    assert len(outages) <= 40, "retries back off instead of looping hot"
+    # Each retrying source (a worker's probe, each partition's producer) backs off
+    # exponentially from 0.2 s (Backoff): n retries take at least 0.1 x (2^(n-1) - 1) s.
+    retries = Counter(
+        (worker.name, line.get("partition"))
+        for worker in workers
+        for line in worker.events("broker.unreachable")
+    )
+    most = math.log2((up_at - down_at + 10) / 0.1 + 1) + 1
+    assert max(retries.values()) <= most, f"retries back off instead of looping hot: {retries}"
     probing.cancel()
     up = probes.index(("broker up", 0, 0))
     assert all(live == 200 for _, live, _ in probes[:up] + probes[up + 1 :]), "/livez stays 200"

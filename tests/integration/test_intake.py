@@ -5,6 +5,7 @@ import asyncio
 import base64
 import contextlib
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from claim_scrubber.adapters.kafka.outbound import dead_letter_bytes_needed
 from claim_scrubber.adapters.ruleset_file import load_ruleset
@@ -26,8 +27,11 @@ from tests.kafka_harness import (
     collect,
     create_topics,
     free_port,
+    group_committed_everything,
     http_get,
     produce,
+    produce_steadily,
+    read_to_end,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -58,31 +62,17 @@ def expected_event_ids(files: list[bytes]) -> set[str]:
     }
 
 
-async def read_committed(
-    bootstrap: str, topic: str, expected: int, timeout_s: float = 120
-) -> list[bytes]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        group_id=None,
-    )
-    await consumer.start()
-    values: list[bytes] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        settle = None
-        while asyncio.get_running_loop().time() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            values += [r.value or b"" for records in batches.values() for r in records]
-            if len(values) >= expected:
-                settle = settle or asyncio.get_running_loop().time() + 3
-                if asyncio.get_running_loop().time() >= settle:
-                    break
-    finally:
-        await consumer.stop()
-    return values
+async def intake_events(bootstrap: str, topics: Topics, timeout_s: float = 120) -> list[bytes]:
+    """Every ClaimEvent intake committed, once intake has committed all its inbound records."""
+    deadline = time.monotonic() + timeout_s
+    intake_group = f"{topics.group}.intake"
+    while not await group_committed_everything(
+        bootstrap, intake_group, topics.inbound, topics.partitions
+    ):
+        if time.monotonic() > deadline:
+            raise AssertionError("intake did not commit all its inbound records in time")
+        await asyncio.sleep(0.2)
+    return await read_to_end(bootstrap, topics.input, topics.partitions)
 
 
 async def test_a_batch_of_837p_files_is_scrubbed_exactly_once_under_kills(
@@ -96,21 +86,19 @@ async def test_a_batch_of_837p_files_is_scrubbed_exactly_once_under_kills(
     start_worker("w2")
     await intake.wait_for_event("intake.started")
     await first.wait_for_event("worker.started")
-    await produce(
-        kafka_bootstrap,
-        topics.inbound_x12,
-        [(f"file-{n}".encode(), d) for n, d in enumerate(files[:12])],
+    sending = asyncio.create_task(
+        produce_steadily(kafka_bootstrap, topics.inbound_x12, files, duration_s=4)
     )
+    deadline = time.monotonic() + 60
+    while len(intake.events("intake.converted")) < 3 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     await first.wait_for_event("claim.scrubbed")
     first.kill()  # a worker dies mid-stream ...
-    intake.kill()  # ... and so does intake
+    intake.kill()  # ... and so does intake, with files still coming
+    converted_before_kill = len(intake.events("intake.converted"))
     start_intake("i2")
-    await produce(
-        kafka_bootstrap,
-        topics.inbound_x12,
-        [(f"file-{n}".encode(), d) for n, d in enumerate(files[12:], 12)],
-    )
     start_worker("w3")
+    await sending
 
     outputs = await collect(kafka_bootstrap, topics, expected=len(expected) + FILES, timeout_s=180)
     results = [o for o in outputs.outputs if o.topic in {topics.clean, topics.review}]
@@ -124,8 +112,9 @@ async def test_a_batch_of_837p_files_is_scrubbed_exactly_once_under_kills(
     assert {o.body["error"]["kind"] for o in dead} == {"invalid_x12"}
     assert {o.body["source"]["claim_index"] for o in dead} == {CLAIMS_PER_FILE + 2}
     assert {base64.b64decode(o.body["payload_base64"]) for o in dead} == set(files)
-    events = await read_committed(kafka_bootstrap, topics.input, len(expected))
+    events = await intake_events(kafka_bootstrap, topics)
     assert len(events) == len(expected)  # intake too wrote each claim once
+    assert 3 <= converted_before_kill < FILES, "intake was killed mid-stream"
 
 
 async def test_fhir_and_unusable_records_become_results_and_dead_letters_with_no_phi_logged(
@@ -224,7 +213,7 @@ async def test_a_record_of_mostly_unusable_claims_is_one_dead_letter_in_bounded_
     await produce(kafka_bootstrap, topics.inbound_x12, [(b"mostly-bad", record)])
 
     outputs = await collect(kafka_bootstrap, topics, expected=2, timeout_s=120)
-    events = await read_committed(kafka_bootstrap, topics.input, 500 + 500)
+    events = await intake_events(kafka_bootstrap, topics)
     peak_kb = _memory_kb(pid, "VmHWM")
     claim_ids = Counter(orjson.loads(value)["claim"]["claim_id"] for value in events)
     claim_ids = Counter({claim: n for claim, n in claim_ids.items() if claim.startswith("M-")})
@@ -322,9 +311,7 @@ async def test_large_interchanges_convert_while_the_consumer_keeps_its_heartbeat
         await producer.flush()
     finally:
         await producer.stop()
-    events = await read_committed(
-        kafka_bootstrap, topics.input, LARGE_INTERCHANGE_CLAIMS * len(records), timeout_s=180
-    )
+    events = await intake_events(kafka_bootstrap, topics, timeout_s=180)
 
     claim_ids = Counter(orjson.loads(value)["claim"]["claim_id"] for value in events)
     assert len(claim_ids) == LARGE_INTERCHANGE_CLAIMS * len(records)

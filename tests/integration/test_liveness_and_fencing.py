@@ -143,7 +143,7 @@ class TestBoundedDeadLetters:
         start = time.monotonic()
         start_worker()
 
-        tally = await watcher.wait_for(2, timeout_s=60, settle_s=1)
+        tally = await watcher.wait_for(2, timeout_s=60)
 
         assert time.monotonic() - start < 60
         dead_letter, result = sorted(tally.outputs, key=lambda o: o.source)
@@ -178,7 +178,7 @@ class TestBoundedDeadLetters:
                 [(b"K-2", poison), (b"K-2", _claim("cut", 1))],
             )
 
-            tally = await watching.wait_for(2, timeout_s=60, settle_s=1)
+            tally = await watching.wait_for(2, timeout_s=60)
 
         dead_letter, result = sorted(tally.outputs, key=lambda o: o.source)
         assert dead_letter.body["error"]["kind"] == "invalid_encoding"
@@ -197,9 +197,10 @@ class TestFencing:
         start_worker: WorkerStarter,
         watcher: OutputWatcher,
     ) -> None:
-        worker = start_worker(SCRUBBER_TRANSACTION_TIMEOUT_MS="20000")
+        quarantine_s = 12  # the transaction timeout: how long a fenced worker keeps off the id
+        worker = start_worker(SCRUBBER_TRANSACTION_TIMEOUT_MS=str(quarantine_s * 1000))
         await _produce_to(kafka_bootstrap, topics.input, 0, [(None, _claim("before", 0))])
-        await watcher.wait_for(1, timeout_s=60, settle_s=0)
+        await watcher.wait_for(1, timeout_s=60)
         probe_topic = f"{topics.prefix}.probe"
         admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
         await admin.start()
@@ -218,8 +219,9 @@ class TestFencing:
                 kafka_bootstrap, topics.input, 0, [(None, _claim("during", n)) for n in range(5)]
             )
             await _produce_to(kafka_bootstrap, topics.input, 1, [(None, _claim("other", 0))])
-            await worker.wait_for_event("transaction.fenced", timeout_s=30)
-            await asyncio.sleep(15)
+            fenced = await worker.wait_for_event("transaction.fenced", timeout_s=30)
+            assert fenced["quarantine_s"] == quarantine_s
+            await asyncio.sleep(quarantine_s - 4)  # most of it: the id stays the intruder's
             await intruder.commit_transaction()  # ProducerFenced if the worker took the id back
         finally:
             await intruder.stop()
@@ -329,7 +331,7 @@ class TestShutdown:
         assert members_while_committing == 1, "still in the group while its transaction is open"
         assert members_after == 0
         assert await committed_offsets(kafka_bootstrap, topics) == {0: 1}
-        tally = await watcher.wait_for(1, timeout_s=30, settle_s=1)
+        tally = await watcher.wait_for(1, timeout_s=30)
         assert [o.body["event_id"] for o in tally.outputs] == ["last-ev-0"]
 
 

@@ -155,7 +155,7 @@ class TestExactlyOnce:
         scrubbed_before_kill = len(first.events("claim.scrubbed"))
 
         start_worker("w-restarted")
-        tally = await collect(kafka_bootstrap, topics, expected=total, settle_s=3)
+        tally = await collect(kafka_bootstrap, topics, expected=total)
         ends = await input_end_offsets(kafka_bootstrap, topics)
 
         assert scrubbed_before_kill < total, "the kill must land mid-stream"
@@ -171,7 +171,7 @@ class TestLifecycle:
         worker = start_worker()
         await worker.wait_for_event("partitions.assigned")
         await produce(kafka_bootstrap, topics.input, [(None, _claim(1))])
-        await collect(kafka_bootstrap, topics, expected=1, settle_s=0)
+        await collect(kafka_bootstrap, topics, expected=1)
         worker.signal(signal.SIGTERM)
 
         assert await worker.wait() == 0
@@ -190,7 +190,7 @@ class TestLifecycle:
             topics.input,
             [(None, event_bytes(doc)) for doc in (clean, violating, rule_failing)],
         )
-        await collect(kafka_bootstrap, topics, expected=3, settle_s=0)
+        await collect(kafka_bootstrap, topics, expected=3)
         worker.signal(signal.SIGTERM)
         await worker.wait()
 
@@ -211,5 +211,5 @@ class TestBadStart:
         assert await worker.wait() == 2
         assert len(worker.stderr_lines) == 1
         assert await committed_offsets(kafka_bootstrap, topics) == {}
-        tally = await collect(kafka_bootstrap, topics, expected=1, timeout_s=3, settle_s=0)
+        tally = await collect(kafka_bootstrap, topics, expected=1, timeout_s=3)
         assert tally.outputs == []
