@@ -74,33 +74,25 @@ def q4390_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_convert_writes_the_claims_in_file_order_then_one_dead_letter_and_skips_voids(
+def test_convert_writes_the_claims_in_file_order_voids_too_then_one_dead_letter(
     tmp_path: Path,
 ) -> None:
     result = run("convert", "--from", "x12", str(q4390_file(tmp_path)))
     assert result.returncode == 0
-    first, replacement, dead_letter = lines(result.stdout)
+    first, void, replacement, dead_letter = lines(result.stdout)
     assert first["claim"]["claim_id"] == "Q-1"
     assert dead_letter["error"]["kind"] == "invalid_x12"
     assert dead_letter["source"] == {"file": str(tmp_path / "batch.837"), "claim_index": 3}
     assert "SV102" in dead_letter["error"]["message"]
     [rejected] = dead_letter["rejected_claims"]
     assert (rejected["claim_index"], rejected["claim_id"]) == (3, "Q-3")
+    assert (void["event_type"], void["claim"]["claim_id"]) == ("claim.voided", "Q-2")
     assert replacement["event_type"] == "claim.resubmitted"
     assert replacement["claim"]["claim_id"] == "Q 4 #7"
     [summary] = [log for log in lines(result.stderr) if log["event"] == "intake.converted"]
-    assert summary["claims_converted"] == 2
+    assert summary["claims_converted"] == 3
+    assert summary["claims_voided"] == 1
     assert summary["claims_dead_lettered"] == 1
-    assert summary["skipped"] == [
-        {
-            "claim_index": 2,
-            "claim_id": "Q-2",
-            "reason": "void (CLM05-3 = 8)",
-            "interchange": "000000101",
-            "group": "101",
-            "transaction": "0001",
-        }
-    ]
 
 
 def test_convert_piped_to_scrub_gives_the_findings_of_a_bare_837p_q4390_claim(

@@ -121,7 +121,7 @@ def test_a_line_rendering_provider_and_line_place_of_service_are_kept() -> None:
     assert line["note"] == "CANARYNOTE"
 
 
-def test_a_void_is_skipped_with_its_control_numbers_and_a_replacement_is_resubmitted() -> None:
+def test_a_void_is_forwarded_as_claim_voided_and_a_replacement_is_resubmitted() -> None:
     conversion = read(
         interchange(
             transaction(
@@ -131,15 +131,11 @@ def test_a_void_is_skipped_with_its_control_numbers_and_a_replacement_is_resubmi
             )
         )
     )
-    [void] = conversion.skipped
-    assert (void.index, void.claim_id) == (1, "VOID-1")
-    assert void.control_numbers == {
-        "interchange": "000000101",
-        "group": "101",
-        "transaction": "0001",
-    }
-    [replacement] = conversion.converted
+    void, replacement = conversion.converted
+    assert (void.index, void.claim_id, void.event_type) == (1, "VOID-1", "claim.voided")
+    assert orjson.loads(void.document)["claim"]["lines"], "a void carries its claim"
     assert (replacement.index, replacement.event_type) == (2, "claim.resubmitted")
+    assert conversion.voided == 1
 
 
 def test_claim_ids_with_spaces_and_hash_are_kept() -> None:

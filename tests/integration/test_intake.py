@@ -53,12 +53,13 @@ def batch_file(number: int) -> bytes:
     return data.replace(b"000000101", f"{number:09d}".encode())
 
 
-def expected_event_ids(files: list[bytes]) -> set[str]:
+def expected_event_ids(files: list[bytes], event_type: str = "claim.submitted") -> set[str]:
     directory = load_ruleset().payer_directory
     return {
         claim.event_id
         for data in files
         for claim in read_837p(data, directory=directory, zone=ZoneInfo("UTC")).converted
+        if claim.event_type == event_type
     }
 
 
@@ -83,7 +84,7 @@ async def test_a_batch_of_837p_files_is_scrubbed_exactly_once_under_kills(
     assert len(expected) == FILES * CLAIMS_PER_FILE
     intake = start_intake("i1")
     first = start_worker("w1")
-    start_worker("w2")
+    second = start_worker("w2")
     await intake.wait_for_event("intake.started")
     await first.wait_for_event("worker.started")
     sending = asyncio.create_task(
@@ -97,7 +98,7 @@ async def test_a_batch_of_837p_files_is_scrubbed_exactly_once_under_kills(
     intake.kill()  # ... and so does intake, with files still coming
     converted_before_kill = len(intake.events("intake.converted"))
     start_intake("i2")
-    start_worker("w3")
+    third = start_worker("w3")
     await sending
 
     outputs = await collect(kafka_bootstrap, topics, expected=len(expected) + FILES, timeout_s=180)
@@ -113,7 +114,15 @@ async def test_a_batch_of_837p_files_is_scrubbed_exactly_once_under_kills(
     assert {o.body["source"]["claim_index"] for o in dead} == {CLAIMS_PER_FILE + 2}
     assert {base64.b64decode(o.body["payload_base64"]) for o in dead} == set(files)
     events = await intake_events(kafka_bootstrap, topics)
-    assert len(events) == len(expected)  # intake too wrote each claim once
+    voids = expected_event_ids(files, "claim.voided")
+    written = Counter(orjson.loads(value)["event_id"] for value in events)
+    assert written == Counter(dict.fromkeys(expected | voids, 1))  # intake wrote each once
+    voided = {
+        line["event_id"]
+        for worker in (first, second, third)
+        for line in worker.events("claim.voided")
+    }
+    assert voided <= voids, "a void is answered by an audit line, never a result"
     assert 3 <= converted_before_kill < FILES, "intake was killed mid-stream"
 
 
@@ -151,9 +160,10 @@ async def test_fhir_and_unusable_records_become_results_and_dead_letters_with_no
             break
         await asyncio.sleep(0.1)
     assert len(audit) == 5  # one audit line per inbound record
-    [void] = [line for line in audit if line["claims_skipped"]]
-    assert void["claims_converted"] == 0
-    assert void["skipped"][0]["claim_id"] == "VOID-ONLY"
+    [void] = [line for line in audit if line["claims_voided"]]
+    assert void["claims_converted"] == 1
+    voided = await worker.wait_for_event("claim.voided")  # no result: an audit line only
+    assert (voided["claim_id"], voided["output_topic"]) == ("VOID-ONLY", None)
     intake.signal(signal.SIGTERM)
     worker.signal(signal.SIGTERM)
     assert await intake.wait() == 0

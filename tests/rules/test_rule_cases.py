@@ -2,12 +2,15 @@
 
 A case names the findings the rule must give as [line_number, field] or
 [line_number, field, text the message must contain]; [] means the rule must not fire. A case
-may name the `severity` its findings must have. Every rule has at least one failing case that
-states its message and severity, so a change of either is a reviewed change.
+may name the `severity` its findings must have, and the patient's `history`: the applications
+of other claims (claim_id, service_date, wound), as claim history holds them. Every rule has
+at least one failing case that states its message and severity, so a change of either is a
+reviewed change.
 """
 
 import json
 import tomllib
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ import pytest
 
 from claim_scrubber.adapters.ruleset_file import default_ruleset_text
 from claim_scrubber.models import Ruleset
+from claim_scrubber.models.history import Application
 from claim_scrubber.scrubber import Accepted, Scrubber, read_claim_event
 from tests.claims import default_event, event_bytes, patched
 
@@ -44,6 +48,22 @@ def _scrubber(ruleset_patch: dict[str, Any]) -> Scrubber:
     return Scrubber(Ruleset.model_validate(document), max_message_bytes=1024 * 1024)
 
 
+def _history(case: dict[str, Any]) -> tuple[Application, ...] | None:
+    if "history" not in case:
+        return None
+    return tuple(
+        Application(
+            service_date=date.fromisoformat(entry["service_date"]),
+            wound=entry["wound"],
+            claim_id=entry["claim_id"],
+            claim_version=1,
+            line_number=2,
+            procedure_code="Q4390",
+        )
+        for entry in case["history"]
+    )
+
+
 @pytest.mark.parametrize(
     ("rule_id", "case"),
     ALL_CASES,
@@ -54,9 +74,10 @@ def test_rule_gives_exactly_the_findings_of_its_case(rule_id: str, case: dict[st
     read = read_claim_event(event_bytes(event), max_bytes=1024 * 1024)
     assert isinstance(read, Accepted), f"the case's claim is not schema-valid: {read}"
 
+    scrubber = _scrubber(case.get("ruleset_patch", {}))
     findings = [
         finding
-        for finding in _scrubber(case.get("ruleset_patch", {})).verdict(read).findings
+        for finding in scrubber.verdict(read, _history(case)).findings
         if finding.rule_id == rule_id
     ]
 

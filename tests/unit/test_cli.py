@@ -77,6 +77,33 @@ class TestScrub:
         assert result.stderr.decode().count("\n") == 1
         assert b"cannot read" in result.stderr
 
+    def test_with_history_a_second_claim_of_the_same_application_is_a_duplicate_and_a_void_is_quiet(
+        self,
+    ) -> None:
+        first = default_event()
+        second = patched(first, {"event_id": "e-2", "claim.claim_id": "CLM-OTHER"})
+        void = patched(first, {"event_id": "e-3", "event_type": "claim.voided"})
+        third = patched(first, {"event_id": "e-4", "claim.claim_id": "CLM-THIRD"})
+        stdin = b"\n".join(event_bytes(doc) for doc in (first, second, void, third)) + b"\n"
+
+        with_history = _run("scrub", "--history", stdin=stdin)
+        without = _run("scrub", stdin=stdin)
+
+        results = [json.loads(line) for line in with_history.stdout.splitlines()]
+        assert [r["claim_id"] for r in results] == ["CLM-2026-000123", "CLM-OTHER", "CLM-THIRD"]
+        hist = [{f["rule_id"] for f in r["findings"]} & {"HIST-002"} for r in results]
+        # the void took the first claim's application out: the third duplicates only the second
+        assert hist == [set(), {"HIST-002"}, {"HIST-002"}]
+        [duplicate] = [f for f in results[2]["findings"] if f["rule_id"] == "HIST-002"]
+        assert duplicate["message"].startswith("Claim CLM-OTHER already bills")
+        assert all(
+            f["rule_id"] != "HIST-002"
+            for line in without.stdout.splitlines()
+            for f in json.loads(line)["findings"]
+        )
+        audit = [json.loads(line)["event"] for line in with_history.stderr.splitlines()]
+        assert audit.count("claim.voided") == 1
+
 
 class TestRules:
     def test_the_catalog_lists_id_severity_and_title(self) -> None:

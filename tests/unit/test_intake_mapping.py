@@ -53,7 +53,8 @@ def batch() -> bytes:
 def test_each_claim_is_a_keyed_event_and_an_unusable_claim_a_dead_letter_of_the_record() -> None:
     data = batch()
     routed = mapping().route(Record(data), "2026-11-28T12:00:00.000Z")
-    event, dead = routed.outputs
+    event, void, dead = routed.outputs
+    assert orjson.loads(void.value)["event_type"] == "claim.voided"  # forwarded (contract v1.2)
     assert (event.topic, event.key) == ("claims.submitted", b"A-1")
     assert orjson.loads(event.value)["claim"]["claim_id"] == "A-1"
     assert dict(event.headers)["traceparent"] == TRACEPARENT
@@ -70,7 +71,7 @@ def test_each_claim_is_a_keyed_event_and_an_unusable_claim_a_dead_letter_of_the_
         "claim_index": 3,
     }
     assert base64.b64decode(letter["payload_base64"]) == data
-    assert routed.counts.outcomes == ("converted", "skipped", "dead_letter")
+    assert routed.counts.outcomes == ("converted", "voided", "dead_letter")
     assert routed.counts.dead_letter_kinds == ("invalid_x12",)
 
 
@@ -79,8 +80,8 @@ def test_the_audit_line_counts_the_claims_and_never_carries_their_content() -> N
     line = mapping().audit(routed, committed_ms=1_764_000_000_250, trace_id="abc")
     assert line.event == "intake.converted"
     assert line.warning  # a claim was dead-lettered
-    assert line.fields["claims_converted"] == 1
-    assert line.fields["claims_skipped"] == 1
+    assert line.fields["claims_converted"] == 2  # the void is forwarded
+    assert line.fields["claims_voided"] == 1
     assert line.fields["claims_dead_lettered"] == 1
     assert line.fields["latency_ms"] == 250
     assert line.fields["trace_id"] == "abc"

@@ -105,18 +105,14 @@ def rejection_document(
 
 
 def audit_fields(conversion: Conversion) -> dict[str, object]:
-    """What one inbound input became: counts, the event ids written, the skipped voids with
-    their control numbers and the dead-letter kinds."""
+    """What one inbound input became: counts (voids among the converted), the event ids
+    written and the dead-letter kinds."""
     event_ids = [claim.event_id for claim in conversion.converted]
     return {
         "claims_converted": len(conversion.converted),
-        "claims_skipped": len(conversion.skipped),
+        "claims_voided": conversion.voided,
         "claims_dead_lettered": conversion.rejected_count,
         "event_ids": event_ids[:_AUDITED_EVENT_IDS],
         "event_ids_not_listed": max(0, len(event_ids) - _AUDITED_EVENT_IDS),
-        "skipped": [
-            {"claim_index": s.index, "claim_id": s.claim_id, "reason": s.reason} | s.control_numbers
-            for s in conversion.skipped
-        ],
         "dead_letter_kinds": sorted({kind.value for kind in conversion.rejected_kinds()}),
     }

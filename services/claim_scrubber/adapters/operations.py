@@ -82,7 +82,7 @@ class StageMetrics:
         if stage == "intake":  # what intake counts is claims, under names of its own
             self.records = Counter(
                 f"{_PREFIX}intake_claims", "Claims of committed inbound records, by what they "
-                "became: converted, skipped (a void) or dead_letter", ["outcome"],
+                "became: converted, voided (a void, forwarded) or dead_letter", ["outcome"],
                 registry=registry,
             )  # fmt: skip
             self.dead_letters = Counter(

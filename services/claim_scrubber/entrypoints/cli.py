@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import os
+import secrets
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from claim_scrubber.formats import ConvertedClaim
 from claim_scrubber.models import PayerKind, Ruleset
 from claim_scrubber.rules import RETIRED_RULES, ruleset_gaps
 from claim_scrubber.scrubber import Decision, Scrubber, timestamp_text
+from claim_scrubber.scrubber.history import HistoryTable
 from claim_scrubber.scrubber.impact import compare
 
 __all__ = ["main"]
@@ -125,7 +127,11 @@ def _audit(
 ) -> None:
     """The offline audit line of one decision (contract section 5, with its file position)."""
     log.info(
-        "claim.dead_lettered" if decision.is_dead_letter else "claim.scrubbed",
+        "claim.dead_lettered"
+        if decision.is_dead_letter
+        else "claim.voided"
+        if decision.is_void
+        else "claim.scrubbed",
         event_id=decision.event_id,
         claim_id=decision.claim_id,
         claim_version=decision.claim_version,
@@ -137,11 +143,13 @@ def _audit(
     )
 
 
-def _scrub(file: str | None, format_name: Format | None) -> int:
+def _scrub(file: str | None, format_name: Format | None, *, history: bool) -> int:
     settings = _offline()
     scrubber = Scrubber(_ruleset(settings.ruleset), max_message_bytes=settings.max_message_bytes)
+    # this run's history only: a key of its own, kept nowhere
+    table = HistoryTable(secrets.token_bytes(32)) if history else None
     if format_name is not None:
-        return _convert(file, format_name, settings, scrubber)
+        return _convert(file, format_name, settings, scrubber, table)
     log = get_logger()
     counts: dict[str, int] = {}
     out = sys.stdout.buffer
@@ -154,8 +162,10 @@ def _scrub(file: str | None, format_name: Format | None) -> int:
                 result_source=source,
                 dead_letter_source=source,
                 decided_at=timestamp_text(datetime.now(UTC)),
+                history=table,
             )
-            out.write(decision.document + b"\n")
+            if not decision.is_void:  # a void has no result (contract section 2)
+                out.write(decision.document + b"\n")
             counts[decision.outcome] = counts.get(decision.outcome, 0) + 1
             _audit(log, decision, scrubber.ruleset.version, source_file=name, source_line=number)
     out.flush()
@@ -168,6 +178,7 @@ def _convert(
     format_name: Format,
     settings: OfflineSettings,
     scrubber: Scrubber | None = None,
+    history: HistoryTable | None = None,
 ) -> int:
     """One file of 837P or FHIR to ClaimEvent JSON lines (or, with a scrubber, to their
     results), in file order; an unusable claim or file gives a DeadLetter line."""
@@ -191,8 +202,10 @@ def _convert(
                 result_source=source,
                 dead_letter_source=source,
                 decided_at=decided_at,
+                history=history,
             )
-            out.write(decision.document + b"\n")
+            if not decision.is_void:
+                out.write(decision.document + b"\n")
             _audit(log, decision, ruleset.version, source_file=name, claim_index=claim.index)
     if letter is not None:
         out.write(letter + b"\n")
@@ -319,6 +332,11 @@ def _parser() -> argparse.ArgumentParser:
         choices=FORMATS,
         help="FILE is one X12 837P interchange or one FHIR Claim/Bundle: convert, then scrub",
     )
+    scrub.add_argument(
+        "--history",
+        action="store_true",
+        help="keep claim history across the claims of this run (HIST rules; voids remove)",
+    )
     convert = commands.add_parser(
         "convert",
         help="837P or FHIR to ClaimEvent JSON lines on stdout (a DeadLetter line per "
@@ -362,7 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "worker": lambda _: _consume("worker"),
     "intake": lambda _: _consume("intake"),
-    "scrub": lambda arguments: _scrub(arguments.file, arguments.format),
+    "scrub": lambda arguments: _scrub(arguments.file, arguments.format, history=arguments.history),
     "convert": lambda arguments: _convert(arguments.file, arguments.format, _offline()),
     "rules": lambda arguments: _rules(as_json=arguments.json, ruleset_file=arguments.ruleset),
     "impact": lambda arguments: _impact(arguments.ruleset, arguments.baseline, arguments.claims),

@@ -9,7 +9,6 @@ from claim_scrubber.formats._conversion import (
     Conversion,
     ConvertedClaim,
     RejectedClaim,
-    SkippedClaim,
 )
 from claim_scrubber.formats.fhir import DOCUMENTATION_SYSTEM, WOUND_LOCATION_SYSTEM, read_fhir
 from claim_scrubber.formats.x12 import read_837p
@@ -21,7 +20,6 @@ __all__ = [
     "Conversion",
     "ConvertedClaim",
     "RejectedClaim",
-    "SkippedClaim",
     "read_837p",
     "read_fhir",
 ]

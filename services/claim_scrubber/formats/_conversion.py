@@ -1,5 +1,6 @@
 """What converting one 837P interchange or one FHIR submission gives: per claim, a ClaimEvent
-document, a skipped void, or the reason the claim (or the whole input) is unusable.
+document (a void too: contract v1.2 forwards it as `claim.voided`), or the reason the claim
+(or the whole input) is unusable.
 
 Pure: the caller passes the zone and the payer directory. No message built here quotes a
 claim value: messages name segments, elements and positions only, because they reach the
@@ -22,7 +23,6 @@ __all__ = [
     "Conversion",
     "ConvertedClaim",
     "RejectedClaim",
-    "SkippedClaim",
     "event_id",
     "finish_claim",
 ]
@@ -60,16 +60,6 @@ class ConvertedClaim:
 
 
 @dataclass(frozen=True, slots=True)
-class SkippedClaim:
-    """A claim that is not scrubbed (837P void, CLM05-3 = 8), with its control numbers."""
-
-    index: int
-    claim_id: str
-    reason: str
-    control_numbers: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
 class RejectedClaim:
     index: int | None
     """None when the whole input is unusable."""
@@ -79,7 +69,7 @@ class RejectedClaim:
     claim_id: str | None = None
 
 
-Outcome = ConvertedClaim | SkippedClaim | RejectedClaim
+Outcome = ConvertedClaim | RejectedClaim
 
 
 @dataclass(slots=True)
@@ -104,8 +94,9 @@ class Conversion:
         return [claim for claim in self.claims if isinstance(claim, ConvertedClaim)]
 
     @property
-    def skipped(self) -> list[SkippedClaim]:
-        return [claim for claim in self.claims if isinstance(claim, SkippedClaim)]
+    def voided(self) -> int:
+        """How many of the converted claims are voids (`claim.voided`)."""
+        return sum(1 for claim in self.converted if claim.event_type == "claim.voided")
 
     @property
     def rejected(self) -> list[RejectedClaim]:

@@ -6,6 +6,9 @@ References resolve to `contained` resources (`#id`), to Bundle entries by `fullU
 `Type/id`; an unresolvable one leaves the field empty for the rules to report (CLM-001 for a
 billing NPI), never a crash.
 
+A Claim whose `status` is `cancelled` is a void (`claim.voided`, contract v1.2); one related
+to a `prior` claim is `claim.resubmitted`.
+
 Documentation is read only from this project's profile (README "Feeding 837P or FHIR"):
 `supportingInfo` whose category is a code of DOCUMENTATION_SYSTEM, `item.bodySite` coded in
 WOUND_LOCATION_SYSTEM, and `item.udi` → Device (name, lot numbers). Any other Claim has no
@@ -220,6 +223,7 @@ class _Claim(BaseModel):
     id: str | None = None
     meta: dict[str, Any] | None = None
     identifier: list[_Identifier] = []
+    status: str | None = None
     type: _Concept | None = None
     use: str | None = None
     created: str | None = None
@@ -490,7 +494,13 @@ class _Mapper:
         document = {
             "schema_version": "1",
             "event_id": event_id("fhir", claim_id, version_text or _content_hash(resource)),
-            "event_type": "claim.resubmitted" if resubmitted else "claim.submitted",
+            "event_type": (
+                "claim.voided"
+                if claim.status == "cancelled"
+                else "claim.resubmitted"
+                if resubmitted
+                else "claim.submitted"
+            ),
             "occurred_at": self._occurred_at(claim.created),
             "claim": body,
         }

@@ -15,7 +15,7 @@ The reader takes what the rules need and nothing else, following the TR3's loop 
 
 Documentation is never in an 837P, so it stays absent (DOC-008 says so); a 2300 PWK becomes
 one of `claim.attachments`, a 2400 PWK one of its line's `attachments`. Voids (CLM05-3 = 8)
-are skipped; replacements (7) become `claim.resubmitted`. Messages name segments and
+become `claim.voided`; replacements (7) `claim.resubmitted`. Messages name segments and
 positions, never a value.
 """
 
@@ -31,7 +31,6 @@ from claim_scrubber.formats._conversion import (
     Conversion,
     ConvertedClaim,
     RejectedClaim,
-    SkippedClaim,
     event_id,
     finish_claim,
 )
@@ -45,8 +44,9 @@ _ICD9: Final = frozenset({"BK", "BF"})
 _NOT_DIAGNOSES: Final = frozenset({"BP", "BO", "BG"})
 """2300 HI qualifiers that are not diagnoses: anesthesia related procedures, conditions."""
 _VERSION_4010: Final = "004010"
-_VOID: Final = "8"
-_REPLACEMENT: Final = "7"
+_EVENT_TYPES: Final = {"7": "claim.resubmitted", "8": "claim.voided"}
+"""CLM05-3, the claim frequency code: 7 replaces a claim, 8 voids it; 1 (and any other) is
+an original."""
 _CENT: Final = Decimal("0.01")
 _NO_FRACTION: Final = Decimal(1)
 _ISA_ELEMENTS: Final = 16
@@ -480,18 +480,11 @@ class _Reader:
 
     def _claim_event(
         self, claim: _Claim, envelope: _Envelope, where: str
-    ) -> ConvertedClaim | RejectedClaim | SkippedClaim:
+    ) -> ConvertedClaim | RejectedClaim:
         elements = claim.elements
         claim_id = _element(elements, 1)
         place, _, rest = _element(elements, 5).partition(self._component)
         frequency = rest.partition(self._component)[2].strip()
-        control_numbers = {
-            "interchange": envelope.interchange,
-            "group": envelope.group,
-            "transaction": envelope.transaction,
-        }
-        if frequency == _VOID:
-            return SkippedClaim(claim.index, claim_id, "void (CLM05-3 = 8)", control_numbers)
         if claim.problem is not None:
             raise _UnusableError(claim.problem)
         if not claim.lines:
@@ -506,7 +499,7 @@ class _Reader:
             "event_id": event_id(
                 "837", envelope.submitter, envelope.reference, claim_id, str(claim.ordinal)
             ),
-            "event_type": ("claim.resubmitted" if frequency == _REPLACEMENT else "claim.submitted"),
+            "event_type": _EVENT_TYPES.get(frequency, "claim.submitted"),
             "occurred_at": envelope.occurred_at,
             "claim": {
                 "claim_id": claim_id,
@@ -713,6 +706,6 @@ def _refuse_diagnosis(elements: list[str], composite: str, qualifier: str) -> No
 
 
 def read_837p(data: bytes, *, directory: PayerDirectory, zone: ZoneInfo) -> Conversion:
-    """Every claim of one X12 interchange, in order: converted, skipped (void) or rejected
+    """Every claim of one X12 interchange, in order: converted (voids too) or rejected
     with its reason; an unusable interchange is one rejection with no claim index."""
     return _Reader(directory, zone).read(data)

@@ -186,6 +186,6 @@ class ClaimEvent(BaseModel):
 
     schema_version: Literal["1"]
     event_id: Annotated[str, Field(min_length=1, max_length=128)]
-    event_type: Literal["claim.submitted", "claim.resubmitted"]
+    event_type: Literal["claim.submitted", "claim.resubmitted", "claim.voided"]
     occurred_at: Rfc3339Time
     claim: Claim

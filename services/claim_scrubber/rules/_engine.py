@@ -9,7 +9,7 @@ from claim_scrubber.rules._facts import ClaimFacts
 
 __all__ = ["ENGINE_FAILURE", "Hit", "Rule", "RuleDoc", "effective_rules", "rule", "run_rules"]
 
-RULE_ID_PATTERN: Final = r"^(CLM|ADDON|UNITS|MOD|DOC|POS|DX|PAY|PRICE|ENGINE)-[0-9]{3}$"
+RULE_ID_PATTERN: Final = r"^(CLM|ADDON|UNITS|MOD|DOC|POS|DX|PAY|HIST|PRICE|ENGINE)-[0-9]{3}$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +47,8 @@ class Rule:
     """It judges fields an institutional claim does not have (rules.md v1.2 Definitions)."""
     documented_only: bool = False
     """It judges the documentation object, and a claim without one is DOC-008's alone."""
+    history_only: bool = False
+    """It judges claim history: it runs only with history on and a member id (HIST)."""
 
 
 def rule(
@@ -60,6 +62,7 @@ def rule(
     q4390_only: bool = False,
     professional_only: bool = False,
     documented_only: bool = False,
+    history_only: bool = False,
 ) -> Callable[[Check], Rule]:
     """Declare a rule: the check's docstring is 'what' and, after a blank line, 'why'."""
 
@@ -73,7 +76,15 @@ def rule(
             passes=passes,
         )
         return Rule(
-            rule_id, title, severity, q4390_only, doc, check, professional_only, documented_only
+            rule_id,
+            title,
+            severity,
+            q4390_only,
+            doc,
+            check,
+            professional_only,
+            documented_only,
+            history_only,
         )
 
     return declare
@@ -145,11 +156,13 @@ def run_rules(facts: ClaimFacts, rules: Iterable[Rule]) -> list[Finding]:
     q4390_claim = facts.is_q4390_claim
     professional = facts.is_professional
     documented = facts.documentation is not None
+    without_history = facts.history is None
     for entry in rules:
         if (
             (entry.q4390_only and not q4390_claim)
             or (entry.professional_only and not professional)
             or (entry.documented_only and not documented)
+            or (entry.history_only and without_history)
         ):
             continue
         try:

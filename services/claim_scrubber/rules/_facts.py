@@ -16,6 +16,7 @@ from typing import Final
 from claim_scrubber.models import ClaimEvent, PayerProfile, Ruleset
 from claim_scrubber.models.code_sets import DatedCode
 from claim_scrubber.models.event import Attachment, Documentation, Product, Wound
+from claim_scrubber.models.history import Application
 from claim_scrubber.models.ruleset import Icd10CmRelease
 
 __all__ = [
@@ -165,6 +166,7 @@ class ClaimFacts:
         "documentation",
         "earliest_service_date",
         "event",
+        "history",
         "is_professional",
         "is_q4390_claim",
         "lines",
@@ -181,10 +183,18 @@ class ClaimFacts:
         "wound",
     )
 
-    def __init__(self, event: ClaimEvent, ruleset: Ruleset) -> None:
+    def __init__(
+        self,
+        event: ClaimEvent,
+        ruleset: Ruleset,
+        history: tuple[Application, ...] | None = None,
+    ) -> None:
         claim = event.claim
         self.event = event
         self.ruleset = ruleset
+        self.history = history
+        """The applications of the patient's other claims (contract section 10); None when
+        history is off or the claim names no member: the HIST rules do not run."""
         self.profile: PayerProfile = ruleset.payers[claim.payer.kind]
         self.today: date = event.occurred_at.date()
         self.diagnoses: tuple[str, ...] = tuple(_code(code) for code in claim.diagnoses)
@@ -259,6 +269,45 @@ class ClaimFacts:
 
     def application_lines_on(self, service_date: date) -> tuple[LineFacts, ...]:
         return tuple(line for line in self.application_lines if line.service_date == service_date)
+
+    @property
+    def q4390_applications(self) -> tuple[LineFacts, ...]:
+        """rules.md "Claim history": the Q4390 lines with units above 0 and without JW."""
+        return tuple(line for line in self.administered_product_lines if line.units > 0)
+
+    def wound_of(self, line: LineFacts) -> str:
+        """rules.md "Wound of a line": the ulcer site of its first pointed-to L97./L89.
+        diagnosis (6 characters), else the documented location and side, else `unspecified`."""
+        for diagnosis in line.pointed_diagnoses:
+            if diagnosis.startswith(("L97.", "L89.")):
+                return diagnosis[:6]
+        if self.location is None or not self.location:
+            return "unspecified"
+        side = _lower(self.wound.laterality) if self.wound else None
+        if not side:
+            side = (
+                "right"
+                if "RT" in line.modifier_set
+                else "left"
+                if "LT" in line.modifier_set
+                else ""
+            )
+        return f"{self.location}:{side}"
+
+    def applications(self) -> tuple[Application, ...]:
+        """This claim's applications as history keeps them."""
+        claim = self.event.claim
+        return tuple(
+            Application(
+                service_date=line.service_date,
+                wound=self.wound_of(line),
+                claim_id=claim.claim_id,
+                claim_version=claim.claim_version,
+                line_number=line.number,
+                procedure_code=line.code,
+            )
+            for line in self.q4390_applications
+        )
 
 
 def _q4390_places(claim_place: str, product_lines: tuple[LineFacts, ...]) -> tuple[Place, ...]:

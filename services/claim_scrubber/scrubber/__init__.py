@@ -3,6 +3,7 @@
 from claim_scrubber.scrubber.core import (
     DEAD_LETTER,
     UNBOUNDED,
+    VOIDED,
     Decision,
     DocumentLimits,
     Scrubber,
@@ -15,6 +16,7 @@ from claim_scrubber.scrubber.event_reader import Accepted, Rejected, read_claim_
 __all__ = [
     "DEAD_LETTER",
     "UNBOUNDED",
+    "VOIDED",
     "Accepted",
     "Decision",
     "DocumentLimits",

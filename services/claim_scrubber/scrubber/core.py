@@ -15,12 +15,15 @@ import orjson
 
 from claim_scrubber.models import DeadLetterKind, Finding, Outcome, PayerKind, Ruleset, Severity
 from claim_scrubber.models.documents import json_document
+from claim_scrubber.models.history import Application
 from claim_scrubber.rules import CHECKED_RULES, ClaimFacts, Rule, effective_rules, run_rules
 from claim_scrubber.scrubber.event_reader import Accepted, read_claim_event
+from claim_scrubber.scrubber.history import ClaimSeen, HistoryChange, HistoryTable
 
 __all__ = [
     "DEAD_LETTER",
     "UNBOUNDED",
+    "VOIDED",
     "Decision",
     "DocumentLimits",
     "Scrubber",
@@ -31,6 +34,9 @@ __all__ = [
 
 DEAD_LETTER: Final = "dead_letter"
 """The outcome header value of a dead letter (results use Outcome)."""
+
+VOIDED: Final = "voided"
+"""The outcome of a `claim.voided` event: never scrubbed, no result (contract section 2)."""
 
 _REPORTED_SEVERITIES: Final = frozenset({Severity.ERROR, Severity.WARNING})
 
@@ -150,10 +156,26 @@ class Decision:
     findings: tuple[tuple[str, str], ...] = ()
     """(rule id, severity) of every finding, for counting."""
     dead_letter_kind: DeadLetterKind | None = None
+    history_change: HistoryChange | None = None
+    """What the record changed in claim history, to write to the changelog with it."""
 
     @property
     def is_dead_letter(self) -> bool:
         return self.dead_letter_kind is not None
+
+    @property
+    def is_void(self) -> bool:
+        return self.outcome == VOIDED
+
+
+def _seen(facts: ClaimFacts) -> ClaimSeen:
+    claim = facts.event.claim
+    return ClaimSeen(
+        claim.claim_id,
+        claim.claim_version,
+        facts.applications(),
+        max(line.service_date for line in facts.lines),
+    )
 
 
 class Scrubber:
@@ -171,9 +193,15 @@ class Scrubber:
         self._rules = tuple(rules)
         self._plans = {kind: effective_rules(ruleset, self._rules, kind) for kind in PayerKind}
 
-    def verdict(self, accepted: Accepted) -> Verdict:
-        plan = self._plans[accepted.event.claim.payer.kind]
-        findings = run_rules(ClaimFacts(accepted.event, self.ruleset), plan)
+    def verdict(
+        self, accepted: Accepted, history: tuple[Application, ...] | None = None
+    ) -> Verdict:
+        """The claim's findings; `history` is the applications of the patient's other claims
+        (None: history is off or the claim names no member, and the HIST rules do not run)."""
+        return self._judged(ClaimFacts(accepted.event, self.ruleset, history))
+
+    def _judged(self, facts: ClaimFacts) -> Verdict:
+        findings = run_rules(facts, self._plans[facts.event.claim.payer.kind])
         blocked = any(finding.severity is Severity.ERROR for finding in findings)
         return Verdict(Outcome.NEEDS_REVIEW if blocked else Outcome.CLEAN, findings)
 
@@ -185,12 +213,15 @@ class Scrubber:
         dead_letter_source: dict[str, Any],
         decided_at: str,
         limits: DocumentLimits = UNBOUNDED,
+        history: HistoryTable | None = None,
     ) -> Decision:
         """Read, scrub and render one record; never raises for bad input.
 
         `decided_at` is the time to stamp, already as `timestamp_text` (a batch shares one).
         A result larger than `limits.result` becomes a `processing_error` dead letter; a dead
-        letter larger than `limits.dead_letter` carries its payload cut to fit.
+        letter larger than `limits.dead_letter` carries its payload cut to fit. With
+        `history` (the table of the record's partition) the claim is judged against what its
+        patient had billed before, and the table takes the claim (or the void).
         """
         read = read_claim_event(payload, max_bytes=self.max_message_bytes)
         if not isinstance(read, Accepted):
@@ -209,8 +240,18 @@ class Scrubber:
                 dead_letter_kind=read.kind,
             )
 
-        verdict = self.verdict(read)
         event = read.event
+        if event.event_type == "claim.voided":
+            return self._voided(read, history)
+        patient = None if history is None else history.patient_of(event)
+        change = None
+        if history is None or patient is None:
+            verdict = self._judged(ClaimFacts(event, self.ruleset))
+        else:
+            seen = history.of(patient).of_other_claims(event.claim.claim_id)
+            facts = ClaimFacts(event, self.ruleset, seen)
+            verdict = self._judged(facts)
+            change = history.submitted(patient, _seen(facts), event.occurred_at.date())
         document: dict[str, object] = {
             "schema_version": "1",
             "event_id": event.event_id,
@@ -243,6 +284,24 @@ class Scrubber:
             claim_version=event.claim.claim_version,
             rule_ids=verdict.rule_ids,
             findings=tuple((f.rule_id, f.severity.value) for f in verdict.findings),
+            history_change=change,
+        )
+
+    def _voided(self, accepted: Accepted, history: HistoryTable | None) -> Decision:
+        """A void: no result; with history, the claim's applications are removed."""
+        event = accepted.event
+        patient = None if history is None else history.patient_of(event)
+        change = None
+        if history is not None and patient is not None:
+            facts = ClaimFacts(event, self.ruleset)
+            change = history.voided(patient, _seen(facts), event.occurred_at.date())
+        return Decision(
+            VOIDED,
+            b"",
+            event_id=event.event_id,
+            claim_id=event.claim.claim_id,
+            claim_version=event.claim.claim_version,
+            history_change=change,
         )
 
     def processing_error(

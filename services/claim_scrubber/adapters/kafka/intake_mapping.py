@@ -28,7 +28,7 @@ from claim_scrubber.scrubber import dead_letter_document
 __all__ = ["IntakeMapping", "IntakeOutcome"]
 
 CONVERTED: Final = "converted"
-SKIPPED: Final = "skipped"
+VOIDED: Final = "voided"
 DEAD_LETTER: Final = "dead_letter"
 
 
@@ -118,9 +118,10 @@ class IntakeMapping:
         if letter is not None:
             first = conversion.rejected[0]
             outputs.append(self._dead_letter(record, letter, first.claim_id))
+        voided = conversion.voided
         counts = MetricCounts(
-            (CONVERTED,) * len(conversion.converted)
-            + (SKIPPED,) * len(conversion.skipped)
+            (CONVERTED,) * (len(conversion.converted) - voided)
+            + (VOIDED,) * voided
             + (DEAD_LETTER,) * conversion.rejected_count,
             tuple(kind.value for kind in conversion.rejected_kinds()),
         )
@@ -175,6 +176,6 @@ class IntakeMapping:
         if outcome.processing_error is not None:
             fields["dead_letter_kinds"] = [DeadLetterKind.PROCESSING_ERROR.value]
             return AuditLine("intake.dead_lettered", fields, warning=True)
-        if not outcome.conversion.converted and not outcome.conversion.skipped:
+        if not outcome.conversion.converted:
             return AuditLine("intake.dead_lettered", fields, warning=True)
         return AuditLine("intake.converted", fields, warning=bool(outcome.conversion.rejected))

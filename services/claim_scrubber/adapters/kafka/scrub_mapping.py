@@ -18,7 +18,7 @@ from claim_scrubber.adapters.kafka.outbound import (
     traceparent_of,
 )
 from claim_scrubber.adapters.kafka.ownership import OutboundRecord
-from claim_scrubber.scrubber import DEAD_LETTER, Decision, DocumentLimits, Scrubber
+from claim_scrubber.scrubber import DEAD_LETTER, VOIDED, Decision, DocumentLimits, Scrubber
 
 __all__ = ["ScrubMapping"]
 
@@ -96,6 +96,9 @@ class ScrubMapping:
         return self._routed(record, decision)
 
     def _routed(self, record: InputRecord, decision: Decision) -> Routed[Decision]:
+        traceparent = traceparent_of(record)
+        if decision.is_void:  # no result: the audit line is all (contract section 2)
+            return Routed(record, decision, (), MetricCounts((VOIDED,), (), ()), traceparent)
         claim_id = (decision.claim_id or "").encode()
         headers = [
             ("content-type", JSON),
@@ -104,7 +107,6 @@ class ScrubMapping:
             ("outcome", decision.outcome.encode()),
             ("ruleset-version", self._ruleset_version),
         ]
-        traceparent = traceparent_of(record)
         if traceparent is not None:
             headers.append((TRACEPARENT, traceparent))
         output = OutboundRecord(
@@ -136,12 +138,14 @@ class ScrubMapping:
             "source_topic": record.topic,
             "source_partition": record.partition,
             "source_offset": record.offset,
-            "output_topic": routed.outputs[0].topic,
+            "output_topic": routed.outputs[0].topic if routed.outputs else None,
             "latency_ms": max(0, round(committed_ms - record.timestamp)),
             "worker_id": self._worker_id,
         }
         if trace_id is not None:
             fields["trace_id"] = trace_id
+        if decision.is_void:
+            return AuditLine("claim.voided", fields)
         if decision.dead_letter_kind is None:
             return AuditLine("claim.scrubbed", fields)
         fields["dead_letter_kind"] = decision.dead_letter_kind.value

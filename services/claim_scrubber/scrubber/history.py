@@ -1,0 +1,215 @@
+"""Claim history of one partition: what each patient had billed, applied exactly once.
+
+Pure: no clock (a change is dated by the event's `occurred_at`), no Kafka. The adapter
+writes each change to the history changelog in the transaction of the records it belongs to,
+and replays the changelog into a fresh table on assignment (contract section 10).
+"""
+
+import hashlib
+import hmac
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any, Final
+
+import orjson
+
+from claim_scrubber.models import ClaimEvent
+from claim_scrubber.models.history import Application, ClaimMark, PatientHistory
+
+__all__ = [
+    "DEFAULT_RETENTION_DAYS",
+    "ClaimSeen",
+    "HistoryChange",
+    "HistoryTable",
+    "history_document",
+    "patient_key",
+    "read_history_document",
+]
+
+DEFAULT_RETENTION_DAYS: Final = 400
+
+
+def patient_key(secret: bytes, event: ClaimEvent) -> str | None:
+    """Contract section 10: lowercase hex HMAC-SHA256 over `payer.kind|member_id` (trimmed,
+    upper-cased); None when the claim names no member (it has no history)."""
+    member = event.claim.patient.member_id if event.claim.patient else None
+    if member is None or not member.strip():
+        return None
+    text = f"{event.claim.payer.kind.value}|{member.strip().upper()}"
+    return hmac.new(secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimSeen:
+    """What history takes of one claim event: its id, version, applications and latest
+    service date."""
+
+    claim_id: str
+    version: int
+    applications: tuple[Application, ...]
+    last_service_date: date
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryChange:
+    """A patient's history after a change: the changelog record to write (an empty history
+    is a tombstone)."""
+
+    patient: str
+    history: PatientHistory
+
+
+class HistoryTable:
+    """Patient key -> PatientHistory for the claims of one partition."""
+
+    def __init__(self, secret: bytes, retention_days: int = DEFAULT_RETENTION_DAYS) -> None:
+        self._secret = secret
+        self._retention = timedelta(days=retention_days)
+        self._patients: dict[str, PatientHistory] = {}
+
+    def patient_of(self, event: ClaimEvent) -> str | None:
+        """The claim's patient key (None: no member id, so no history)."""
+        return patient_key(self._secret, event)
+
+    def __len__(self) -> int:
+        return len(self._patients)
+
+    @property
+    def application_count(self) -> int:
+        return sum(len(history.applications) for history in self._patients.values())
+
+    def of(self, patient: str) -> PatientHistory:
+        return self._patients.get(patient, _EMPTY)
+
+    def restore(self, patient: str, history: PatientHistory) -> None:
+        """Take a patient's history as the changelog holds it (empty: forget the patient)."""
+        if history.is_empty:
+            self._patients.pop(patient, None)
+        else:
+            self._patients[patient] = history
+
+    def submitted(self, patient: str, claim: ClaimSeen, occurred_on: date) -> HistoryChange | None:
+        """A claim (or a new version of it) was scrubbed: its applications replace those of
+        its earlier versions. A version already seen, older, or voided changes nothing."""
+        current = self.of(patient)
+        mark = current.claims.get(claim.claim_id)
+        if mark is not None and mark.version >= claim.version:
+            return None
+        kept = tuple(entry for entry in current.applications if entry.claim_id != claim.claim_id)
+        seen = ClaimMark(claim.version, voided=False, last_service_date=claim.last_service_date)
+        updated = PatientHistory(
+            tuple(sorted(kept + claim.applications)), current.claims | {claim.claim_id: seen}
+        )
+        return self._retain(patient, current, updated, occurred_on)
+
+    def voided(self, patient: str, claim: ClaimSeen, occurred_on: date) -> HistoryChange | None:
+        """A claim was voided: its applications go, and no version up to this one comes back."""
+        current = self.of(patient)
+        mark = current.claims.get(claim.claim_id)
+        void = ClaimMark(
+            max(claim.version, mark.version) if mark else claim.version,
+            voided=True,
+            last_service_date=(
+                max(claim.last_service_date, mark.last_service_date)
+                if mark
+                else claim.last_service_date
+            ),
+        )
+        updated = PatientHistory(
+            tuple(entry for entry in current.applications if entry.claim_id != claim.claim_id),
+            current.claims | {claim.claim_id: void},
+        )
+        return self._retain(patient, current, updated, occurred_on)
+
+    def expire(self, occurred_on: date) -> list[HistoryChange]:
+        """Drop, for every patient, what is older than the retention before `occurred_on`
+        (the latest event time seen): history of patients no claim touches any more ends."""
+        changes = []
+        for patient, history in list(self._patients.items()):
+            change = self._retain(patient, history, history, occurred_on)
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    def _retain(
+        self, patient: str, before: PatientHistory, after: PatientHistory, occurred_on: date
+    ) -> HistoryChange | None:
+        """Drop what is older than the retention before `occurred_on`; store and return the
+        change, or None when nothing changed."""
+        cutoff = occurred_on - self._retention
+        if any(entry.service_date < cutoff for entry in after.applications) or any(
+            mark.last_service_date < cutoff for mark in after.claims.values()
+        ):
+            after = PatientHistory(
+                tuple(entry for entry in after.applications if entry.service_date >= cutoff),
+                {
+                    claim: mark
+                    for claim, mark in after.claims.items()
+                    if mark.last_service_date >= cutoff
+                },
+            )
+        if after == before:
+            return None
+        self.restore(patient, after)
+        return HistoryChange(patient, after)
+
+
+_EMPTY: Final = PatientHistory()
+
+
+def history_document(history: PatientHistory) -> bytes | None:
+    """The changelog value of a patient's history (None: a tombstone)."""
+    if history.is_empty:
+        return None
+    return orjson.dumps(
+        {
+            "schema_version": "1",
+            "applications": [
+                {
+                    "claim_id": entry.claim_id,
+                    "claim_version": entry.claim_version,
+                    "line_number": entry.line_number,
+                    "service_date": entry.service_date.isoformat(),
+                    "procedure_code": entry.procedure_code,
+                    "wound": entry.wound,
+                }
+                for entry in history.applications
+            ],
+            "claims": {
+                claim: {
+                    "version": mark.version,
+                    "voided": mark.voided,
+                    "last_service_date": mark.last_service_date.isoformat(),
+                }
+                for claim, mark in history.claims.items()
+            },
+        }
+    )
+
+
+def read_history_document(value: bytes | None) -> PatientHistory:
+    """A changelog value back into a patient's history (a tombstone is an empty one)."""
+    if value is None:
+        return _EMPTY
+    document: dict[str, Any] = orjson.loads(value)
+    return PatientHistory(
+        tuple(
+            sorted(
+                Application(
+                    service_date=date.fromisoformat(entry["service_date"]),
+                    wound=entry["wound"],
+                    claim_id=entry["claim_id"],
+                    claim_version=entry["claim_version"],
+                    line_number=entry["line_number"],
+                    procedure_code=entry["procedure_code"],
+                )
+                for entry in document["applications"]
+            )
+        ),
+        {
+            claim: ClaimMark(
+                mark["version"], mark["voided"], date.fromisoformat(mark["last_service_date"])
+            )
+            for claim, mark in document["claims"].items()
+        },
+    )

@@ -1,0 +1,315 @@
+"""Claim history (contract section 10): the table of one partition, against a brute-force model.
+
+The model keeps every claim event as it was applied and answers the HIST questions by
+scanning everything; the table and the scrubber must give exactly its findings whatever the
+order: resubmissions, voids, duplicate deliveries, late earlier dates, retention.
+"""
+
+import hashlib
+import hmac
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import hypothesis
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from claim_scrubber.adapters.ruleset_file import load_ruleset
+from claim_scrubber.models import PayerKind, Ruleset
+from claim_scrubber.models.history import Application, PatientHistory
+from claim_scrubber.scrubber import VOIDED, Accepted, Scrubber, read_claim_event
+from claim_scrubber.scrubber.history import (
+    HistoryTable,
+    history_document,
+    read_history_document,
+)
+from tests.claims import default_event, event_bytes, patched
+
+SECRET = b"test-history-key"
+RETENTION_DAYS = 30
+LIMIT, WEEKS = 2, 4
+FIRST_DAY = date(2026, 3, 1)
+WOUNDS = {"L97.412": "L97.41", "L89.153": "L89.15"}
+HIST_RULES = {"HIST-001", "HIST-002"}
+
+
+def _ruleset() -> Ruleset:
+    """Medicare with a small limit and window, so that short streams cross them."""
+    shipped = load_ruleset()
+    medicare = shipped.payers[PayerKind.MEDICARE].model_copy(
+        update={"max_applications": LIMIT, "episode_weeks": WEEKS}
+    )
+    return shipped.model_copy(update={"payers": {**shipped.payers, PayerKind.MEDICARE: medicare}})
+
+
+SCRUBBER = Scrubber(_ruleset(), max_message_bytes=1 << 20)
+
+
+@dataclass(frozen=True)
+class _Event:
+    member: str
+    claim: str
+    version: int
+    day: int
+    diagnosis: str
+    voided: bool
+    late_by: int
+
+    @property
+    def service_date(self) -> date:
+        return FIRST_DAY + timedelta(days=self.day)
+
+    @property
+    def occurred_on(self) -> date:
+        return self.service_date + timedelta(days=self.late_by)
+
+    def payload(self) -> bytes:
+        occurred = datetime.combine(self.occurred_on, datetime.min.time())
+        document = patched(
+            default_event(),
+            {
+                "event_id": f"{self.claim}-v{self.version}-{'void' if self.voided else 'sub'}",
+                "event_type": "claim.voided" if self.voided else "claim.submitted",
+                "occurred_at": occurred.isoformat() + "Z",
+                "claim.claim_id": self.claim,
+                "claim.claim_version": self.version,
+                "claim.patient.member_id": self.member,
+                "claim.diagnoses": ["E11.621", self.diagnosis],
+                "claim.lines[0].service_date": self.service_date.isoformat(),
+                "claim.lines[1].service_date": self.service_date.isoformat(),
+            },
+        )
+        return event_bytes(document)
+
+
+@dataclass
+class _Claim:
+    version: int
+    voided: bool
+    last_day: date
+    applications: list[tuple[date, str]] = field(default_factory=list)
+
+
+class _Model:
+    """Every claim of every patient as applied; the HIST answers by scanning them all."""
+
+    def __init__(self) -> None:
+        self.claims: dict[str, dict[str, _Claim]] = {}
+
+    def apply(self, event: _Event) -> None:
+        claims = self.claims.setdefault(event.member, {})
+        known = claims.get(event.claim)
+        if event.voided:
+            version = event.version if known is None else max(event.version, known.version)
+            last = event.service_date if known is None else max(known.last_day, event.service_date)
+            claims[event.claim] = _Claim(version, voided=True, last_day=last)
+        elif known is None or known.version < event.version:
+            claims[event.claim] = _Claim(
+                event.version,
+                voided=False,
+                last_day=event.service_date,
+                applications=[(event.service_date, WOUNDS[event.diagnosis])],
+            )
+        else:
+            return
+        cutoff = event.occurred_on - timedelta(days=RETENTION_DAYS)
+        for claim_id, claim in list(claims.items()):
+            claim.applications = [a for a in claim.applications if a[0] >= cutoff]
+            if claim.last_day < cutoff:
+                del claims[claim_id]
+
+    def findings(self, event: _Event) -> set[str]:
+        """The HIST rules this submission breaks, judged before it is applied."""
+        wound = WOUNDS[event.diagnosis]
+        others = [
+            (day, claim_id)
+            for claim_id, claim in self.claims.get(event.member, {}).items()
+            if claim_id != event.claim
+            for day, other_wound in claim.applications
+            if other_wound == wound
+        ]
+        first = event.service_date - timedelta(days=WEEKS * 7 - 1)
+        dates = {day for day, _ in others if first <= day <= event.service_date}
+        found = set()
+        if len(dates | {event.service_date}) > LIMIT:
+            found.add("HIST-001")
+        if any(day == event.service_date for day, _ in others):
+            found.add("HIST-002")
+        return found
+
+    def history_of(self, member: str) -> set[tuple[str, date, str]]:
+        return {
+            (claim_id, day, wound)
+            for claim_id, claim in self.claims.get(member, {}).items()
+            for day, wound in claim.applications
+        }
+
+
+_events = st.builds(
+    _Event,
+    member=st.sampled_from(["M-1", "M-2"]),
+    claim=st.sampled_from([f"C-{n}" for n in range(10)]),
+    version=st.integers(1, 3),
+    day=st.integers(0, 40),
+    diagnosis=st.sampled_from(sorted(WOUNDS)),
+    voided=st.sampled_from([False, False, False, True]),
+    late_by=st.integers(0, 10),
+)
+_streams = st.lists(_events, min_size=8, max_size=40).flatmap(
+    lambda events: st.lists(st.sampled_from(events), min_size=len(events), max_size=len(events) * 2)
+)
+"""Streams in which events repeat (a duplicate delivery is the same event again)."""
+
+
+def _decide(table: HistoryTable, event: _Event) -> Any:
+    return SCRUBBER.decide(
+        event.payload(),
+        result_source={"topic": "t", "partition": 0, "offset": 0},
+        dead_letter_source={"topic": "t", "partition": 0, "offset": 0},
+        decided_at="2026-12-06T00:00:00.000Z",
+        history=table,
+    )
+
+
+@settings(max_examples=200)
+@given(_streams)
+def test_hist_findings_and_the_history_kept_equal_the_brute_force_models(
+    stream: list[_Event],
+) -> None:
+    table = HistoryTable(SECRET, retention_days=RETENTION_DAYS)
+    model = _Model()
+    changelog: dict[str, bytes | None] = {}
+    for event in stream:
+        decision = _decide(table, event)
+        if event.voided:
+            assert decision.outcome == VOIDED
+        else:
+            found = model.findings(event)
+            assert set(decision.rule_ids) & HIST_RULES == found, event
+            for rule_id in found:
+                hypothesis.event(rule_id)
+        model.apply(event)
+        if decision.history_change is not None:
+            change = decision.history_change
+            changelog[change.patient] = history_document(change.history)
+
+    restored = HistoryTable(SECRET, retention_days=RETENTION_DAYS)
+    for patient, value in changelog.items():  # what compaction keeps: the last value per key
+        restored.restore(patient, read_history_document(value))
+    for member in ("M-1", "M-2"):
+        key = _patient(table, member)
+        kept = {(a.claim_id, a.service_date, a.wound) for a in table.of(key).applications}
+        assert kept == model.history_of(member)
+        assert restored.of(key) == table.of(key), "the changelog restores the same history"
+
+
+def _patient(table: HistoryTable, member: str) -> str:
+    read = read_claim_event(
+        _Event(member, "C-0", 1, 0, "L97.412", voided=False, late_by=0).payload(),
+        max_bytes=1 << 20,
+    )
+    assert isinstance(read, Accepted)
+    key = table.patient_of(read.event)
+    assert key is not None
+    return key
+
+
+def _submission(claim: str, version: int = 1, day: int = 0, member: str = "M-1") -> _Event:
+    return _Event(member, claim, version, day, "L97.412", voided=False, late_by=0)
+
+
+def test_a_duplicate_delivery_changes_nothing_and_finds_no_duplicate_billing() -> None:
+    table = HistoryTable(SECRET)
+    first = _decide(table, _submission("C-1"))
+    again = _decide(table, _submission("C-1"))
+
+    assert first.history_change is not None
+    assert again.history_change is None
+    assert "HIST-002" not in again.rule_ids
+
+
+def test_the_same_application_on_another_claim_is_duplicate_billing() -> None:
+    table = HistoryTable(SECRET)
+    _decide(table, _submission("C-1"))
+
+    second = _decide(table, _submission("C-2"))
+
+    assert "HIST-002" in second.rule_ids
+
+
+def test_a_higher_version_replaces_the_claims_entries_and_an_older_one_changes_nothing() -> None:
+    table = HistoryTable(SECRET)
+    _decide(table, _submission("C-1", version=1, day=0))
+    replaced = _decide(table, _submission("C-1", version=2, day=5))
+    late_original = _decide(table, _submission("C-1", version=1, day=0))
+
+    assert replaced.history_change is not None
+    days = [a.service_date for a in replaced.history_change.history.applications]
+    assert days == [FIRST_DAY + timedelta(days=5)]
+    assert late_original.history_change is None
+
+
+def test_a_void_removes_the_claims_applications_and_its_replay_does_not_bring_them_back() -> None:
+    table = HistoryTable(SECRET)
+    _decide(table, _submission("C-1"))
+    void = _decide(table, _Event("M-1", "C-1", 1, 0, "L97.412", voided=True, late_by=0))
+    replayed = _decide(table, _submission("C-1"))
+
+    assert void.outcome == VOIDED
+    assert void.document == b""
+    assert void.history_change is not None
+    assert void.history_change.history.applications == ()
+    assert replayed.history_change is None
+    assert "HIST-002" not in _decide(table, _submission("C-2")).rule_ids
+
+
+def test_applications_older_than_the_retention_are_dropped_by_event_time() -> None:
+    table = HistoryTable(SECRET, retention_days=30)
+    _decide(table, _submission("C-1", day=0))
+    _decide(table, _submission("C-2", day=31))
+
+    key = _patient(table, "M-1")
+    assert [a.claim_id for a in table.of(key).applications] == ["C-2"]
+    assert table.expire(FIRST_DAY + timedelta(days=62)) != []
+    assert table.of(key) == PatientHistory()
+
+
+def test_a_claim_without_a_member_id_has_no_history_and_no_hist_rule_runs() -> None:
+    table = HistoryTable(SECRET)
+    payload = patched(default_event(), {"claim.patient.member_id": None})
+    for _ in range(2):
+        decision = SCRUBBER.decide(
+            event_bytes(payload),
+            result_source={},
+            dead_letter_source={},
+            decided_at="2026-12-06T00:00:00.000Z",
+            history=table,
+        )
+        assert decision.history_change is None
+        assert not set(decision.rule_ids) & HIST_RULES
+    assert len(table) == 0
+
+
+def test_the_patient_key_is_an_hmac_of_payer_kind_and_member_id_trimmed_and_upper_cased() -> None:
+    table = HistoryTable(SECRET)
+    lower = _Event(" m-1 ", "C-1", 1, 0, "L97.412", voided=False, late_by=0)
+    read = read_claim_event(lower.payload(), max_bytes=1 << 20)
+    assert isinstance(read, Accepted)
+
+    key = table.patient_of(read.event)
+
+    assert key == _patient(table, "M-1")
+    assert key == hmac.new(SECRET, b"medicare|M-1", hashlib.sha256).hexdigest()
+    assert key != _patient(HistoryTable(b"another key"), "M-1")
+
+
+def test_the_changelog_value_round_trips_and_an_empty_history_is_a_tombstone() -> None:
+    history = PatientHistory(
+        (Application(FIRST_DAY, "L97.41", "C-1", 2, 2, "Q4390"),),
+        {},
+    )
+
+    assert read_history_document(history_document(history)) == history
+    assert history_document(PatientHistory()) is None
+    assert read_history_document(None) == PatientHistory()
