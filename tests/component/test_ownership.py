@@ -2,6 +2,7 @@
 
 import asyncio
 
+import aiokafka.errors
 import pytest
 from aiokafka.errors import (
     InvalidProducerEpoch,
@@ -191,6 +192,22 @@ class TestFencing:
         assert 0 in setup.member.paused
         assert setup.broker.starts(0) == 1
         assert setup.broker.producers[0].stopped
+        assert setup.sleep.delays == [QUARANTINE_S]
+
+    async def test_the_coordinators_producer_fenced_code_90_is_a_fence_too(
+        self, setup: _Setup
+    ) -> None:
+        """Kafka 4 answers a superseded producer's EndTxn with PRODUCER_FENCED (error code 90,
+        KIP-588), a code aiokafka 0.14 does not know: read as a transient failure, the worker
+        would fence the rightful owner back."""
+        await setup.assign([0])
+        setup.broker.fail_commit[0] = aiokafka.errors.for_code(90)()
+
+        with pytest.raises(PartitionFencedError):
+            await setup.commit(0, 3)
+        await settle()
+
+        assert setup.ownership.state(0) is PartitionState.FENCED
         assert setup.sleep.delays == [QUARANTINE_S]
 
     async def test_after_the_quarantine_a_partition_the_group_still_assigns_is_fenced_again(

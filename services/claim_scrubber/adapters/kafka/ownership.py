@@ -31,7 +31,8 @@ Every partition goes through these states, and only these transitions:
   margin, so this worker gives up before the broker aborts it); running out is a failure
   with backoff, like any other.
 - A transaction the broker timed out (InvalidProducerEpoch, KIP-588) is such a failure too;
-  only ProducerFenced means another producer took the id.
+  only a fence means another producer took the id: aiokafka's ProducerFenced, or the
+  coordinator's PRODUCER_FENCED (code 90, which aiokafka 0.14 does not know: registered here).
 - After ProducerFenced the partition stays FENCED for a quarantine (the transaction timeout):
   whoever fenced it may finish its transaction. A rightful new owner makes the group revoke
   the partition long before; if the group still names this worker after the quarantine, it
@@ -53,6 +54,7 @@ from typing import Any, Final, Protocol
 from aiokafka import TopicPartition
 from aiokafka.errors import (
     AuthenticationFailedError,
+    BrokerResponseError,
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
     KafkaConnectionError,
@@ -60,6 +62,8 @@ from aiokafka.errors import (
     SaslAuthenticationFailed,
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
+    for_code,
+    kafka_errors,
 )
 from structlog.typing import FilteringBoundLogger
 
@@ -163,7 +167,19 @@ class GroupMember(Protocol):
     async def confirm_membership(self) -> bool: ...
 
 
-_FENCED_ERRORS = (ProducerFenced,)
+class ProducerFencedByCoordinatorError(BrokerResponseError):  # type: ignore[misc]
+    """PRODUCER_FENCED: the transaction coordinator's answer (KIP-588) to a producer whose id
+    another producer's InitProducerId took."""
+
+    errno = 90
+    message = "PRODUCER_FENCED"
+    description = "There is a newer producer with the same transactionalId."
+
+
+# aiokafka 0.14 knows no error code 90 and raises UnknownError for it, which would read as a
+# passing failure: the worker would fence back the producer that rightfully took its id.
+kafka_errors.setdefault(ProducerFencedByCoordinatorError.errno, ProducerFencedByCoordinatorError)
+_FENCED_ERRORS = (ProducerFenced, for_code(ProducerFencedByCoordinatorError.errno))
 _DENIED: Final = {
     TopicAuthorizationFailedError: "write to an output topic (Write on the topic)",
     TransactionalIdAuthorizationFailed: "use its transactional id (Write on TransactionalId)",
