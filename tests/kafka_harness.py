@@ -261,6 +261,19 @@ async def input_ids(bootstrap: str, topics: Topics) -> Counter[str]:
     return ids
 
 
+def committed_reader(bootstrap: str, *topics: str, **options: Any) -> AIOKafkaConsumer:
+    """A consumer of what is committed (read_committed), from the start, in no group."""
+    return AIOKafkaConsumer(
+        *topics,
+        bootstrap_servers=bootstrap,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        **options,
+    )
+
+
 async def collect(
     bootstrap: str,
     topics: Topics,
@@ -270,14 +283,7 @@ async def collect(
 ) -> Tally:
     """Read every output topic with read_committed until `expected` arrived and every stage
     has committed all its input (see `caught_up`)."""
-    consumer = AIOKafkaConsumer(
-        *topics.outputs,
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
+    consumer = committed_reader(bootstrap, *topics.outputs)
     await consumer.start()
     tally = Tally()
     deadline = time.monotonic() + timeout_s
@@ -393,13 +399,7 @@ async def _committed_records(bootstrap: str, topic: str, partitions: int) -> lis
 async def _read_committed(
     bootstrap: str, topic: str, partitions: int, timeout_s: float
 ) -> list[tuple[bytes, tuple[int, int]]]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        isolation_level="read_committed",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
+    consumer = committed_reader(bootstrap)
     await consumer.start()
     found: list[tuple[bytes, tuple[int, int]]] = []
     deadline = time.monotonic() + timeout_s
@@ -537,14 +537,8 @@ class OutputWatcher:
         self._consumer: AIOKafkaConsumer | None = None
 
     async def __aenter__(self) -> "OutputWatcher":
-        self._consumer = AIOKafkaConsumer(
-            *self._topics.outputs,
-            bootstrap_servers=self._bootstrap,
-            isolation_level="read_committed",
-            auto_offset_reset="earliest",
-            enable_auto_commit=False,
-            group_id=None,
-            request_timeout_ms=10_000,
+        self._consumer = committed_reader(
+            self._bootstrap, *self._topics.outputs, request_timeout_ms=10_000
         )
         await self._consumer.start()
         self._task = asyncio.create_task(self._run())

@@ -214,7 +214,7 @@ class TestOAuthBearer:
 
         endpoint.down_status = 503
         for start in range(100, 250, 15):  # claims keep coming during the outage
-            await produce(kafka_bootstrap, topics.input, claims[start : start + 10])
+            await produce(kafka_bootstrap, topics.input, claims[start : start + 15])
             await asyncio.sleep(1.6)
         assert worker.process.poll() is None, "the worker exited during the outage"
         endpoint.down_status = None

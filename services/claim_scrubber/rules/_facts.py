@@ -271,6 +271,11 @@ class ClaimFacts:
         return tuple(line for line in self.application_lines if line.service_date == service_date)
 
     @property
+    def payer_name(self) -> str:
+        """The payer as the ruleset names it."""
+        return self.profile.display_name or "this payer"
+
+    @property
     def q4390_applications(self) -> tuple[LineFacts, ...]:
         """rules.md "Claim history": the Q4390 lines with units above 0 and without JW."""
         return tuple(line for line in self.administered_product_lines if line.units > 0)

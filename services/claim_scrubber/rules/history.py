@@ -47,10 +47,6 @@ def _window_dates(facts: ClaimFacts, wound: str, day: date, weeks: int) -> list[
     return sorted(dates)
 
 
-def _payer(facts: ClaimFacts) -> str:
-    return facts.profile.display_name or "this payer"
-
-
 @rule(
     "HIST-001",
     Severity.ERROR,
@@ -81,7 +77,7 @@ def applications_per_episode(facts: ClaimFacts) -> Iterator[Hit]:
                 line.number,
                 line.field("service_date"),
                 f"Application {count} on {_site(wound)} in the {weeks} weeks ending "
-                f"{line.service_date.isoformat()}; {_payer(facts)} covers at most {limit} per "
+                f"{line.service_date.isoformat()}; {facts.payer_name} covers at most {limit} per "
                 "episode.",
             )
 

@@ -27,11 +27,6 @@ _SOURCE = (
 )
 
 
-def _payer(facts: ClaimFacts) -> str:
-    """The payer as the ruleset names it."""
-    return facts.profile.display_name or "this payer"
-
-
 @rule(
     "PAY-001",
     Severity.ERROR,
@@ -53,7 +48,7 @@ def product_covered(facts: ClaimFacts) -> Iterator[Hit]:
         yield Hit(
             first.number,
             first.field("procedure_code"),
-            f"The configured coverage list for {_payer(facts)} (ruleset "
+            f"The configured coverage list for {facts.payer_name} (ruleset "
             f"{facts.ruleset.version}) does not include Q4390; verify coverage or request an "
             "exception before submitting (an operator adds Q4390 to the payer's "
             "covered_products once the payer covers it).",
@@ -82,7 +77,7 @@ def prior_authorization_present(facts: ClaimFacts) -> Iterator[Hit]:
         yield Hit(
             None,
             "claim.prior_authorization_number",
-            f"{_payer(facts)} requires prior authorization for {', '.join(codes)}; add the "
+            f"{facts.payer_name} requires prior authorization for {', '.join(codes)}; add the "
             "authorization number.",
         )
 
@@ -109,9 +104,11 @@ def applications_within_limit(facts: ClaimFacts) -> Iterator[Hit]:
         return
     number = facts.wound.application_number if facts.wound else None
     if number is None:
-        message = f"Document which application this is; {_payer(facts)} allows {limit} per episode."
+        message = (
+            f"Document which application this is; {facts.payer_name} allows {limit} per episode."
+        )
     elif number > limit:
-        message = f"Application {number} exceeds the {limit} {_payer(facts)} allows per episode."
+        message = f"Application {number} exceeds the {limit} {facts.payer_name} allows per episode."
     else:
         return
     yield Hit(None, "claim.documentation.wound.application_number", message)
@@ -140,7 +137,7 @@ def episode_within_length(facts: ClaimFacts) -> Iterator[Hit]:
     start = facts.wound.episode_start_date if facts.wound else None
     if start is None:
         message = (
-            f"Document the episode start date; {_payer(facts)} limits episodes to {weeks} weeks."
+            f"Document the episode start date; {facts.payer_name} limits episodes to {weeks} weeks."
         )
     else:
         latest = max(line.service_date for line in facts.product_lines)
@@ -148,7 +145,8 @@ def episode_within_length(facts: ClaimFacts) -> Iterator[Hit]:
             return
         message = (
             f"Q4390 on {latest.isoformat()} is {(latest - start).days} days into the episode "
-            f"started {start.isoformat()}; {_payer(facts)} covers {weeks} weeks ({weeks * 7} days)."
+            f"started {start.isoformat()}; {facts.payer_name} covers {weeks} weeks "
+            f"({weeks * 7} days)."
         )
     yield Hit(None, "claim.documentation.wound.episode_start_date", message)
 
@@ -179,7 +177,7 @@ def standard_care_tried(facts: ClaimFacts) -> Iterator[Hit]:
     yield Hit(
         None,
         "claim.documentation.wound.standard_of_care_weeks",
-        f"{_payer(facts)} requires at least {number_text(minimum)} weeks of documented "
+        f"{facts.payer_name} requires at least {number_text(minimum)} weeks of documented "
         "standard wound care before a skin substitute; document it.",
     )
 
@@ -207,6 +205,6 @@ def minimum_wound_area(facts: ClaimFacts) -> Iterator[Hit]:
     yield Hit(
         None,
         "claim.documentation.wound.area_cm2",
-        f"The wound is {number_text(area)} cm²; {_payer(facts)} covers skin substitutes from "
+        f"The wound is {number_text(area)} cm²; {facts.payer_name} covers skin substitutes from "
         f"{number_text(minimum)} cm².",
     )
