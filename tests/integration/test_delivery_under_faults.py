@@ -416,7 +416,7 @@ async def test_workers_ride_out_a_broker_restart_and_log_the_outage_with_backoff
     inputs = sum((await input_end_offsets(kafka_bootstrap, topics)).values())
 
     measured = await measure(
-        "broker restart (8 s outage)",
+        "broker restart (down until the workers see it)",
         expected=inputs,
         started=started,
         fault_at=up_at,
