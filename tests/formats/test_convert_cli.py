@@ -112,6 +112,44 @@ def test_convert_piped_to_scrub_gives_the_findings_of_a_bare_837p_q4390_claim(
     assert in_one["findings"] == result["findings"]
 
 
+def test_with_history_an_837p_replacement_moves_its_claims_application(tmp_path: Path) -> None:
+    """The original bills Q4390 on the 20th, its replacement (CLM05-3 = 7) moves it to the
+    21st: another claim on the 20th is no duplicate any more, one on the 21st is."""
+
+    def on(day: str) -> list[str]:
+        return [
+            "LX*1",
+            "SV1*HC:15275:RT*300*UN*1***1:2",
+            f"DTP*472*D8*{day}",
+            "LX*2",
+            "SV1*HC:Q4390:RT*2242.8*UN*20***1:2",
+            f"DTP*472*D8*{day}",
+        ]
+
+    path = tmp_path / "history.837"
+    path.write_bytes(
+        interchange(
+            transaction(
+                subscriber(2),
+                q4390_claim("ORIG", lines=on("20261120")),
+                q4390_claim("ORIG", frequency="7", lines=on("20261121")),
+                q4390_claim("OTHER-A", lines=on("20261120")),
+                q4390_claim("OTHER-B", lines=on("20261121")),
+            )
+        )
+    )
+
+    results = lines(run("scrub", "--from", "x12", "--history", str(path)).stdout)
+
+    duplicates = {
+        r["claim_id"]: [f["message"] for f in r["findings"] if f["rule_id"] == "HIST-002"]
+        for r in results[2:]
+    }
+    assert duplicates["OTHER-A"] == []
+    [message] = duplicates["OTHER-B"]
+    assert message.startswith("Claim ORIG already bills an application on the wound at L97.41")
+
+
 def test_a_fhir_claim_of_our_profile_scrubs_with_its_documentation(tmp_path: Path) -> None:
     path = tmp_path / "claim.json"
     path.write_text(json.dumps(documented_claim()))

@@ -138,6 +138,25 @@ def test_a_void_is_forwarded_as_claim_voided_and_a_replacement_is_resubmitted() 
     assert conversion.voided == 1
 
 
+def test_a_replacement_or_void_outranks_the_original_by_its_transactions_time() -> None:
+    """837P carries no claim version, and claim history lets a higher version replace a
+    claim's applications: an original is version 1, a replacement or void the BHT04+BHT05
+    stamp of its transaction, so a later correction outranks what it corrects."""
+    conversion = read(
+        interchange(
+            transaction(
+                subscriber(2),
+                q4390_claim("ORIGINAL-1"),
+                q4390_claim("REPLACE-1", frequency="7"),
+                q4390_claim("VOID-1", frequency="8"),
+            )
+        )
+    )
+
+    versions = [orjson.loads(c.document)["claim"]["claim_version"] for c in conversion.converted]
+    assert versions == [1, 20261127153000, 20261127153000]
+
+
 def test_claim_ids_with_spaces_and_hash_are_kept() -> None:
     claim = only_claim(interchange(transaction(subscriber(2), q4390_claim("R03996273 #01"))))
     assert claim["claim_id"] == "R03996273 #01"

@@ -46,7 +46,9 @@ _NOT_DIAGNOSES: Final = frozenset({"BP", "BO", "BG"})
 _VERSION_4010: Final = "004010"
 _EVENT_TYPES: Final = {"7": "claim.resubmitted", "8": "claim.voided"}
 """CLM05-3, the claim frequency code: 7 replaces a claim, 8 voids it; 1 (and any other) is
-an original."""
+an original. 837P has no claim version: an original is 1, a replacement or void the time its
+transaction was created (BHT04 + BHT05, CCYYMMDDHHMMSS), so that a later correction outranks
+what it corrects in claim history (contract section 10)."""
 _CENT: Final = Decimal("0.01")
 _NO_FRACTION: Final = Decimal(1)
 _ISA_ELEMENTS: Final = 16
@@ -70,6 +72,8 @@ class _Envelope:
     group: str = ""
     transaction: str = ""
     occurred_at: str = ""
+    stamp: int = 1
+    """BHT04 + BHT05 as CCYYMMDDHHMMSS: the claim version of a replacement or void."""
     submitter: str = ""
     """1000A NM1*41 NM109."""
     reference: str = ""
@@ -305,7 +309,7 @@ class _Reader:
             elif not in_transaction:
                 continue
             elif tag == "BHT":
-                envelope.occurred_at = self._occurred_at(elements, position)
+                self._created(envelope, elements, position)
                 envelope.reference = _element(elements, 3)
             elif tag == "NM1" and _element(elements, 1) == "41":
                 envelope.submitter = _element(elements, 9)
@@ -339,7 +343,8 @@ class _Reader:
                 DeadLetterKind.UNSUPPORTED_TRANSACTION,
             )
 
-    def _occurred_at(self, elements: list[str], position: int) -> str:
+    def _created(self, envelope: _Envelope, elements: list[str], position: int) -> None:
+        """BHT04 + BHT05: when the transaction was created, in the intake's zone."""
         try:
             day = _date(_element(elements, 4))
         except _BadValueError as problem:
@@ -350,7 +355,8 @@ class _Reader:
         except _BadValueError as problem:
             raise _UnusableError(f"segment {position} (BHT05): {problem}") from None
         moment = datetime(day.year, day.month, day.day, hour, minute, second, tzinfo=self._zone)
-        return moment.isoformat(timespec="seconds")
+        envelope.occurred_at = moment.isoformat(timespec="seconds")
+        envelope.stamp = int(moment.strftime("%Y%m%d%H%M%S"))
 
     @staticmethod
     def _level(elements: list[str], position: int, levels: dict[str, _Party]) -> _Party:
@@ -503,7 +509,7 @@ class _Reader:
             "occurred_at": envelope.occurred_at,
             "claim": {
                 "claim_id": claim_id,
-                "claim_version": 1,
+                "claim_version": envelope.stamp if frequency in _EVENT_TYPES else 1,
                 "claim_type": "professional",
                 "payer": _present(
                     {
