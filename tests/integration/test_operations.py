@@ -74,10 +74,15 @@ async def test_metrics_count_what_the_topics_received_and_health_follows_the_wor
     records = [(None, value) for value in [*clean, *review, *broken]]
     await produce(kafka_bootstrap, topics.input, records)
     tally = await collect(kafka_bootstrap, topics, expected=len(records))
-    await asyncio.sleep(1)
-
-    status, text = await asyncio.to_thread(http_get, port, "/metrics")
-    samples = _samples(text)
+    # each batch is counted just after its commit, and lag at the next fetch: wait for both
+    for _ in range(150):
+        status, text = await asyncio.to_thread(http_get, port, "/metrics")
+        samples = _samples(text)
+        counted = sum(v for (n, _), v in samples.items() if n == "claim_scrubber_records_total")
+        lags = [v for (n, _), v in samples.items() if n == "claim_scrubber_consumer_lag"]
+        if counted == len(records) and lags and not any(lags):
+            break
+        await asyncio.sleep(0.2)
 
     assert status == 200
     by_topic = tally.by_topic()
