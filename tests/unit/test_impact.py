@@ -135,3 +135,36 @@ def test_an_outcome_that_flips_because_a_severity_changed_names_the_rule(
         json.loads(line) for line in result.stderr.splitlines() if "impact.finished" in line
     ]
     assert summary["severities_changed"] == {"PAY-001": 1}
+
+
+def test_with_history_impact_shows_the_claims_a_hist_rule_change_affects(
+    tmp_path: Path,
+) -> None:
+    """The same application on a second claim is HIST-002 only when claims are judged against
+    the ones before them; a void between takes the first claim out of history."""
+    original = patched(canary_event(), {"event_id": "h-1", "claim.claim_id": "H-1"})
+    duplicate = patched(original, {"event_id": "h-2", "claim.claim_id": "H-2"})
+    void = patched(original, {"event_id": "h-3", "event_type": "claim.voided"})
+    after_void = patched(original, {"event_id": "h-4", "claim.claim_id": "H-4"})
+    claims = tmp_path / "history.jsonl"
+    claims.write_bytes(
+        b"\n".join(event_bytes(doc) for doc in (original, duplicate, void, after_void)) + b"\n"
+    )
+    candidate = tmp_path / "candidate.toml"
+    candidate.write_text(default_ruleset_text() + '\n[rules."HIST-002"]\nseverity = "off"\n')
+
+    def impact(*flags: str) -> list[dict[str, object]]:
+        result = subprocess.run(
+            [CLI, "impact", *flags, "--ruleset", str(candidate), str(claims)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        return [json.loads(line) for line in result.stdout.splitlines()]
+
+    changed = impact("--history")
+
+    assert [c["claim_id"] for c in changed] == ["H-2", "H-4"]
+    assert all(c["removed"] == ["HIST-002"] for c in changed)
+    assert impact() == []  # without history the rule never ran

@@ -252,7 +252,9 @@ def _rules(*, as_json: bool, ruleset_file: Path | None) -> int:
     return EXIT_OK
 
 
-def _impact(candidate_file: Path, baseline_file: Path | None, claims_file: str) -> int:
+def _impact(
+    candidate_file: Path, baseline_file: Path | None, claims_file: str, *, history: bool
+) -> int:
     """One JSON line per claim whose outcome or reported rule ids change; a summary on
     stderr. Never a patient field: event and claim ids, outcomes and rule ids only."""
     settings = _offline()
@@ -260,7 +262,12 @@ def _impact(candidate_file: Path, baseline_file: Path | None, claims_file: str) 
     baseline = Scrubber(_ruleset(in_use), max_message_bytes=settings.max_message_bytes)
     candidate = Scrubber(_ruleset(candidate_file), max_message_bytes=settings.max_message_bytes)
     with _open_input(claims_file) as (_, lines):
-        report = compare(baseline, candidate, (raw.rstrip(b"\r\n") for raw in lines))
+        report = compare(
+            baseline,
+            candidate,
+            (raw.rstrip(b"\r\n") for raw in lines),
+            HistoryTable(secrets.token_bytes(32)) if history else None,
+        )
     out = sys.stdout.buffer
     for change in report.changed:
         out.write(
@@ -359,6 +366,11 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         help="the ruleset in use (default: SCRUBBER_RULESET, else the shipped one)",
     )
+    impact.add_argument(
+        "--history",
+        action="store_true",
+        help="judge each claim against the claims before it (HIST rules), as scrub --history",
+    )
     impact.add_argument("claims", metavar="CLAIMS", help="ClaimEvent JSON lines; '-' for stdin")
     schemas = commands.add_parser(
         "schemas", help="write JSON Schemas, AsyncAPI and RULES.md generated from the code"
@@ -383,7 +395,9 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "scrub": lambda arguments: _scrub(arguments.file, arguments.format, history=arguments.history),
     "convert": lambda arguments: _convert(arguments.file, arguments.format, _offline()),
     "rules": lambda arguments: _rules(as_json=arguments.json, ruleset_file=arguments.ruleset),
-    "impact": lambda arguments: _impact(arguments.ruleset, arguments.baseline, arguments.claims),
+    "impact": lambda arguments: _impact(
+        arguments.ruleset, arguments.baseline, arguments.claims, history=arguments.history
+    ),
     "schemas": lambda arguments: _schemas(arguments.out, check=arguments.check),
 }
 

@@ -18,7 +18,7 @@ from claim_scrubber.models.documents import json_document
 from claim_scrubber.models.history import Application
 from claim_scrubber.rules import CHECKED_RULES, ClaimFacts, Rule, effective_rules, run_rules
 from claim_scrubber.scrubber.event_reader import Accepted, read_claim_event
-from claim_scrubber.scrubber.history import ClaimSeen, HistoryChange, HistoryTable
+from claim_scrubber.scrubber.history import HistoryChange, HistoryTable
 
 __all__ = [
     "DEAD_LETTER",
@@ -168,16 +168,6 @@ class Decision:
         return self.outcome == VOIDED
 
 
-def _seen(facts: ClaimFacts) -> ClaimSeen:
-    claim = facts.event.claim
-    return ClaimSeen(
-        claim.claim_id,
-        claim.claim_version,
-        facts.applications(),
-        max(line.service_date for line in facts.lines),
-    )
-
-
 class Scrubber:
     """Applies one validated ruleset's rules to claim events."""
 
@@ -243,15 +233,9 @@ class Scrubber:
         event = read.event
         if event.event_type == "claim.voided":
             return self._voided(read, history)
-        patient = None if history is None else history.patient_of(event)
-        change = None
-        if history is None or patient is None:
-            verdict = self._judged(ClaimFacts(event, self.ruleset))
-        else:
-            seen = history.of(patient).of_other_claims(event.claim.claim_id)
-            facts = ClaimFacts(event, self.ruleset, seen)
-            verdict = self._judged(facts)
-            change = history.submitted(patient, _seen(facts), event.occurred_at.date())
+        facts = ClaimFacts(event, self.ruleset, None if history is None else history.seen_by(event))
+        verdict = self._judged(facts)
+        change = None if history is None else history.took(facts)
         document: dict[str, object] = {
             "schema_version": "1",
             "event_id": event.event_id,
@@ -290,11 +274,7 @@ class Scrubber:
     def _voided(self, accepted: Accepted, history: HistoryTable | None) -> Decision:
         """A void: no result; with history, the claim's applications are removed."""
         event = accepted.event
-        patient = None if history is None else history.patient_of(event)
-        change = None
-        if history is not None and patient is not None:
-            facts = ClaimFacts(event, self.ruleset)
-            change = history.voided(patient, _seen(facts), event.occurred_at.date())
+        change = None if history is None else history.took(ClaimFacts(event, self.ruleset))
         return Decision(
             VOIDED,
             b"",

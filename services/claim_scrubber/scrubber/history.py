@@ -15,6 +15,7 @@ import orjson
 
 from claim_scrubber.models import ClaimEvent
 from claim_scrubber.models.history import Application, ClaimMark, PatientHistory
+from claim_scrubber.rules import ClaimFacts
 
 __all__ = [
     "DEFAULT_RETENTION_DAYS",
@@ -70,6 +71,31 @@ class HistoryTable:
     def patient_of(self, event: ClaimEvent) -> str | None:
         """The claim's patient key (None: no member id, so no history)."""
         return patient_key(self._secret, event)
+
+    def seen_by(self, event: ClaimEvent) -> tuple[Application, ...] | None:
+        """What a claim is judged against: the applications of its patient's other claims
+        (None: the claim names no member, and the HIST rules do not run on it)."""
+        patient = self.patient_of(event)
+        if patient is None:
+            return None
+        return self.of(patient).of_other_claims(event.claim.claim_id)
+
+    def took(self, facts: ClaimFacts) -> HistoryChange | None:
+        """Take a judged claim (or a void) into its patient's history; the change, if any."""
+        event = facts.event
+        patient = self.patient_of(event)
+        if patient is None:
+            return None
+        claim = ClaimSeen(
+            event.claim.claim_id,
+            event.claim.claim_version,
+            facts.applications(),
+            max(line.service_date for line in facts.lines),
+        )
+        on = event.occurred_at.date()
+        if event.event_type == "claim.voided":
+            return self.voided(patient, claim, on)
+        return self.submitted(patient, claim, on)
 
     def __len__(self) -> int:
         return len(self._patients)

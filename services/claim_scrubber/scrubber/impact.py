@@ -9,8 +9,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from claim_scrubber.models import Finding, Severity
+from claim_scrubber.rules import ClaimFacts
 from claim_scrubber.scrubber.core import Scrubber
 from claim_scrubber.scrubber.event_reader import Accepted, read_claim_event
+from claim_scrubber.scrubber.history import HistoryTable
 
 __all__ = ["ImpactReport", "OutcomeChange", "compare"]
 
@@ -52,16 +54,28 @@ def _severities(findings: Iterable[Finding]) -> dict[str, str]:
     return {rule_id: severity.value for rule_id, severity in found.items()}
 
 
-def compare(baseline: Scrubber, candidate: Scrubber, events: Iterable[bytes]) -> ImpactReport:
-    """Scrub every event under both rulesets and report what differs."""
+def compare(
+    baseline: Scrubber,
+    candidate: Scrubber,
+    events: Iterable[bytes],
+    history: HistoryTable | None = None,
+) -> ImpactReport:
+    """Scrub every event under both rulesets and report what differs; with `history`, each
+    claim is judged against the claims before it (the same history under both rulesets) and a
+    void only removes its claim's applications."""
     report = ImpactReport()
     for payload in events:
         read = read_claim_event(payload, max_bytes=baseline.max_message_bytes)
         if not isinstance(read, Accepted):
             report.not_claims += 1
             continue
+        seen = None if history is None else history.seen_by(read.event)
+        if history is not None:
+            history.took(ClaimFacts(read.event, baseline.ruleset))
+        if read.event.event_type == "claim.voided":  # never scrubbed: not a claim to compare
+            continue
         report.claims += 1
-        before, after = baseline.verdict(read), candidate.verdict(read)
+        before, after = baseline.verdict(read, seen), candidate.verdict(read, seen)
         added = tuple(sorted(set(after.rule_ids) - set(before.rule_ids)))
         removed = tuple(sorted(set(before.rule_ids) - set(after.rule_ids)))
         if before.outcome is after.outcome and not added and not removed:
