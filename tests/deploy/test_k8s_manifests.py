@@ -6,6 +6,7 @@ here for what the worker depends on. `make k8s-check` runs this file and lints t
 Dockerfile.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -113,7 +114,11 @@ def test_probes_resources_and_grace_period_fit_the_worker(
     assert worker["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert worker["resources"]["requests"]["cpu"] == "1"
     assert "cpu" not in worker["resources"]["limits"], "no CPU limit: throttling adds latency"
-    assert worker["resources"]["limits"]["memory"] == "384Mi"
+    # the limit leaves the worker room over what the benchmark measured it to use at full rate
+    limit = worker["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi")
+    measured = json.loads((ROOT / "bench" / "results.json").read_text())["worker_rss_max_mb"]
+    assert int(limit.removesuffix("Mi")) >= 2 * measured
     assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 60
 
 

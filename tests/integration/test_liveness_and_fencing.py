@@ -24,6 +24,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from faststream import FastStream
 
 from claim_scrubber.adapters.kafka import build_app
+from claim_scrubber.adapters.kafka.outbound import dead_letter_bytes_needed
 from claim_scrubber.adapters.logging import configure_logging, get_logger
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.adapters.settings import Settings
@@ -127,7 +128,7 @@ class TestBoundedDeadLetters:
         assert result.returncode == 1
         (line,) = [line for line in result.stderr.splitlines() if line.strip()]
         assert f"topic {topics.dead_letter} has max.message.bytes=1048588" in line
-        assert "needs at least 1454440" in line  # 4/3 of it, the envelope, 100 rejected claims
+        assert f"needs at least {dead_letter_bytes_needed(1_048_588)}" in line
 
     async def test_a_900_kb_unusable_record_and_the_claim_after_it_are_both_answered(
         self,
