@@ -37,7 +37,7 @@ typecheck: install ## mypy strict and the import-linter layer contracts
 	$(BIN)/lint-imports
 
 unit: install ## the tests that need no broker
-	$(BIN)/pytest -m "not kafka" -q
+	$(BIN)/pytest -m "not kafka" -q -n 2
 
 schemas: install ## regenerate schemas/ (JSON Schemas, AsyncAPI, RULES.md) from the code
 	$(BIN)/claim-scrubber schemas --out schemas
