@@ -12,7 +12,11 @@ $bin/lint-imports
 if [ $# -gt 0 ]; then
   exec bash deploy/kafka/with-broker.sh $bin/pytest "$@"
 fi
-# The tests that need no broker are CPU-bound: both cores, before the broker takes one. The
-# real-Kafka tests then run one at a time (they start workers and brokers of their own).
+# The tests that need no broker are CPU-bound: both cores, before the broker takes one. Then,
+# against the local broker, the real-Kafka tests two at a time (each on topics of its own),
+# and alone those that stop or add a broker or time the event loop (marked `exclusive`),
+# adding their rows to the same fault-scenario table.
 $bin/pytest -m "not kafka" -n 2 -p no:cacheprovider
-bash deploy/kafka/with-broker.sh $bin/pytest -m kafka -p no:cacheprovider
+bash deploy/kafka/with-broker.sh bash -c "
+  $bin/pytest -m 'kafka and not exclusive' -n 2 -p no:cacheprovider &&
+  DELIVERY_REPORT=append $bin/pytest -m 'kafka and exclusive' -p no:cacheprovider"

@@ -2,6 +2,7 @@
 else a broker started with testcontainers where a Docker engine answers; otherwise they fail,
 never skip."""
 
+import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -101,8 +102,10 @@ def start_intake(
     return _starter(kafka_bootstrap, topics, workers, "intake")
 
 
-DELIVERY_REPORT = pytest.StashKey[list[dict[str, object]]]()
-REPORT_FILE = Path(__file__).resolve().parents[1] / "build" / "delivery-report.md"
+REPORT_ROWS = Path(__file__).resolve().parents[1] / "build" / "delivery-report.jsonl"
+"""One JSON line per fault-scenario row, written as each scenario ends, by whichever process
+ran it (the tests may run in several: pytest-xdist)."""
+REPORT_FILE = REPORT_ROWS.with_suffix(".md")
 REPORT_COLUMNS = (
     "scenario",
     "inputs",
@@ -116,22 +119,46 @@ REPORT_COLUMNS = (
 )
 
 
+class ReportRows:
+    """Where a scenario adds its row of the table printed at the end of the run."""
+
+    def append(self, row: dict[str, object]) -> None:
+        REPORT_ROWS.parent.mkdir(exist_ok=True)
+        with REPORT_ROWS.open("a", encoding="utf-8") as rows:
+            rows.write(json.dumps(row) + "\n")
+
+
 @pytest.fixture
-def delivery_report(request: pytest.FixtureRequest) -> list[dict[str, object]]:
-    """Rows of the fault-scenario table printed at the end of the run."""
-    return request.config.stash.setdefault(DELIVERY_REPORT, [])
+def delivery_report() -> ReportRows:
+    return ReportRows()
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """A run starts a new table, unless DELIVERY_REPORT=append continues the previous run's
+    (`make test` runs the tests that stop a broker in a run of their own, after the others)."""
+    if not _is_xdist_worker(session.config) and os.environ.get("DELIVERY_REPORT") != "append":
+        REPORT_ROWS.unlink(missing_ok=True)
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    rows = config.stash.get(DELIVERY_REPORT, [])
-    if not rows:
+    if _is_xdist_worker(config) or not REPORT_ROWS.exists():
         return
+    rows = {}
+    for line in REPORT_ROWS.read_text("utf-8").splitlines():
+        row = json.loads(line)
+        rows[row["scenario"]] = row
     lines = [
         "| " + " | ".join(REPORT_COLUMNS) + " |",
         "|" + "---|" * len(REPORT_COLUMNS),
-        *("| " + " | ".join(str(row.get(c, "")) for c in REPORT_COLUMNS) + " |" for row in rows),
+        *(
+            "| " + " | ".join(str(row.get(c, "")) for c in REPORT_COLUMNS) + " |"
+            for row in rows.values()
+        ),
     ]
-    REPORT_FILE.parent.mkdir(exist_ok=True)
     REPORT_FILE.write_text("\n".join(lines) + "\n", "utf-8")
     terminalreporter.section("delivery under faults (read_committed)")
     for line in lines:

@@ -32,7 +32,7 @@ from claim_scrubber.models import Severity
 from claim_scrubber.rules import CHECKED_RULES, ClaimFacts, Hit, rule
 from claim_scrubber.scrubber import Scrubber
 from tests.claims import default_event, event_bytes, patched
-from tests.conftest import WorkerStarter
+from tests.conftest import ReportRows, WorkerStarter
 from tests.kafka_harness import (
     ROOT,
     OutputWatcher,
@@ -81,7 +81,7 @@ class _Measurement:
     kafka_bootstrap: str
     topics: Topics
     watcher: OutputWatcher
-    report: list[dict[str, object]]
+    report: ReportRows
 
     async def __call__(
         self,
@@ -133,7 +133,7 @@ def measure(
     kafka_bootstrap: str,
     topics: Topics,
     watcher: OutputWatcher,
-    delivery_report: list[dict[str, object]],
+    delivery_report: ReportRows,
 ) -> _Measurement:
     return _Measurement(kafka_bootstrap, topics, watcher, delivery_report)
 
@@ -376,6 +376,7 @@ def restartable_broker(kafka_bootstrap: str) -> Iterator[None]:
     subprocess.run(["bash", "deploy/kafka/kafka.sh", "up"], cwd=ROOT, check=True, timeout=180)
 
 
+@pytest.mark.exclusive
 async def test_workers_ride_out_a_broker_restart_and_log_the_outage_with_backoff(
     kafka_bootstrap: str,
     topics: Topics,

@@ -291,6 +291,7 @@ def large_interchange(number: int) -> bytes:
     return data.replace(b"000000101", f"{number:09d}".encode())
 
 
+@pytest.mark.exclusive
 async def test_large_interchanges_convert_while_the_consumer_keeps_its_heartbeat(
     kafka_bootstrap: str, start_intake: WorkerStarter
 ) -> None:

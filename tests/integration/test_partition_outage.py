@@ -162,6 +162,7 @@ def _gave_up(worker: WorkerProcess) -> list[dict[str, object]]:
     ]
 
 
+@pytest.mark.exclusive
 async def test_while_one_output_partition_has_no_leader_the_others_keep_committing(
     kafka_bootstrap: str, start_worker: WorkerStarter, tmp_path: Path
 ) -> None:
