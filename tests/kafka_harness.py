@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest
 
 from claim_scrubber.adapters.kafka.topic_sizes import OUTPUT_TOPIC_CONFIGS
@@ -745,19 +746,35 @@ class SecondBroker:
             )
 
     async def wait_registered(self, bootstrap: str, timeout_s: float = 90.0) -> None:
-        """Until the cluster lists node 2 as a live broker."""
+        """Until the cluster lists node 2 as a live broker and node 2 accepts connections (the
+        cluster may list it a moment before its listener is up: a client that picks it then
+        gets NodeNotReadyError)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-            await admin.start()
-            try:
-                cluster = await admin.describe_cluster()
-            finally:
-                await admin.close()
-            if any(b["node_id"] == self.NODE_ID for b in cluster["brokers"]):
+            if await self._listed(bootstrap) and await self._listening():
                 return
             await asyncio.sleep(0.5)
         raise TimeoutError(f"broker {self.NODE_ID} did not join within {timeout_s} s")
+
+    async def _listed(self, bootstrap: str) -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        try:
+            await admin.start()
+            cluster = await admin.describe_cluster()
+        except (KafkaError, OSError):
+            return False  # the admin client picked node 2 while it was not ready yet
+        finally:
+            await admin.close()
+        return any(b["node_id"] == self.NODE_ID for b in cluster["brokers"])
+
+    async def _listening(self) -> bool:
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        except OSError:
+            return False
+        writer.close()
+        await writer.wait_closed()
+        return True
 
     def kill(self) -> None:
         """Gone without a word: its partitions have no leader."""
