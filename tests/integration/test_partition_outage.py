@@ -6,6 +6,7 @@ the stalled partition's claims arrive, every claim exactly once.
 """
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import Counter
@@ -93,11 +94,13 @@ async def _create(bootstrap: str, topics: Topics) -> None:
 
 
 async def _delete(bootstrap: str, topics: Topics) -> None:
+    """Best effort, bounded: a cleanup that cannot reach node 2 must neither hang the run nor
+    hide why the test failed."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([topics.input, *topics.outputs])
-    finally:
+    with contextlib.suppress(Exception):
+        await admin.start()
+        await asyncio.wait_for(admin.delete_topics([topics.input, *topics.outputs]), 20)
+    with contextlib.suppress(Exception):
         await admin.close()
 
 
