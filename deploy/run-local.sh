@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: the worker in the foreground and intake beside it (837P/FHIR from the inbound
 # topics to claims.submitted), on the local broker unless SCRUBBER_KAFKA_BOOTSTRAP_SERVERS is
-# set. Ctrl-C (or SIGTERM) stops both gracefully; when either exits, the other is stopped.
+# set, with claim history on. Ctrl-C (or SIGTERM) stops both gracefully; when either exits, the other is stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.venv/bin
@@ -9,6 +9,17 @@ bin=.venv/bin
 if [ -z "${SCRUBBER_KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
   bash deploy/kafka/kafka.sh up
   export SCRUBBER_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092
+fi
+
+# Claim history on (contract section 10), keyed by a secret generated once for this machine.
+export SCRUBBER_HISTORY="${SCRUBBER_HISTORY:-on}"
+if [ "$SCRUBBER_HISTORY" = on ] && [ -z "${SCRUBBER_HISTORY_KEY:-}${SCRUBBER_HISTORY_KEY_FILE:-}" ]; then
+  key=.kafka/history.key
+  if ! [ -s "$key" ]; then
+    mkdir -p .kafka
+    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$key")
+  fi
+  export SCRUBBER_HISTORY_KEY_FILE="$PWD/$key"
 fi
 
 port="${SCRUBBER_HTTP_PORT:-8080}"

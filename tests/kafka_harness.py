@@ -41,6 +41,10 @@ class Topics:
 
     prefix: str
     partitions: int = 6
+    history: bool = False
+    """Claim history on: the worker re-keys the input by patient and keeps a changelog."""
+
+    HISTORY_KEY = "test-history-key-0123456789"
 
     @property
     def input(self) -> str:
@@ -57,6 +61,14 @@ class Topics:
     @property
     def dead_letter(self) -> str:
         return f"{self.prefix}.dead-letter"
+
+    @property
+    def by_patient(self) -> str:
+        return f"{self.prefix}.by-patient"
+
+    @property
+    def changelog(self) -> str:
+        return f"{self.prefix}.history"
 
     @property
     def inbound_x12(self) -> str:
@@ -78,6 +90,16 @@ class Topics:
     def group(self) -> str:
         return f"{self.prefix}.scrubber"
 
+    def _history_settings(self) -> dict[str, str]:
+        if not self.history:
+            return {}
+        return {
+            "history": "on",
+            "history_key": self.HISTORY_KEY,
+            "topic_by_patient": self.by_patient,
+            "topic_history": self.changelog,
+        }
+
     def settings(self, bootstrap: str, **extra: object) -> Settings:
         """Settings of an in-process worker on these topics (no HTTP server)."""
         return Settings.model_validate(
@@ -91,6 +113,7 @@ class Topics:
                 "session_timeout_ms": 6000,
                 "batch_timeout_ms": 50,
                 "http_port": 0,
+                **self._history_settings(),
                 **extra,
             }
         )
@@ -105,7 +128,24 @@ class Topics:
             "SCRUBBER_TOPIC_DEAD_LETTER": self.dead_letter,
             "SCRUBBER_TOPIC_INBOUND_X12": self.inbound_x12,
             "SCRUBBER_TOPIC_INBOUND_FHIR": self.inbound_fhir,
+            **{f"SCRUBBER_{k.upper()}": v for k, v in self._history_settings().items()},
         }
+
+    @property
+    def stages(self) -> list[tuple[str, Sequence[str]]]:
+        """(consumer group, input topics) of each stage, in the order records go through."""
+        stages: list[tuple[str, Sequence[str]]] = [
+            (f"{self.group}.intake", self.inbound),
+            (self.group, [self.input]),
+        ]
+        if self.history:
+            stages.append((f"{self.group}.by-patient", [self.by_patient]))
+        return stages
+
+    @property
+    def all(self) -> list[str]:
+        internal = [self.by_patient, self.changelog] if self.history else []
+        return [self.input, *self.outputs, *self.inbound, *internal]
 
 
 async def create_topics(
@@ -115,9 +155,24 @@ async def create_topics(
     *,
     output_configs: dict[str, str] | None = None,
     inbound_configs: dict[str, str] | None = None,
+    history: bool = False,
 ) -> Topics:
-    """Fresh topics; the outputs sized as `make kafka-up` sizes them unless told otherwise."""
-    topics = Topics(f"test.{name}.{uuid.uuid4().hex[:8]}", partitions)
+    """Fresh topics; the outputs sized as `make kafka-up` sizes them unless told otherwise;
+    with `history`, the internal topics of claim history as `make kafka-up` makes them."""
+    topics = Topics(f"test.{name}.{uuid.uuid4().hex[:8]}", partitions, history)
+    internal = (
+        [
+            NewTopic(topics.by_patient, num_partitions=partitions, replication_factor=1),
+            NewTopic(
+                topics.changelog,
+                num_partitions=partitions,
+                replication_factor=1,
+                topic_configs={"cleanup.policy": "compact"},
+            ),
+        ]
+        if history
+        else []
+    )
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -144,6 +199,7 @@ async def create_topics(
                     )
                     for t in topics.outputs
                 ),
+                *internal,
             ]
         )
     finally:
@@ -327,10 +383,7 @@ async def caught_up(
     where a settle window sees only those that come soon enough.
     """
     # intake first: once it has committed all its inbound records, the input topic is whole
-    for group, inputs in [
-        (f"{topics.group}.intake", topics.inbound),
-        (topics.group, [topics.input]),
-    ]:
+    for group, inputs in topics.stages:
         needed = await _next_offsets(bootstrap, inputs, topics.partitions)
         # outputs arrived: each stage the test runs has committed some of them already
         while not await _committed_up_to(bootstrap, group, needed, if_it_ran=True):
@@ -430,8 +483,7 @@ async def delete_topics(bootstrap: str, topics: Topics) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        names = [topics.input, *topics.outputs, *topics.inbound]
-        await admin.delete_topics(names, timeout_ms=30_000)
+        await admin.delete_topics(topics.all, timeout_ms=30_000)
     finally:
         await admin.close()
 
@@ -444,7 +496,10 @@ def _die_with_parent() -> None:
 class WorkerProcess:
     """`claim-scrubber worker` (or `intake`) as a child process whose log lines are kept."""
 
-    def __init__(self, env: dict[str, str], name: str, command: str = "worker") -> None:
+    def __init__(
+        self, env: dict[str, str], name: str, command: str = "worker", cwd: Path | None = None
+    ) -> None:
+        """`cwd`: the working directory (default: the repository's root)."""
         self.name = name
         self.lines: list[str] = []
         self.stderr_lines: list[str] = []
@@ -455,7 +510,7 @@ class WorkerProcess:
         self.process = subprocess.Popen(
             [WORKER[0], command],
             env=full_env,
-            cwd=ROOT,
+            cwd=cwd or ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -2,8 +2,8 @@
 # Local single-node Apache Kafka (KRaft, broker+controller) on 127.0.0.1:9092/9093, with the
 # worker's secured listeners: 9094 SASL_SSL (SCRAM), 9095 mutual TLS, 9096 OAUTHBEARER.
 #   kafka.sh up     start it (fetching the jars on first use), wait until a client can list
-#                   topics, create the claim topics (and intake's inbound ones), the users and the least-privilege
-#                   ACLs of user `scrubber`, and write .kafka/secure.env (the settings a worker
+#                   topics, create the claim topics (intake's inbound ones, history's
+#                   internal ones), the users and the least-privilege ACLs of user `scrubber`, and write .kafka/secure.env (the settings a worker
 #                   needs to connect on 9094 as `scrubber`); a running broker is left as it is
 #   kafka.sh down   SIGTERM the broker and wait for it to exit; the data is kept
 #   kafka.sh clean  down, then delete the data
@@ -30,6 +30,10 @@ topics=(
   "${SCRUBBER_TOPIC_REVIEW:-claims.needs-review}"
   "${SCRUBBER_TOPIC_DEAD_LETTER:-claims.dead-letter}"
 )
+# Claim history's internal topics (contract section 10): the input re-keyed by patient, and
+# the compacted changelog with as many partitions.
+by_patient="${SCRUBBER_TOPIC_BY_PATIENT:-claims.by-patient}"
+history="${SCRUBBER_TOPIC_HISTORY:-claims.history}"
 
 say() { printf 'kafka: %s\n' "$*" >&2; }
 
@@ -128,7 +132,7 @@ acl() { java_run org.apache.kafka.tools.AclCommand --bootstrap-server "$bootstra
 # What `scrubber` may do, and nothing else: read the input topic and its group, write the three
 # outputs, use the transactional ids with the group's prefix, read the four topics' configs.
 secure_users() {
-  local marker="$data/.secure-v1" user password mechanism pids=()
+  local marker="$data/.secure-v2" user password mechanism pids=()
   if [ -f "$marker" ]; then return 0; fi
   if ! [ -f "$data/.scram-users" ]; then  # a cluster formatted before the users existed
     for user in admin scrubber; do
@@ -146,7 +150,24 @@ secure_users() {
   fi
   say "granting user scrubber its ACLs"
   grant scrubber "$group" "${topics[@]}"
+  grant_history scrubber "$group"
   touch "$marker"
+}
+
+# grant_history USER GROUP: what history on adds (the changelog is PHI-derived: grant it only
+# to the worker): write and read the re-keyed input and the changelog, the scrubbing group,
+# and its transactional ids.
+grant_history() {
+  local user=$1 group=$2 pids=()
+  acl --allow-principal "User:$user" --operation Describe --operation Read --operation Write \
+    --operation DescribeConfigs --topic "$by_patient" --topic "$history" &
+  pids+=($!)
+  acl --allow-principal "User:$user" --operation Read --group "$group.by-patient" &
+  pids+=($!)
+  acl --allow-principal "User:$user" --operation Write --operation Describe \
+    --transactional-id "$group.by-patient-$by_patient-" --resource-pattern-type prefixed &
+  pids+=($!)
+  for p in "${pids[@]}"; do wait "$p"; done
 }
 
 # grant USER GROUP INPUT CLEAN REVIEW DEAD [WITHOUT]: the ACLs a worker needs, all of them or
@@ -246,6 +267,16 @@ create_topics() {
       "${config[@]}" >/dev/null &
     pids+=($!)
   done
+  if ! grep -qxF "$by_patient" <<<"$existing"; then
+    topic_cmd --create --if-not-exists --topic "$by_patient" --partitions "$partitions" \
+      --replication-factor 1 >/dev/null &
+    pids+=($!)
+  fi
+  if ! grep -qxF "$history" <<<"$existing"; then
+    topic_cmd --create --if-not-exists --topic "$history" --partitions "$partitions" \
+      --replication-factor 1 --config cleanup.policy=compact >/dev/null &
+    pids+=($!)
+  fi
   for p in "${pids[@]}"; do wait "$p"; done
   touch "$data/.output-limits-v1"
 }
@@ -271,7 +302,8 @@ up() {
   secure_users
   write_secure_env
   say "ready on $bootstrap (secured: 9094 SASL_SSL, 9095 mutual TLS, 9096 OAUTHBEARER;" \
-    "settings in .kafka/secure.env); topics: ${topics[*]} ${inbound_topics[*]} ($partitions partitions)"
+    "settings in .kafka/secure.env); topics: ${topics[*]} ${inbound_topics[*]} $by_patient" \
+    "$history ($partitions partitions)"
 }
 
 down() {

@@ -20,6 +20,9 @@ class FakeBroker:
     journal: list[tuple[Any, ...]] = field(default_factory=list)
     committed: dict[int, int] = field(default_factory=dict)
     published: dict[int, list[bytes]] = field(default_factory=dict)
+    """Each partition's committed values (tombstones left out)."""
+    sent: dict[int, list[tuple[str, bytes | None]]] = field(default_factory=dict)
+    """Each partition's committed records: (topic, value)."""
     fail_starts: dict[int, list[BaseException]] = field(default_factory=dict)
     fail_commit: dict[int, BaseException] = field(default_factory=dict)
     fail_delivery: dict[tuple[int, int], BaseException] = field(default_factory=dict)
@@ -43,7 +46,7 @@ class FakeProducer:
         self.transactional_id = transactional_id
         self.partition = partition
         self.stopped = False
-        self._pending: list[bytes] = []
+        self._pending: list[tuple[str, bytes | None]] = []
         self._offset: int | None = None
 
     async def start(self) -> None:
@@ -64,16 +67,22 @@ class FakeProducer:
         self._pending, self._offset = [], None
 
     async def send(
-        self, topic: str, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]]
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]],
+        partition: int | None = None,
     ) -> Awaitable[Any]:
-        del topic, key, headers
+        del key, headers, partition
         delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         error = self.broker.fail_delivery.pop((self.partition, len(self._pending)), None)
         if error is None:
             delivery.set_result(None)
         else:
             delivery.set_exception(error)
-        self._pending.append(value)
+        self._pending.append((topic, value))
         return delivery
 
     async def send_offsets_to_transaction(self, offsets: dict[Any, int], group_id: str) -> None:
@@ -90,7 +99,10 @@ class FakeProducer:
         if error is not None:
             raise error
         assert self._offset is not None
-        self.broker.published.setdefault(self.partition, []).extend(self._pending)
+        self.broker.sent.setdefault(self.partition, []).extend(self._pending)
+        self.broker.published.setdefault(self.partition, []).extend(
+            value for _, value in self._pending if value is not None
+        )
         self.broker.committed[self.partition] = self._offset
         self.broker.journal.append(("commit", self.partition, self._offset))
 

@@ -265,10 +265,18 @@ class _FreezesInItsTransaction:
         await self._producer.begin_transaction()
 
     async def send(
-        self, topic: str, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]]
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]],
+        partition: int | None = None,
     ) -> Awaitable[Any]:
-        self._carrying = self._carrying or self._marker in value
-        return await self._producer.send(topic, value, key=key, headers=headers)
+        self._carrying = self._carrying or self._marker in (value or b"")
+        return await self._producer.send(
+            topic, value, key=key, headers=headers, partition=partition
+        )
 
     async def send_offsets_to_transaction(self, offsets: dict[Any, int], group_id: str) -> None:
         await self._producer.send_offsets_to_transaction(offsets, group_id)

@@ -7,8 +7,7 @@ order: resubmissions, voids, duplicate deliveries, late earlier dates, retention
 
 import hashlib
 import hmac
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import hypothesis
@@ -22,15 +21,16 @@ from claim_scrubber.scrubber import VOIDED, Accepted, Scrubber, read_claim_event
 from claim_scrubber.scrubber.history import (
     HistoryTable,
     history_document,
+    patient_key_of_record,
     read_history_document,
 )
 from tests.claims import default_event, event_bytes, patched
+from tests.history_model import WOUNDS, HistoryEvent, HistoryModel
 
 SECRET = b"test-history-key"
 RETENTION_DAYS = 30
 LIMIT, WEEKS = 2, 4
 FIRST_DAY = date(2026, 3, 1)
-WOUNDS = {"L97.412": "L97.41", "L89.153": "L89.15"}
 HIST_RULES = {"HIST-001", "HIST-002"}
 
 
@@ -46,108 +46,8 @@ def _ruleset() -> Ruleset:
 SCRUBBER = Scrubber(_ruleset(), max_message_bytes=1 << 20)
 
 
-@dataclass(frozen=True)
-class _Event:
-    member: str
-    claim: str
-    version: int
-    day: int
-    diagnosis: str
-    voided: bool
-    late_by: int
-
-    @property
-    def service_date(self) -> date:
-        return FIRST_DAY + timedelta(days=self.day)
-
-    @property
-    def occurred_on(self) -> date:
-        return self.service_date + timedelta(days=self.late_by)
-
-    def payload(self) -> bytes:
-        occurred = datetime.combine(self.occurred_on, datetime.min.time())
-        document = patched(
-            default_event(),
-            {
-                "event_id": f"{self.claim}-v{self.version}-{'void' if self.voided else 'sub'}",
-                "event_type": "claim.voided" if self.voided else "claim.submitted",
-                "occurred_at": occurred.isoformat() + "Z",
-                "claim.claim_id": self.claim,
-                "claim.claim_version": self.version,
-                "claim.patient.member_id": self.member,
-                "claim.diagnoses": ["E11.621", self.diagnosis],
-                "claim.lines[0].service_date": self.service_date.isoformat(),
-                "claim.lines[1].service_date": self.service_date.isoformat(),
-            },
-        )
-        return event_bytes(document)
-
-
-@dataclass
-class _Claim:
-    version: int
-    voided: bool
-    last_day: date
-    applications: list[tuple[date, str]] = field(default_factory=list)
-
-
-class _Model:
-    """Every claim of every patient as applied; the HIST answers by scanning them all."""
-
-    def __init__(self) -> None:
-        self.claims: dict[str, dict[str, _Claim]] = {}
-
-    def apply(self, event: _Event) -> None:
-        claims = self.claims.setdefault(event.member, {})
-        known = claims.get(event.claim)
-        if event.voided:
-            version = event.version if known is None else max(event.version, known.version)
-            last = event.service_date if known is None else max(known.last_day, event.service_date)
-            claims[event.claim] = _Claim(version, voided=True, last_day=last)
-        elif known is None or known.version < event.version:
-            claims[event.claim] = _Claim(
-                event.version,
-                voided=False,
-                last_day=event.service_date,
-                applications=[(event.service_date, WOUNDS[event.diagnosis])],
-            )
-        else:
-            return
-        cutoff = event.occurred_on - timedelta(days=RETENTION_DAYS)
-        for claim_id, claim in list(claims.items()):
-            claim.applications = [a for a in claim.applications if a[0] >= cutoff]
-            if claim.last_day < cutoff:
-                del claims[claim_id]
-
-    def findings(self, event: _Event) -> set[str]:
-        """The HIST rules this submission breaks, judged before it is applied."""
-        wound = WOUNDS[event.diagnosis]
-        others = [
-            (day, claim_id)
-            for claim_id, claim in self.claims.get(event.member, {}).items()
-            if claim_id != event.claim
-            for day, other_wound in claim.applications
-            if other_wound == wound
-        ]
-        first = event.service_date - timedelta(days=WEEKS * 7 - 1)
-        dates = {day for day, _ in others if first <= day <= event.service_date}
-        found = set()
-        if len(dates | {event.service_date}) > LIMIT:
-            found.add("HIST-001")
-        if any(day == event.service_date for day, _ in others):
-            found.add("HIST-002")
-        return found
-
-    def history_of(self, member: str) -> set[tuple[str, date, str]]:
-        return {
-            (claim_id, day, wound)
-            for claim_id, claim in self.claims.get(member, {}).items()
-            for day, wound in claim.applications
-        }
-
-
 _events = st.builds(
-    _Event,
+    HistoryEvent,
     member=st.sampled_from(["M-1", "M-2"]),
     claim=st.sampled_from([f"C-{n}" for n in range(10)]),
     version=st.integers(1, 3),
@@ -162,7 +62,7 @@ _streams = st.lists(_events, min_size=8, max_size=40).flatmap(
 """Streams in which events repeat (a duplicate delivery is the same event again)."""
 
 
-def _decide(table: HistoryTable, event: _Event) -> Any:
+def _decide(table: HistoryTable, event: HistoryEvent) -> Any:
     return SCRUBBER.decide(
         event.payload(),
         result_source={"topic": "t", "partition": 0, "offset": 0},
@@ -175,10 +75,10 @@ def _decide(table: HistoryTable, event: _Event) -> Any:
 @settings(max_examples=200)
 @given(_streams)
 def test_hist_findings_and_the_history_kept_equal_the_brute_force_models(
-    stream: list[_Event],
+    stream: list[HistoryEvent],
 ) -> None:
     table = HistoryTable(SECRET, retention_days=RETENTION_DAYS)
-    model = _Model()
+    model = HistoryModel(limit=LIMIT, weeks=WEEKS, retention_days=RETENTION_DAYS)
     changelog: dict[str, bytes | None] = {}
     for event in stream:
         decision = _decide(table, event)
@@ -202,11 +102,13 @@ def test_hist_findings_and_the_history_kept_equal_the_brute_force_models(
         kept = {(a.claim_id, a.service_date, a.wound) for a in table.of(key).applications}
         assert kept == model.history_of(member)
         assert restored.of(key) == table.of(key), "the changelog restores the same history"
+    counted = sum(len(table.of(_patient(table, m)).applications) for m in ("M-1", "M-2"))
+    assert table.application_count == restored.application_count == counted
 
 
 def _patient(table: HistoryTable, member: str) -> str:
     read = read_claim_event(
-        _Event(member, "C-0", 1, 0, "L97.412", voided=False, late_by=0).payload(),
+        HistoryEvent(member, "C-0", 1, 0, "L97.412", voided=False, late_by=0).payload(),
         max_bytes=1 << 20,
     )
     assert isinstance(read, Accepted)
@@ -215,8 +117,8 @@ def _patient(table: HistoryTable, member: str) -> str:
     return key
 
 
-def _submission(claim: str, version: int = 1, day: int = 0, member: str = "M-1") -> _Event:
-    return _Event(member, claim, version, day, "L97.412", voided=False, late_by=0)
+def _submission(claim: str, version: int = 1, day: int = 0, member: str = "M-1") -> HistoryEvent:
+    return HistoryEvent(member, claim, version, day, "L97.412", voided=False, late_by=0)
 
 
 def test_a_duplicate_delivery_changes_nothing_and_finds_no_duplicate_billing() -> None:
@@ -253,7 +155,7 @@ def test_a_higher_version_replaces_the_claims_entries_and_an_older_one_changes_n
 def test_a_void_removes_the_claims_applications_and_its_replay_does_not_bring_them_back() -> None:
     table = HistoryTable(SECRET)
     _decide(table, _submission("C-1"))
-    void = _decide(table, _Event("M-1", "C-1", 1, 0, "L97.412", voided=True, late_by=0))
+    void = _decide(table, HistoryEvent("M-1", "C-1", 1, 0, "L97.412", voided=True, late_by=0))
     replayed = _decide(table, _submission("C-1"))
 
     assert void.outcome == VOIDED
@@ -293,7 +195,7 @@ def test_a_claim_without_a_member_id_has_no_history_and_no_hist_rule_runs() -> N
 
 def test_the_patient_key_is_an_hmac_of_payer_kind_and_member_id_trimmed_and_upper_cased() -> None:
     table = HistoryTable(SECRET)
-    lower = _Event(" m-1 ", "C-1", 1, 0, "L97.412", voided=False, late_by=0)
+    lower = HistoryEvent(" m-1 ", "C-1", 1, 0, "L97.412", voided=False, late_by=0)
     read = read_claim_event(lower.payload(), max_bytes=1 << 20)
     assert isinstance(read, Accepted)
 
@@ -302,6 +204,17 @@ def test_the_patient_key_is_an_hmac_of_payer_kind_and_member_id_trimmed_and_uppe
     assert key == _patient(table, "M-1")
     assert key == hmac.new(SECRET, b"medicare|M-1", hashlib.sha256).hexdigest()
     assert key != _patient(HistoryTable(b"another key"), "M-1")
+
+
+def test_the_re_keying_stage_reads_the_same_patient_key_from_the_record_unvalidated() -> None:
+    event = HistoryEvent(" m-1 ", "C-1", 1, 0, "L97.412", voided=False, late_by=0)
+    table = HistoryTable(SECRET)
+
+    assert patient_key_of_record(SECRET, event.payload()) == _patient(table, "M-1")
+    no_member = event_bytes(patched(default_event(), {"claim.patient.member_id": None}))
+    assert patient_key_of_record(SECRET, no_member) is None
+    for broken in (b"", b"not json", b"[]", b'{"claim": {"payer": {"kind": 7}}}'):
+        assert patient_key_of_record(SECRET, broken) is None
 
 
 def test_the_changelog_value_round_trips_and_an_empty_history_is_a_tombstone() -> None:

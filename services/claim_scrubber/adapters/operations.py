@@ -11,6 +11,7 @@ payer id or anything from a claim.
 
 import asyncio
 import contextlib
+import functools
 import platform
 import threading
 import time
@@ -40,6 +41,7 @@ __all__ = [
 _PREFIX: Final = "claim_scrubber_"
 _LATENCY_BUCKETS: Final = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 _DURATION_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+_RESTORE_BUCKETS: Final = (0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _BATCH_BUCKETS: Final = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
 _LIVENESS_GRACE_S: Final = 10.0
 PARTITION_STATES: Final = ("assigned", "fencing", "owned", "fenced", "revoked")
@@ -71,6 +73,10 @@ class _PartitionStateCollector(Collector):
 
 
 _BEAT_INTERVAL_S: Final = 1.0
+
+
+def _nth(source: Callable[[], tuple[int, int, int]], index: int) -> float:
+    return source()[index]
 
 
 class StageMetrics:
@@ -156,6 +162,29 @@ class StageMetrics:
         ).labels(version=__version__, python=platform.python_version()).set(1)  # fmt: skip
         for result in ("committed", "aborted", "fenced"):
             self.transactions.labels(result=result)
+        self.history_restore_seconds = Histogram(
+            f"{_PREFIX}history_restore_seconds", "Time to read one partition's claim history "
+            "back from the changelog (after each fence; the partition waits meanwhile)",
+            buckets=_RESTORE_BUCKETS, registry=registry,
+        )  # fmt: skip
+        self.history_restored_records = Counter(
+            f"{_PREFIX}history_restored_records", "Changelog records read back into claim "
+            "history", registry=registry,
+        )  # fmt: skip
+        self._history = {
+            measure: Gauge(f"{_PREFIX}history_{measure}", what, registry=registry)
+            for measure, what in (
+                ("patients", "Patients in the claim history this process holds"),
+                ("applications", "Q4390 applications in the claim history this process holds"),
+                ("bytes", "Changelog bytes of the claim history this process holds"),
+            )
+        }
+
+    def watch_history(self, size: Callable[[], tuple[int, int, int]]) -> None:
+        """Report `size()` (patients, applications, bytes) as the claim_scrubber_history_*
+        gauges, read at scrape time."""
+        for index, gauge in enumerate(self._history.values()):
+            gauge.set_function(functools.partial(_nth, size, index))
 
     def committed(
         self,

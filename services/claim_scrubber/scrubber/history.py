@@ -24,20 +24,40 @@ __all__ = [
     "HistoryTable",
     "history_document",
     "patient_key",
+    "patient_key_of_record",
     "read_history_document",
 ]
 
 DEFAULT_RETENTION_DAYS: Final = 400
 
 
+def _patient_key(secret: bytes, payer_kind: str, member_id: str | None) -> str | None:
+    if member_id is None or not member_id.strip():
+        return None
+    text = f"{payer_kind}|{member_id.strip().upper()}"
+    return hmac.new(secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def patient_key(secret: bytes, event: ClaimEvent) -> str | None:
     """Contract section 10: lowercase hex HMAC-SHA256 over `payer.kind|member_id` (trimmed,
     upper-cased); None when the claim names no member (it has no history)."""
     member = event.claim.patient.member_id if event.claim.patient else None
-    if member is None or not member.strip():
+    return _patient_key(secret, event.claim.payer.kind.value, member)
+
+
+def patient_key_of_record(secret: bytes, value: bytes) -> str | None:
+    """The patient key of a ClaimEvent record, read without validating the event (the
+    re-keying stage; the scrubbing stage validates): the same key `patient_key` gives the
+    event once valid, None when the record names no payer kind and member as text."""
+    try:
+        document = orjson.loads(value)
+        claim = document["claim"]
+        kind, member = claim["payer"]["kind"], claim["patient"]["member_id"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
         return None
-    text = f"{event.claim.payer.kind.value}|{member.strip().upper()}"
-    return hmac.new(secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
+    if not isinstance(kind, str) or not isinstance(member, str):
+        return None
+    return _patient_key(secret, kind, member)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +87,7 @@ class HistoryTable:
         self._secret = secret
         self._retention = timedelta(days=retention_days)
         self._patients: dict[str, PatientHistory] = {}
+        self._applications = 0
 
     def patient_of(self, event: ClaimEvent) -> str | None:
         """The claim's patient key (None: no member id, so no history)."""
@@ -102,17 +123,21 @@ class HistoryTable:
 
     @property
     def application_count(self) -> int:
-        return sum(len(history.applications) for history in self._patients.values())
+        return self._applications
 
     def of(self, patient: str) -> PatientHistory:
         return self._patients.get(patient, _EMPTY)
 
     def restore(self, patient: str, history: PatientHistory) -> None:
         """Take a patient's history as the changelog holds it (empty: forget the patient)."""
+        before = self._patients.get(patient)
         if history.is_empty:
             self._patients.pop(patient, None)
         else:
             self._patients[patient] = history
+            self._applications += len(history.applications)
+        if before is not None:
+            self._applications -= len(before.applications)
 
     def submitted(self, patient: str, claim: ClaimSeen, occurred_on: date) -> HistoryChange | None:
         """A claim (or a new version of it) was scrubbed: its applications replace those of

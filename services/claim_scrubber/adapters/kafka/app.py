@@ -1,17 +1,20 @@
 """The two stages composed: the worker (claim events to scrub results) and intake (837P and
 FHIR to claim events), each the same runtime (runtime.py) with its own mapping and topics."""
 
-from typing import Final
+from typing import Any, Final
 
 from faststream import FastStream
+from pydantic import BaseModel
 from structlog.typing import FilteringBoundLogger
 
 from claim_scrubber.adapters.conversion import Format, Intake
+from claim_scrubber.adapters.kafka.history import HistoryTables
 from claim_scrubber.adapters.kafka.intake_mapping import IntakeMapping
-from claim_scrubber.adapters.kafka.outbound import OutputTopics
+from claim_scrubber.adapters.kafka.outbound import OutputTopics, RecordMapping
 from claim_scrubber.adapters.kafka.ownership import (
     ProducerFactory,
 )
+from claim_scrubber.adapters.kafka.rekey_mapping import RekeyMapping
 from claim_scrubber.adapters.kafka.runtime import StageFailure, StreamSpec, stage_application
 from claim_scrubber.adapters.kafka.scrub_mapping import ScrubMapping
 from claim_scrubber.adapters.kafka.security import KafkaConnection
@@ -56,41 +59,79 @@ def build_app(
     aiokafka's transactional producers (tests); `failure` receives the reason when the worker
     stops itself (a permission the broker refuses), after a graceful stop.
     """
-    return stage_application(
-        settings,
-        Stage.worker(settings),
-        scrubber.ruleset,
-        log,
-        streams=[
+    stage = Stage.worker(settings)
+    history = None
+    if settings.history_on:
+        history = HistoryTables(settings.history_secret(), settings.history_retention_days)
+    streams = [
+        StreamSpec(
+            settings.topic_input,
+            f"{settings.topic_input}:scrub",
+            "ClaimEvent JSON, schema_version 1 (schemas/claim-event.schema.json)",
+        )
+    ]
+    publishers: list[tuple[str, type[BaseModel] | None, str]] = [
+        (settings.topic_clean, ScrubResult, "ScrubResult with outcome clean, keyed by claim_id"),
+        (settings.topic_review, ScrubResult, "ScrubResult with outcome needs_review"),
+        (settings.topic_dead_letter, DeadLetter, "DeadLetter with the original bytes, input key"),
+    ]
+    if history is not None:
+        streams = [
             StreamSpec(
                 settings.topic_input,
-                f"{settings.topic_input}:scrub",
-                "ClaimEvent JSON, schema_version 1 (schemas/claim-event.schema.json)",
-            )
-        ],
-        mapping_for=lambda _, sizes: ScrubMapping(
+                f"{settings.topic_input}:rekey",
+                f"ClaimEvent JSON, re-keyed by patient to {settings.topic_by_patient} (history on)",
+            ),
+            StreamSpec(
+                settings.topic_by_patient,
+                f"{settings.topic_by_patient}:scrub",
+                "ClaimEvent JSON keyed by patient, scrubbed against the patient's history",
+                history=True,
+            ),
+        ]
+        publishers += [
+            (
+                settings.topic_by_patient,
+                ClaimEvent,
+                "the input record unchanged, keyed by patient (internal)",
+            ),
+            (
+                settings.topic_history,
+                None,
+                "a patient's Q4390 applications and claims seen (JSON, contract section 10), "
+                "or a tombstone; compacted (internal, PHI-derived)",
+            ),
+        ]
+
+    def mapping_for(topic: str, sizes: dict[str, int]) -> RecordMapping[Any]:
+        scrubbing = ScrubMapping(
             scrubber=scrubber,
             topics=_output_topics(settings, sizes),
             worker_id=settings.worker_id,
-        ),
-        publishers=[
-            (
-                settings.topic_clean,
-                ScrubResult,
-                "ScrubResult with outcome clean, keyed by claim_id",
-            ),
-            (settings.topic_review, ScrubResult, "ScrubResult with outcome needs_review"),
-            (
-                settings.topic_dead_letter,
-                DeadLetter,
-                "DeadLetter with the original bytes, input key",
-            ),
-        ],
+            history=None if history is None else (history, settings.topic_history),
+        )
+        if history is not None and topic == settings.topic_input:
+            return RekeyMapping(
+                secret=settings.history_secret(),
+                output_topic=settings.topic_by_patient,
+                dead_letters=scrubbing,
+            )
+        return scrubbing
+
+    return stage_application(
+        settings,
+        stage,
+        scrubber.ruleset,
+        log,
+        streams=streams,
+        mapping_for=mapping_for,
+        publishers=publishers,
         kafka=kafka,
         producer_factory=producer_factory,
         failure=failure,
         tracing=tracing,
         description=_DESCRIPTIONS["worker"],
+        history=history,
     )
 
 

@@ -58,6 +58,14 @@ YIELD_EVERY_S: Final = 0.02
 _SIZE_ERRORS: Final = (MessageSizeTooLargeError, RecordTooLargeError)
 
 
+class PartitionTables(Protocol):
+    """State the mapping decides a partition's records against (claim history)."""
+
+    def begin(self, partition: int) -> None:
+        """The partition is decided in a new epoch: take up the state its fence restored."""
+        ...
+
+
 class Cursor(Protocol):
     """The part of aiokafka's consumer the router reads: where each partition reads next,
     and the last high-water mark it fetched (None before the first fetch)."""
@@ -103,9 +111,12 @@ class CommitLoop(Generic[Detail]):
         tracing: Tracing | None = None,
         batch_max_bytes: int | None = None,
         queued_max_records: int = 500,
+        tables: PartitionTables | None = None,
     ) -> None:
         """`queued_max_records`: the records that may wait behind the partitions'
-        transactions in flight, shared out among the assigned partitions."""
+        transactions in flight, shared out among the assigned partitions. `tables`: the
+        mapping's per-partition state, told when a partition is decided in a new epoch."""
+        self._tables = tables
         self._mapping = mapping
         self._batch_max_bytes = batch_max_bytes
         self._queued_max_records = queued_max_records
@@ -147,6 +158,35 @@ class CommitLoop(Generic[Detail]):
             return None
         return 0 if partition in self._queued else share
 
+    def _part_of(
+        self,
+        partition: int,
+        parts: dict[int, _PartitionBatch[Detail]],
+        skipped: set[int],
+        span: Span,
+    ) -> _PartitionBatch[Detail] | None:
+        """The round's share of the partition, None when its records are skipped: it is
+        not OWNED (paused or revoked since fetched), or it moved to another epoch while the
+        round was decided (a yield, a large record): those records are read again, and none
+        may touch the new epoch's state."""
+        if partition in skipped:
+            return None
+        part = parts.get(partition)
+        if part is None:
+            if not self._ownership.owns(partition):
+                skipped.add(partition)
+                return None
+            part = parts[partition] = _PartitionBatch(
+                partition, self._ownership.epoch(partition), span
+            )
+            if self._tables is not None:
+                self._tables.begin(partition)
+        elif self._ownership.epoch(partition) != part.epoch:
+            del parts[partition]
+            skipped.add(partition)
+            return None
+        return part
+
     async def _handle(
         self, records: Sequence[InputRecord], consumer: Cursor, span: Span, rewound: set[int]
     ) -> None:
@@ -165,17 +205,11 @@ class CommitLoop(Generic[Detail]):
                 await asyncio.sleep(0)
                 yielded = time.perf_counter()
             partition = record.partition
-            if partition in skipped:
-                continue
-            part = parts.get(partition)
+            part = self._part_of(partition, parts, skipped, span)
             if part is None:
-                if not self._ownership.owns(partition):  # paused or revoked since fetched
-                    skipped.add(partition)
-                    continue
+                continue
+            if partition not in rooms:
                 rooms[partition] = self._room(partition, share)
-                part = parts[partition] = _PartitionBatch(
-                    partition, self._ownership.epoch(partition), span
-                )
             room = rooms[partition]
             if room is not None and len(part.routed) >= room:
                 consumer.seek(TopicPartition(record.topic, partition), record.offset)
@@ -376,6 +410,8 @@ class CommitLoop(Generic[Detail]):
         trace_id = Tracing.trace_id(part.span)
         for routed in part.routed:
             line = self._mapping.audit(routed, committed_ms, trace_id)
+            if line is None:
+                continue
             if line.warning:
                 self._log.warning(line.event, **line.fields)
             else:

@@ -90,6 +90,7 @@ class OutputTopics:
 
 
 Detail = TypeVar("Detail")
+Detail_co = TypeVar("Detail_co", covariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +110,11 @@ class AuditLine:
 
 
 @dataclass(frozen=True, slots=True)
-class Routed(Generic[Detail]):
+class Routed(Generic[Detail_co]):
     """One input record, what it was decided to be, and the records to publish for it."""
 
     record: InputRecord
-    detail: Detail
+    detail: Detail_co
     outputs: tuple[OutboundRecord, ...]
     counts: MetricCounts
     traceparent: bytes | None = None
@@ -142,7 +143,10 @@ class RecordMapping(Protocol[Detail]):
 
     def audit(
         self, routed: Routed[Detail], committed_ms: float, trace_id: str | None = None
-    ) -> AuditLine: ...
+    ) -> AuditLine | None:
+        """The committed record's audit line (None: a stage that decides nothing, the
+        re-keying one, writes none)."""
+        ...
 
 
 def traceparent_of(record: InputRecord) -> bytes | None:

@@ -8,7 +8,7 @@ holder of that id and waits until the holder's last transaction has ended.
 
 Every partition goes through these states, and only these transitions:
 
-    ASSIGNED ──fence──▶ FENCING ──producer up, offset re-read──▶ OWNED
+    ASSIGNED ──fence──▶ FENCING ──producer up, offset re-read, state restored──▶ OWNED
        ▲                   │ fails: backoff                        │ transaction fails
        └───────────────────┴───────────────────────────────────────┤ (abort, backoff)
        ▲                                                           │ ProducerFenced
@@ -23,7 +23,8 @@ Every partition goes through these states, and only these transitions:
 - A partition is paused in the consumer from assignment (and from any failure) until it is
   OWNED again, and its position is re-read from the committed offset after the producer is
   up: InitProducerId returns only once the previous holder's transaction has completed, so
-  the offset read then is final (the one aiokafka fetched on assignment may not be).
+  the offset read then is final (the one aiokafka fetched on assignment may not be). The
+  partition's state (claim history, PartitionStore) is read back then too, for the same reason.
 - Before fencing again after a failure, the worker confirms with the group coordinator that
   it is still a current member; a stale member waits for the group to revoke the partition.
 - Every wait on the broker ends: InitProducerId, the offset re-read and each transaction
@@ -76,6 +77,7 @@ __all__ = [
     "PartitionOwnership",
     "PartitionRevokedError",
     "PartitionState",
+    "PartitionStore",
     "ProducerFactory",
     "TransactionFailedError",
     "TransactionalProducer",
@@ -136,8 +138,11 @@ class TransactionFailedError(Exception):
 class OutboundRecord:
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None
+    """None: a tombstone (the history changelog's empty history)."""
     headers: list[tuple[str, bytes]]
+    partition: int | None = None
+    """None: the producer's partitioner picks it from the key."""
 
 
 class TransactionalProducer(Protocol):
@@ -147,7 +152,13 @@ class TransactionalProducer(Protocol):
     async def stop(self) -> None: ...
     async def begin_transaction(self) -> None: ...
     async def send(
-        self, topic: str, value: bytes, *, key: bytes | None, headers: list[tuple[str, bytes]]
+        self,
+        topic: str,
+        value: bytes | None,
+        *,
+        key: bytes | None,
+        headers: list[tuple[str, bytes]],
+        partition: int | None = None,
     ) -> Awaitable[Any]: ...
     async def send_offsets_to_transaction(self, offsets: dict[Any, int], group_id: str) -> None: ...
     async def commit_transaction(self) -> None: ...
@@ -156,6 +167,14 @@ class TransactionalProducer(Protocol):
 
 ProducerFactory = Callable[[str, int], TransactionalProducer]
 """(transactional id, partition) -> a producer not yet started."""
+
+
+class PartitionStore(Protocol):
+    """State kept per input partition (claim history), written by the partition's
+    transactions: read back to its end after each fence, before the partition is OWNED."""
+
+    async def restore(self, partition: int) -> None: ...
+    def forget(self, partition: int) -> None: ...
 
 
 class GroupMember(Protocol):
@@ -242,10 +261,13 @@ class PartitionOwnership:
         fence_quarantine_s: float,
         wait_s: float,
         on_fatal: Callable[[str], None],
+        store: PartitionStore | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         """`on_fatal` is told, in one line, of a failure that retrying cannot mend (the broker
-        refused a permission); the partition stays paused and nothing of it is committed."""
+        refused a permission); the partition stays paused and nothing of it is committed.
+        `store`: the partitions' state, restored after every fence (a failure to restore is
+        a failed fence) and forgotten when the partition is revoked."""
         self._group_id = group_id
         self._input_topic = input_topic
         self._factory = producer_factory
@@ -254,6 +276,7 @@ class PartitionOwnership:
         self._fence_quarantine_s = fence_quarantine_s
         self._wait_s = wait_s
         self._on_fatal = on_fatal
+        self._store = store
         self._sleep = sleep
         self._partitions: dict[int, _Partition] = {}
         self._closed = False
@@ -324,6 +347,8 @@ class PartitionOwnership:
         async def revoke_one(entry: _Partition) -> None:
             self._cancel_recovery(entry)
             self._move(entry, PartitionState.REVOKED)
+            if self._store is not None:
+                self._store.forget(entry.number)
             async with entry.lock:
                 await self._stop_producer(entry)
 
@@ -394,7 +419,11 @@ class PartitionOwnership:
             progress.record_index = index
             deliveries.append(
                 await producer.send(
-                    record.topic, record.value, key=record.key, headers=record.headers
+                    record.topic,
+                    record.value,
+                    key=record.key,
+                    headers=record.headers,
+                    partition=record.partition,
                 )
             )
         progress.record_index = None
@@ -526,6 +555,8 @@ class PartitionOwnership:
                 entry.producer = producer
                 async with asyncio.timeout(self._wait_s):
                     await self._member.seek_to_committed(entry.number)
+                if self._store is not None:  # bounds its own waits: a large one takes a while
+                    await self._store.restore(entry.number)
             except BaseException as error:  # any failure, or cancellation: no producer left up
                 entry.producer = None
                 with contextlib.suppress(Exception):
@@ -547,6 +578,8 @@ class PartitionOwnership:
                 return False
             if not _in(entry, PartitionState.FENCING):  # revoked while fencing
                 await self._stop_producer(entry)
+                if self._store is not None:
+                    self._store.forget(entry.number)
                 return False
             self._move(entry, PartitionState.OWNED)
             return True

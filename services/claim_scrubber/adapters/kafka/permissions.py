@@ -1,6 +1,6 @@
 """The permissions a stage needs, checked at start (and, for reading, while it runs): Read on
-its group and input topics, Write on its transactional ids; refused ones stop it with one
-line naming the grant."""
+its groups, its input topics and the history changelog, Write on its transactional ids;
+refused ones stop it with one line naming the grant."""
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
@@ -28,13 +28,15 @@ def principal(kafka: KafkaConnection) -> str:
 async def check_reading(stage: Stage, kafka: KafkaConnection) -> None:
     """Raise StageError without Read on the group or on an input topic."""
     admin = admin_client(kafka)
+    group = stage.group_id
     try:
         await admin.start()
-        await admin.list_consumer_group_offsets(stage.group_id)
+        for group in dict.fromkeys(stage.group_for(topic) for topic in stage.inputs):
+            await admin.list_consumer_group_offsets(group)
     except GroupAuthorizationFailedError:
         raise StageError(
-            f"{principal(kafka)} may not read consumer group {stage.group_id} "
-            f"(the {stage.name} needs Read on its group)"
+            f"{principal(kafka)} may not read consumer group {group} "
+            f"(the {stage.name} needs Read on its groups)"
         ) from None
     except (KafkaError, OSError):
         return  # an outage: the probe reports it
@@ -45,7 +47,7 @@ async def check_reading(stage: Stage, kafka: KafkaConnection) -> None:
     topic = stage.inputs[0]
     try:
         await reader.start()
-        for topic in stage.inputs:
+        for topic in stage.read:
             partition = TopicPartition(topic, 0)
             reader.assign([partition])
             await reader.seek_to_end(partition)
@@ -53,7 +55,7 @@ async def check_reading(stage: Stage, kafka: KafkaConnection) -> None:
     except TopicAuthorizationFailedError:
         raise StageError(
             f"{principal(kafka)} may not read topic {topic} "
-            f"(the {stage.name} needs Read on its input topics)"
+            f"(the {stage.name} needs Read on the topics it reads: {', '.join(stage.read)})"
         ) from None
     except (KafkaError, OSError):
         return
@@ -67,7 +69,7 @@ async def check_permissions(stage: Stage, kafka: KafkaConnection) -> None:
     which then stops the process the same way, committing nothing)."""
     await check_reading(stage, kafka)
     for topic in stage.inputs:
-        prefix = f"{stage.group_id}-{topic}-"
+        prefix = f"{stage.group_for(topic)}-{topic}-"
         transactional_id = f"{prefix}preflight"
         producer = AIOKafkaProducer(
             **kafka.client_args(), transactional_id=transactional_id, request_timeout_ms=10_000

@@ -39,6 +39,7 @@ from claim_scrubber.adapters.kafka.group import (
     OwnershipListener,
     transactional_producers,
 )
+from claim_scrubber.adapters.kafka.history import ChangelogStore, HistoryTables
 from claim_scrubber.adapters.kafka.monitoring import StageOperations
 from claim_scrubber.adapters.kafka.outbound import RecordMapping
 from claim_scrubber.adapters.kafka.ownership import (
@@ -50,7 +51,7 @@ from claim_scrubber.adapters.kafka.permissions import check_permissions
 from claim_scrubber.adapters.kafka.probe import wait_for_broker, watch_broker
 from claim_scrubber.adapters.kafka.security import KafkaConnection, connection
 from claim_scrubber.adapters.kafka.stage import Stage
-from claim_scrubber.adapters.kafka.topic_sizes import check_topic_sizes
+from claim_scrubber.adapters.kafka.topic_sizes import check_changelog, check_topic_sizes
 from claim_scrubber.adapters.operations import (
     StageMetrics,
     beat_while_running,
@@ -99,13 +100,17 @@ class InputStream(Generic[Detail]):
         on_fatal: Callable[[str], None],
         title: str,
         description: str,
+        history: ChangelogStore | None = None,
     ) -> None:
+        """`history`: the stream's claim history, restored after each fence."""
         self.topic = topic
         self.router: CommitLoop[Detail] | None = None
         self._batch_max_bytes = settings.batch_max_bytes
         self._batch_max_records = settings.batch_max_records
+        self._tables = None if history is None else history.tables
+        group_id = stage.group_for(topic)
         self.ownership = PartitionOwnership(
-            group_id=stage.group_id,
+            group_id=group_id,
             input_topic=topic,
             producer_factory=producer_factory,
             member=ConsumerMember(lambda: subscriber.consumer, topic),
@@ -113,11 +118,12 @@ class InputStream(Generic[Detail]):
             fence_quarantine_s=settings.transaction_timeout_ms / 1000,
             wait_s=broker_wait_s(settings.transaction_timeout_ms),
             on_fatal=on_fatal,
+            store=history,
         )
         subscriber = broker.subscriber(
             # Nothing here creates a topic: a missing one is a start-up error.
             Topic(topic, declare=False),
-            group_id=stage.group_id,
+            group_id=group_id,
             batch=True,
             max_records=settings.batch_max_records,
             batch_timeout_ms=settings.batch_timeout_ms,
@@ -167,6 +173,7 @@ class InputStream(Generic[Detail]):
             tracing=tracing,
             batch_max_bytes=self._batch_max_bytes,
             queued_max_records=self._batch_max_records,
+            tables=self._tables,
         )
 
     async def stop(self) -> None:
@@ -202,6 +209,30 @@ class StreamSpec:
     topic: str
     title: str
     description: str
+    history: bool = False
+    """The stream is decided against claim history (the stage's changelog)."""
+
+
+def _history_store(
+    settings: Settings,
+    stage: Stage,
+    history: HistoryTables | None,
+    *,
+    kafka: KafkaConnection,
+    log: FilteringBoundLogger,
+    operations: StageOperations,
+) -> ChangelogStore | None:
+    if history is None or stage.changelog is None:
+        return None
+    operations.metrics.watch_history(history.size)
+    return ChangelogStore(
+        kafka=kafka,
+        topic=stage.changelog,
+        tables=history,
+        log=log,
+        metrics=operations.metrics,
+        stall_s=broker_wait_s(settings.transaction_timeout_ms),
+    )
 
 
 def stage_application(
@@ -212,15 +243,17 @@ def stage_application(
     *,
     streams: Sequence[StreamSpec],
     mapping_for: MappingFactory,
-    publishers: Sequence[tuple[str, type[BaseModel], str]],
+    publishers: Sequence[tuple[str, type[BaseModel] | None, str]],
     kafka: KafkaConnection | None,
     producer_factory: ProducerFactory | None,
     failure: StageFailure | None,
     tracing: Tracing | None,
     description: str,
+    history: HistoryTables | None = None,
 ) -> FastStream:
     """A stage as a FastStream application: consume its inputs, publish and commit exactly
-    once per input partition, audit, serve /metrics, /livez and /readyz."""
+    once per input partition, audit, serve /metrics, /livez and /readyz. `history`: the
+    claim history tables of the stream marked `history`, restored from `stage.changelog`."""
     kafka = kafka or connection(settings)
     failure = failure if failure is not None else StageFailure()
     tracing = tracing or Tracing.from_settings(
@@ -253,6 +286,7 @@ def stage_application(
         transaction_timeout_ms=settings.transaction_timeout_ms,
     )
     operations = StageOperations(settings.http_port, ruleset.version, stage.name)
+    store = _history_store(settings, stage, history, kafka=kafka, log=log, operations=operations)
     consumed: list[InputStream[Any]] = [
         InputStream(
             broker=broker,
@@ -265,6 +299,7 @@ def stage_application(
             on_fatal=stop_for_good,
             title=spec.title,
             description=spec.description,
+            history=store if spec.history else None,
         )
         for spec in streams
     ]
@@ -287,6 +322,7 @@ def stage_application(
         operations.broker_answered(answered=True)
         await check_permissions(stage, kafka)
         sizes = await check_topic_sizes(settings, stage, kafka)
+        await check_changelog(stage, kafka)
         for stream in consumed:
             stream.start(mapping_for(stream.topic, sizes.by_topic), log, metrics, tracing)
 
@@ -320,6 +356,7 @@ def stage_application(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=stage.group_id,
             input_topics=list(stage.inputs),
+            history=stage.changelog is not None,
         )
 
     async def stopping() -> None:

@@ -4,6 +4,7 @@ Pure: no Kafka client, no clock, no logging. Each document is bounded by its top
 (outbound.py), so a record never becomes an output its topic refuses.
 """
 
+from claim_scrubber.adapters.kafka.history import HistoryTables
 from claim_scrubber.adapters.kafka.outbound import (
     JSON,
     RECORD_OVERHEAD_BYTES,
@@ -19,6 +20,7 @@ from claim_scrubber.adapters.kafka.outbound import (
 )
 from claim_scrubber.adapters.kafka.ownership import OutboundRecord
 from claim_scrubber.scrubber import DEAD_LETTER, VOIDED, Decision, DocumentLimits, Scrubber
+from claim_scrubber.scrubber.history import history_document
 
 __all__ = ["ScrubMapping"]
 
@@ -26,7 +28,17 @@ __all__ = ["ScrubMapping"]
 class ScrubMapping:
     """Decides records with the scrubber and maps each decision to its output and audit."""
 
-    def __init__(self, *, scrubber: Scrubber, topics: OutputTopics, worker_id: str) -> None:
+    def __init__(
+        self,
+        *,
+        scrubber: Scrubber,
+        topics: OutputTopics,
+        worker_id: str,
+        history: tuple[HistoryTables, str] | None = None,
+    ) -> None:
+        """`history`: each partition's history table and the changelog topic its changes
+        are written to (same partition number); None: history is off."""
+        self._history = history
         self._scrubber = scrubber
         self._topics = topics
         self._worker_id = worker_id
@@ -71,6 +83,7 @@ class ScrubMapping:
             dead_letter_source=dead_letter_source,
             decided_at=decided_at,
             limits=self._limits(record.key, shrink),
+            history=None if self._history is None else self._history[0].table(record.partition),
         )
         return self._routed(record, decision)
 
@@ -95,10 +108,22 @@ class ScrubMapping:
         )
         return self._routed(record, decision)
 
+    def _changelog(self, record: InputRecord, decision: Decision) -> tuple[OutboundRecord, ...]:
+        """The history change the record made, as its changelog record (contract 10)."""
+        change = decision.history_change
+        if change is None or self._history is None:
+            return ()
+        tables, topic = self._history
+        value = history_document(change.history)
+        tables.written(record.partition, change.patient, len(value or b""))
+        return (OutboundRecord(topic, change.patient.encode(), value, [], record.partition),)
+
     def _routed(self, record: InputRecord, decision: Decision) -> Routed[Decision]:
         traceparent = traceparent_of(record)
+        changelog = self._changelog(record, decision)
         if decision.is_void:  # no result: the audit line is all (contract section 2)
-            return Routed(record, decision, (), MetricCounts((VOIDED,), (), ()), traceparent)
+            counts = MetricCounts((VOIDED,), (), ())
+            return Routed(record, decision, changelog, counts, traceparent)
         claim_id = (decision.claim_id or "").encode()
         headers = [
             ("content-type", JSON),
@@ -120,7 +145,7 @@ class ScrubMapping:
             () if decision.dead_letter_kind is None else (decision.dead_letter_kind.value,),
             decision.findings,
         )
-        return Routed(record, decision, (output,), counts, traceparent)
+        return Routed(record, decision, (output, *changelog), counts, traceparent)
 
     def audit(
         self, routed: Routed[Decision], committed_ms: float, trace_id: str | None = None
@@ -138,7 +163,7 @@ class ScrubMapping:
             "source_topic": record.topic,
             "source_partition": record.partition,
             "source_offset": record.offset,
-            "output_topic": routed.outputs[0].topic if routed.outputs else None,
+            "output_topic": None if decision.is_void else routed.outputs[0].topic,
             "latency_ms": max(0, round(committed_ms - record.timestamp)),
             "worker_id": self._worker_id,
         }

@@ -33,7 +33,7 @@ from faststream.security import (
 )
 from pydantic import SecretStr
 
-from claim_scrubber.adapters.settings import Settings, SettingsError
+from claim_scrubber.adapters.settings import Settings, SettingsError, read_secret_file
 
 __all__ = [
     "ClientCredentialsTokenProvider",
@@ -303,16 +303,6 @@ class KafkaConnection:
         )
 
 
-def _read_secret(path: Path, setting: str) -> SecretStr:
-    try:
-        text = path.read_text("utf-8").strip()
-    except (OSError, UnicodeDecodeError) as error:
-        raise SettingsError(f"cannot read {setting} {path} ({type(error).__name__})") from None
-    if not text:
-        raise SettingsError(f"{setting} {path} is empty")
-    return SecretStr(text)
-
-
 def _ssl_context(settings: Settings) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(
@@ -347,7 +337,7 @@ def connection(settings: Settings) -> KafkaConnection:
     ssl_context = _ssl_context(settings) if protocol in {"SSL", "SASL_SSL"} else None
     password = settings.kafka_sasl_password
     if password is None and settings.kafka_sasl_password_file is not None:
-        password = _read_secret(
+        password = read_secret_file(
             settings.kafka_sasl_password_file, "SCRUBBER_KAFKA_SASL_PASSWORD_FILE"
         )
     token_provider: AbstractTokenProvider | None = None
@@ -356,7 +346,7 @@ def connection(settings: Settings) -> KafkaConnection:
     elif settings.kafka_sasl_mechanism == "OAUTHBEARER":
         secret = settings.kafka_oauth_client_secret
         if secret is None and settings.kafka_oauth_client_secret_file is not None:
-            secret = _read_secret(
+            secret = read_secret_file(
                 settings.kafka_oauth_client_secret_file, "SCRUBBER_KAFKA_OAUTH_CLIENT_SECRET_FILE"
             )
         assert settings.kafka_oauth_token_url is not None

@@ -25,20 +25,54 @@ class Stage:
     dead_letter: str
     results: tuple[str, ...] = ()
     """Outputs that carry scrub results (each must hold the largest claim's result)."""
+    forwarded: tuple[str, ...] = ()
+    """Outputs that carry input records unchanged (each must hold the largest one)."""
+    changelog: str | None = None
+    """The claim history changelog the stage reads back and writes (history on)."""
+    groups: tuple[tuple[str, str], ...] = ()
+    """(input topic, consumer group) where an input is read by a group other than group_id."""
 
     @property
     def topics(self) -> list[str]:
-        return [*self.inputs, *self.outputs, self.dead_letter]
+        """Every topic the stage reads or writes, once each."""
+        changelog = () if self.changelog is None else (self.changelog,)
+        return list(dict.fromkeys([*self.inputs, *self.outputs, *changelog, self.dead_letter]))
+
+    @property
+    def read(self) -> tuple[str, ...]:
+        """The topics the stage reads: its inputs and the changelog."""
+        return self.inputs if self.changelog is None else (*self.inputs, self.changelog)
+
+    def group_for(self, topic: str) -> str:
+        """The consumer group that reads this input topic."""
+        return dict(self.groups).get(topic, self.group_id)
 
     @classmethod
     def worker(cls, settings: Settings) -> "Stage":
+        """Without history: the input to results. With history: the input re-keyed by
+        patient (group_id goes on reading the input), and that scrubbed by a group of its
+        own, with the claim history changelog (contract section 10)."""
+        results = (settings.topic_clean, settings.topic_review)
+        if not settings.history_on:
+            return cls(
+                "worker",
+                settings.group_id,
+                (settings.topic_input,),
+                results,
+                settings.topic_dead_letter,
+                results=results,
+            )
+        by_patient = settings.topic_by_patient
         return cls(
             "worker",
             settings.group_id,
-            (settings.topic_input,),
-            (settings.topic_clean, settings.topic_review),
+            (settings.topic_input, by_patient),
+            (by_patient, *results, settings.topic_history),
             settings.topic_dead_letter,
-            results=(settings.topic_clean, settings.topic_review),
+            results=results,
+            forwarded=(by_patient,),
+            changelog=settings.topic_history,
+            groups=((by_patient, settings.by_patient_group_id),),
         )
 
     @classmethod

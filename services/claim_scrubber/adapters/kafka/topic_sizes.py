@@ -23,6 +23,7 @@ __all__ = [
     "OUTPUT_TOPIC_CONFIGS",
     "TopicSizes",
     "admin_client",
+    "check_changelog",
     "check_topic_sizes",
     "describe_topics",
 ]
@@ -105,6 +106,12 @@ async def check_topic_sizes(settings: Settings, stage: Stage, kafka: KafkaConnec
             f"a dead letter of the largest record {largest_topic} accepts ({largest_input} bytes)",
         ),
     }
+    for topic in stage.forwarded:
+        source = max(
+            (t for t in stage.inputs if t not in stage.forwarded),
+            key=lambda t: sizes.by_topic[t],
+        )
+        needs[topic] = (sizes.by_topic[source], f"the largest record {source} accepts")
     largest_claim = min(largest_input, settings.max_message_bytes)
     for topic in stage.results:
         needs[topic] = (
@@ -119,3 +126,52 @@ async def check_topic_sizes(settings: Settings, stage: Stage, kafka: KafkaConnec
                 f"--entity-name {topic} --add-config {_MAX_MESSAGE_BYTES}={needed})"
             )
     return sizes
+
+
+_CLEANUP_POLICY: Final = "cleanup.policy"
+
+
+async def check_changelog(stage: Stage, kafka: KafkaConnection) -> None:
+    """History on: refuse to start unless the changelog is compacted and has as many
+    partitions as the input re-keyed by patient (a partition's history is the changelog
+    partition of the same number, contract section 10)."""
+    changelog = stage.changelog
+    if changelog is None:
+        return
+    by_patient = stage.forwarded[0]
+    admin = admin_client(kafka)
+    try:
+        await admin.start()
+        described = await admin.describe_topics([by_patient, changelog])
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, changelog, configs={_CLEANUP_POLICY: None})]
+        )
+    except (KafkaError, OSError) as error:
+        raise StageError(
+            f"cannot describe topics {by_patient} and {changelog} ({type(error).__name__})"
+        ) from None
+    finally:
+        await admin.close()
+    counts = {topic["topic"]: len(topic["partitions"]) for topic in described}
+    if counts.get(by_patient) != counts.get(changelog):
+        raise StageError(
+            f"topic {changelog} has {counts.get(changelog)} partitions and {by_patient} "
+            f"{counts.get(by_patient)}; the history changelog needs exactly as many partitions "
+            "as the input re-keyed by patient"
+        )
+    policy = next(
+        (
+            value
+            for response in responses
+            for *_, entries in response.resources
+            for name, value, *_ in entries
+            if name == _CLEANUP_POLICY
+        ),
+        None,
+    )
+    if policy != "compact":  # compact,delete would drop histories after retention.ms
+        raise StageError(
+            f"topic {changelog} has {_CLEANUP_POLICY}={policy}; the history changelog must be "
+            "compacted and never deleted (kafka-configs --alter --entity-type topics "
+            f"--entity-name {changelog} --add-config {_CLEANUP_POLICY}=compact)"
+        )
