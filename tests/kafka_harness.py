@@ -662,10 +662,12 @@ async def produce_steadily(
     values: list[bytes],
     duration_s: float,
     stop: asyncio.Event | None = None,
+    keys: Sequence[bytes | None] | None = None,
 ) -> int:
-    """Send `values` spread evenly over `duration_s`, each acknowledged before the next, until
-    `stop` is set; retry through broker outages with a fresh producer (a retried record may
-    land twice: count inputs by offset, not by what this returns). Returns how many it sent."""
+    """Send `values` (keyed by `keys`, when given) spread evenly over `duration_s`, each
+    acknowledged before the next, until `stop` is set; retry through broker outages with a
+    fresh producer (a retried record may land twice: count inputs by offset, not by what this
+    returns). Returns how many it sent."""
     producer: AIOKafkaProducer | None = None
     start = time.monotonic()
     sent = 0
@@ -684,7 +686,8 @@ async def produce_steadily(
                             bootstrap_servers=bootstrap, request_timeout_ms=5_000
                         )
                         await producer.start()
-                    await (await producer.send(topic, value))
+                    key = None if keys is None else keys[index]
+                    await (await producer.send(topic, value, key=key))
                     break
                 except Exception:  # noqa: BLE001 - broker outage: new producer, same record
                     if producer is not None:

@@ -8,6 +8,8 @@ The findings are judged against the brute-force model (tests/history_model.py), 
 the order the scrubbing stage read the records: the order of claims.by-patient.
 """
 
+import asyncio
+import signal
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
@@ -32,6 +34,7 @@ from tests.kafka_harness import (
     delete_topics,
     input_ids,
     produce,
+    produce_steadily,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -205,3 +208,124 @@ async def test_the_eleventh_application_and_a_duplicate_claim_are_found_in_histo
         for w in [0, *range(2, 12)]
     } | {("M-1-DUP", date(2026, 3, 1) + timedelta(days=21), WOUNDS[WOUND])}
     assert worker.events("history.restored"), "each partition's history is restored first"
+
+
+def _stream(patients: int, weeks: int) -> list[HistoryEvent]:
+    """Weekly applications of every patient, week by week; every fifth patient's week 3 is
+    billed again on another claim, every seventh's week 5 resubmitted a day later (version
+    2), every eleventh's week 2 voided."""
+    events = []
+    for week in range(weeks):
+        for patient in range(patients):
+            member = f"P{patient:03d}"
+            events.append(_weekly(member, week))
+            if patient % 5 == 0 and week == 3:
+                events.append(_weekly(member, 3, claim=f"{member}-DUP"))
+            if patient % 7 == 0 and week == 6:
+                events.append(_weekly(member, 5, version=2, day=7 * 5 + 1))
+            if patient % 11 == 0 and week == 8:
+                events.append(_weekly(member, 2, voided=True))
+    return events
+
+
+def _delivered_twice(events: Sequence[HistoryEvent], lag: int) -> list[HistoryEvent]:
+    """Every event twice: again `lag` events later (the tail's copies at the end)."""
+    delivered = []
+    for index, event in enumerate(events):
+        delivered.append(event)
+        if index >= lag:
+            delivered.append(events[index - lag])
+    delivered.extend(events[len(events) - lag :])
+    return delivered
+
+
+async def test_history_is_exactly_once_while_workers_are_killed_and_start_on_empty_machines(
+    kafka_bootstrap: str, history_topics: Topics, tmp_path: Path
+) -> None:
+    topics = history_topics
+    events = _stream(patients=300, weeks=14)
+    delivered = _delivered_twice(events, lag=97)
+    env = topics.env(kafka_bootstrap)
+    machines = iter(range(100))
+
+    def fresh_worker(name: str) -> WorkerProcess:
+        workdir = tmp_path / f"machine-{next(machines)}"  # an empty working directory
+        workdir.mkdir()
+        return WorkerProcess(env, name, cwd=workdir)
+
+    workers = [fresh_worker("a"), fresh_worker("b")]
+    try:
+        for worker in workers:
+            await worker.wait_for_event("worker.started")
+        async with OutputWatcher(kafka_bootstrap, topics) as watcher:
+            sending = asyncio.create_task(
+                produce_steadily(
+                    kafka_bootstrap,
+                    topics.input,
+                    [event.payload() for event in delivered],
+                    duration_s=24,
+                    keys=[event.claim.encode() for event in delivered],
+                )
+            )
+            for victim, after_s in ((0, 6), (1, 5)):  # each killed mid-stream, then replaced
+                await asyncio.sleep(after_s)
+                workers[victim].process.send_signal(signal.SIGKILL)
+                await asyncio.sleep(2)
+                workers.append(fresh_worker(f"{workers[victim].name}-replaced"))
+            await sending
+            submissions = sum(1 for event in delivered if not event.voided)
+            tally = await watcher.wait_for(submissions, timeout_s=240)
+        replay = await _judge(kafka_bootstrap, topics, tally, events)
+        found = Counter(rule for output in tally.outputs for rule in _rule_ids(output))
+        assert found["HIST-001"], found
+        assert found["HIST-002"], found
+    finally:
+        for worker in workers:
+            worker.kill()
+
+    restored = fresh_worker("restores-everything")
+    try:
+        await restored.wait_for_event("worker.started")
+        deadline = time.monotonic() + 60
+        while len(restored.events("history.restored")) < topics.partitions:
+            assert time.monotonic() < deadline, "not every partition was restored in time"
+            await asyncio.sleep(0.2)
+    finally:
+        restored.kill()
+    lines = restored.events("history.restored")
+    assert sum(line["applications"] for line in lines) == sum(
+        len(kept) for kept in replay.history().values()
+    )
+
+
+async def test_a_partition_that_moves_to_another_worker_takes_its_history_along(
+    kafka_bootstrap: str, history_topics: Topics, tmp_path: Path
+) -> None:
+    topics = history_topics
+    members = [f"R{n:02d}" for n in range(30)]
+    earlier = [_weekly(member, week) for week in range(11) for member in members]
+    later = [_weekly(member, 11) for member in members]
+    env = topics.env(kafka_bootstrap)
+    first = WorkerProcess(env, "first", cwd=tmp_path)
+    second: WorkerProcess | None = None
+    try:
+        await first.wait_for_event("worker.started")
+        async with OutputWatcher(kafka_bootstrap, topics) as watcher:
+            await produce(kafka_bootstrap, topics.input, [_record(e) for e in earlier])
+            await watcher.wait_for(len(earlier))
+            second = WorkerProcess(env, "second", cwd=tmp_path)
+            await second.wait_for_event("history.restored")  # it took partitions over
+            await produce(kafka_bootstrap, topics.input, [_record(e) for e in later])
+            tally = await watcher.wait_for(len(earlier) + len(later))
+        await _judge(kafka_bootstrap, topics, tally, [*earlier, *later])
+    finally:
+        first.kill()
+        if second is not None:
+            second.kill()
+
+    by_event = {output.body["event_id"]: output for output in tally.outputs}
+    for event in later:  # application 12 in 12 weeks, whoever scrubbed it
+        assert "HIST-001" in _rule_ids(by_event[event.event_id]), event.member
+    scrubbed_by_second = {line["event_id"] for line in second.events("claim.scrubbed")}
+    assert scrubbed_by_second, "the new owner scrubbed the claims of the partitions it took"
+    assert scrubbed_by_second <= {event.event_id for event in later}
