@@ -59,6 +59,20 @@ async def topics(kafka_bootstrap: str, request: pytest.FixtureRequest) -> AsyncI
 
 
 @pytest.fixture
+async def history_topics(
+    kafka_bootstrap: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Topics]:
+    """A test's own topics with claim history's internal ones, deleted after the test."""
+    created = await create_topics(
+        kafka_bootstrap, request.node.name[:40].replace("[", "-"), history=True
+    )
+    try:
+        yield created
+    finally:
+        await delete_topics(kafka_bootstrap, created)
+
+
+@pytest.fixture
 def workers() -> Iterator[list[WorkerProcess]]:
     """Every worker a test starts; all are killed when the test ends, pass or fail."""
     started: list[WorkerProcess] = []

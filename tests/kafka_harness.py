@@ -894,6 +894,28 @@ def worker_acls(
     ]
 
 
+def history_acls(
+    user: str, group: str, by_patient: str, changelog: str, without: str = ""
+) -> list[tuple[int, str, int, str, str, int, int]]:
+    """What history on adds to a worker's ACLs (what `kafka.sh up` grants with
+    grant_history), less the grant `without` names (read-changelog)."""
+    ops = [_DESCRIBE, _READ, ACL_WRITE, _DESCRIBE_CONFIGS]
+    bindings = [(_TOPIC, by_patient, _LITERAL, op) for op in ops]
+    bindings += [
+        (_TOPIC, changelog, _LITERAL, op)
+        for op in ops
+        if not (without == "read-changelog" and op == _READ)
+    ]
+    scrubbing = f"{group}.by-patient"
+    bindings.append((_GROUP, scrubbing, _LITERAL, _READ))
+    prefix = f"{scrubbing}-{by_patient}-"
+    bindings += [(_TRANSACTIONAL_ID, prefix, _PREFIXED, op) for op in (ACL_WRITE, _DESCRIBE)]
+    return [
+        (kind, name, pattern, f"User:{user}", "*", op, _ALLOW)
+        for kind, name, pattern, op in bindings
+    ]
+
+
 async def create_acls(
     bootstrap: str, bindings: list[tuple[int, str, int, str, str, int, int]]
 ) -> None:

@@ -9,7 +9,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from claim_scrubber.adapters.kafka.ownership import PartitionOwnership, TransactionalProducer
+from claim_scrubber.adapters.kafka.ownership import (
+    PartitionOwnership,
+    PartitionStore,
+    TransactionalProducer,
+)
 from claim_scrubber.adapters.logging import configure_logging, get_logger
 
 
@@ -21,8 +25,8 @@ class FakeBroker:
     committed: dict[int, int] = field(default_factory=dict)
     published: dict[int, list[bytes]] = field(default_factory=dict)
     """Each partition's committed values (tombstones left out)."""
-    sent: dict[int, list[tuple[str, bytes | None]]] = field(default_factory=dict)
-    """Each partition's committed records: (topic, value)."""
+    sent: dict[int, list[tuple[str, bytes | None, bytes | None]]] = field(default_factory=dict)
+    """Each partition's committed records: (topic, key, value)."""
     fail_starts: dict[int, list[BaseException]] = field(default_factory=dict)
     fail_commit: dict[int, BaseException] = field(default_factory=dict)
     fail_delivery: dict[tuple[int, int], BaseException] = field(default_factory=dict)
@@ -46,7 +50,7 @@ class FakeProducer:
         self.transactional_id = transactional_id
         self.partition = partition
         self.stopped = False
-        self._pending: list[tuple[str, bytes | None]] = []
+        self._pending: list[tuple[str, bytes | None, bytes | None]] = []
         self._offset: int | None = None
 
     async def start(self) -> None:
@@ -75,14 +79,14 @@ class FakeProducer:
         headers: list[tuple[str, bytes]],
         partition: int | None = None,
     ) -> Awaitable[Any]:
-        del key, headers, partition
+        del headers, partition
         delivery: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         error = self.broker.fail_delivery.pop((self.partition, len(self._pending)), None)
         if error is None:
             delivery.set_result(None)
         else:
             delivery.set_exception(error)
-        self._pending.append((topic, value))
+        self._pending.append((topic, key, value))
         return delivery
 
     async def send_offsets_to_transaction(self, offsets: dict[Any, int], group_id: str) -> None:
@@ -101,7 +105,7 @@ class FakeProducer:
         assert self._offset is not None
         self.broker.sent.setdefault(self.partition, []).extend(self._pending)
         self.broker.published.setdefault(self.partition, []).extend(
-            value for _, value in self._pending if value is not None
+            value for _, _, value in self._pending if value is not None
         )
         self.broker.committed[self.partition] = self._offset
         self.broker.journal.append(("commit", self.partition, self._offset))
@@ -182,7 +186,13 @@ async def settle() -> None:
 class FakeGroup:
     """PartitionOwnership over fake producers and a fake member, with the clock in hand."""
 
-    def __init__(self, *, fence_quarantine_s: float = 60.0, wait_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        fence_quarantine_s: float = 60.0,
+        wait_s: float = 30.0,
+        store: PartitionStore | None = None,
+    ) -> None:
         configure_logging(level="error")
         self.broker = FakeBroker()
         self.member = FakeMember(self.broker)
@@ -197,6 +207,7 @@ class FakeGroup:
             on_fatal=self.fatal.append,
             fence_quarantine_s=fence_quarantine_s,
             wait_s=wait_s,
+            store=store,
             sleep=self.sleep,
         )
 

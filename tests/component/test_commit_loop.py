@@ -9,6 +9,7 @@ import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date, timedelta
 from typing import Any, TypeVar
 
 import orjson
@@ -17,13 +18,14 @@ from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaConnectionError, MessageSizeTooLargeError
 
 from claim_scrubber.adapters.kafka.commit_loop import LARGE_RECORD_BYTES, MAX_ATTEMPTS, CommitLoop
+from claim_scrubber.adapters.kafka.history import HistoryTables
 from claim_scrubber.adapters.kafka.outbound import (
     RECORD_OVERHEAD_BYTES,
     InputRecord,
     OutputTopics,
     Routed,
 )
-from claim_scrubber.adapters.kafka.ownership import PartitionState
+from claim_scrubber.adapters.kafka.ownership import PartitionState, PartitionStore
 from claim_scrubber.adapters.kafka.scrub_mapping import ScrubMapping
 from claim_scrubber.adapters.logging import get_logger
 from claim_scrubber.adapters.operations import (
@@ -35,10 +37,12 @@ from claim_scrubber.adapters.operations import (
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.models import DeadLetter, ScrubResult
 from claim_scrubber.scrubber import Decision, Scrubber
+from claim_scrubber.scrubber.history import read_history_document
 from tests.claims import default_event, event_bytes, patched
-from tests.component.fakes import FakeGroup, FakeMember, settle
+from tests.component.fakes import FakeBroker, FakeGroup, FakeMember, settle
 
 TOPIC = "claims.submitted"
+HISTORY_TOPIC = "claims.history"
 DEAD_LETTER_TOPIC_BYTES = 1_048_588
 
 
@@ -92,8 +96,9 @@ class FlakyMapping(ScrubMapping):
 M = TypeVar("M", bound=FlakyMapping)
 
 
-def _mapping(kind: type[M]) -> M:
+def _mapping(kind: type[M], history: HistoryTables | None = None) -> M:
     mapping = kind(
+        history=None if history is None else (history, HISTORY_TOPIC),
         scrubber=Scrubber(load_ruleset(), max_message_bytes=1024 * 1024),
         topics=OutputTopics(
             clean="claims.clean",
@@ -112,10 +117,15 @@ def _mapping(kind: type[M]) -> M:
 
 
 class _World(FakeGroup):
-    def __init__(self) -> None:
-        super().__init__()
-        self.mapping = _mapping(FlakyMapping)
-        self.router = CommitLoop(mapping=self.mapping, ownership=self.ownership, log=get_logger())
+    def __init__(
+        self, *, store: PartitionStore | None = None, history: HistoryTables | None = None
+    ) -> None:
+        """`store` and `history`: claim history on, each partition's table in `history`."""
+        super().__init__(store=store)
+        self.mapping = _mapping(FlakyMapping, history)
+        self.router = CommitLoop(
+            mapping=self.mapping, ownership=self.ownership, log=get_logger(), tables=history
+        )
         self.consumer = FakeConsumer(self.member)
 
     def use_loop(self, **options: Any) -> None:
@@ -615,3 +625,66 @@ class TestLagWatch:
 
         assert (first, grown) == (30, 70)
         assert lag("1") is None  # nothing committed yet: no lag to state
+
+
+class _FakeChangelog:
+    """The history changelog as the fake broker committed it, read back like ChangelogStore."""
+
+    def __init__(self, tables: HistoryTables) -> None:
+        self.broker: FakeBroker | None = None
+        self.tables = tables
+        self.restores = 0
+
+    async def restore(self, partition: int) -> None:
+        assert self.broker is not None
+        self.restores += 1
+        table, sizes = self.tables.empty(), {}
+        for topic, key, value in self.broker.sent.get(partition, []):
+            if topic == HISTORY_TOPIC and key is not None:
+                table.restore(key.decode(), read_history_document(value))
+                sizes[key.decode()] = len(value or b"")
+        self.tables.restored(partition, table, sizes)
+
+    def forget(self, partition: int) -> None:
+        self.tables.forget(partition)
+
+
+def _weekly_claim(week: int, claim: str | None = None) -> bytes:
+    day = (date(2026, 3, 1) + timedelta(days=7 * week)).isoformat()
+    return event_bytes(
+        patched(
+            default_event(),
+            {
+                "event_id": f"ev-{claim or week}",
+                "claim.claim_id": claim or f"W{week}",
+                "claim.lines[0].service_date": day,
+                "claim.lines[1].service_date": day,
+            },
+        )
+    )
+
+
+class TestHistory:
+    async def test_a_change_whose_transaction_aborted_is_written_again_with_its_record(
+        self,
+    ) -> None:
+        tables = HistoryTables(b"component-history-key", 400)
+        changelog = _FakeChangelog(tables)
+        world = _World(store=changelog, history=tables)
+        changelog.broker = world.broker
+        await world.assign(range(6))
+        await world.handled([_record(0, week, _weekly_claim(week)) for week in range(3)])
+        world.broker.fail_commit[0] = KafkaConnectionError("down")
+
+        await world.handled([_record(0, 3, _weekly_claim(3))])  # aborted
+        await world.sleep.release()  # partition 0 recovers: re-read, history restored
+        await world.handled([_record(0, 3, _weekly_claim(3))])
+
+        assert changelog.restores == 6 + 1  # each partition at assignment, 0 after the abort
+        (patient,) = {key for topic, key, _ in world.broker.sent[0] if topic == HISTORY_TOPIC}
+        assert patient is not None
+        assert world.broker.committed[0] == 4
+        history = tables.table(0).of(patient.decode())
+        assert [a.claim_id for a in history.applications] == ["W0", "W1", "W2", "W3"]
+        last = [v for t, k, v in world.broker.sent[0] if t == HISTORY_TOPIC][-1]
+        assert read_history_document(last) == history, "the changelog holds week 3 too"

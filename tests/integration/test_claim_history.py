@@ -12,7 +12,7 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from claim_scrubber.scrubber.history import read_history_document
 from tests.history_model import WOUNDS, HistoryEvent, HistoryModel
@@ -30,8 +31,6 @@ from tests.kafka_harness import (
     Topics,
     WorkerProcess,
     committed_reader,
-    create_topics,
-    delete_topics,
     input_ids,
     produce,
     produce_steadily,
@@ -43,19 +42,6 @@ HIST_RULES = {"HIST-001", "HIST-002"}
 MEDICARE_LIMIT, MEDICARE_WEEKS, RETENTION_DAYS = 10, 12, 400
 """The shipped ruleset's Medicare profile and the default retention."""
 WOUND = "L97.412"
-
-
-@pytest.fixture
-async def history_topics(
-    kafka_bootstrap: str, request: pytest.FixtureRequest
-) -> AsyncIterator[Topics]:
-    created = await create_topics(
-        kafka_bootstrap, request.node.name[:40].replace("[", "-"), history=True
-    )
-    try:
-        yield created
-    finally:
-        await delete_topics(kafka_bootstrap, created)
 
 
 def _weekly(member: str, week: int, *, claim: str | None = None, **change: Any) -> HistoryEvent:
@@ -329,3 +315,41 @@ async def test_a_partition_that_moves_to_another_worker_takes_its_history_along(
     scrubbed_by_second = {line["event_id"] for line in second.events("claim.scrubbed")}
     assert scrubbed_by_second, "the new owner scrubbed the claims of the partitions it took"
     assert scrubbed_by_second <= {event.event_id for event in later}
+
+
+@pytest.mark.parametrize(
+    ("configs", "extra_partitions", "expected"),
+    [
+        ({"cleanup.policy": "delete"}, 0, "cleanup.policy=delete; the history changelog must"),
+        ({"cleanup.policy": "compact,delete"}, 0, "must be compacted and never deleted"),
+        ({"cleanup.policy": "compact"}, 1, "needs exactly as many partitions"),
+    ],
+)
+async def test_a_changelog_that_cannot_hold_history_stops_the_worker_with_one_line(
+    kafka_bootstrap: str,
+    history_topics: Topics,
+    tmp_path: Path,
+    configs: dict[str, str],
+    extra_partitions: int,
+    expected: str,
+) -> None:
+    topics = history_topics
+    wrong = f"{topics.prefix}.history-wrong"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(wrong, topics.partitions + extra_partitions, 1, topic_configs=configs)]
+        )
+        worker = WorkerProcess(
+            topics.env(kafka_bootstrap) | {"SCRUBBER_TOPIC_HISTORY": wrong}, "wrong", cwd=tmp_path
+        )
+        try:
+            assert await worker.wait() == 1
+        finally:
+            worker.kill()
+    finally:
+        await admin.delete_topics([wrong])
+        await admin.close()
+    (line,) = [line for line in worker.stderr_lines if line.strip()]
+    assert expected in line, line

@@ -28,6 +28,7 @@ from tests.kafka_harness import (
     committed_offsets,
     create_acls,
     delete_acls,
+    history_acls,
     produce,
     worker_acls,
 )
@@ -332,6 +333,38 @@ class TestRefusedStarts:
         assert "write to an output topic" in worker.stderr_lines[-1]
         assert worker.events("worker.failed")
         assert await committed_offsets(kafka_bootstrap, topics) == {}
+
+
+class TestHistoryGrants:
+    """History on as the least-privileged user: the grants `make kafka-up` gives it."""
+
+    async def _grant(self, topics: Topics, without: str = "") -> None:
+        await _grant(topics)
+        bindings = history_acls(
+            "scrubber", topics.group, topics.by_patient, topics.changelog, without
+        )
+        await create_acls("127.0.0.1:9092", bindings)
+
+    async def test_history_on_scrubs_exactly_once_over_sasl_ssl_as_the_least_privileged_user(
+        self, kafka_bootstrap: str, history_topics: Topics, workers: list[WorkerProcess]
+    ) -> None:
+        await self._grant(history_topics)
+        _start(workers, _scram_env(history_topics), "history-scram")
+        await produce(kafka_bootstrap, history_topics.input, _claims("hist", 20))
+
+        await _scrubbed_exactly_once(kafka_bootstrap, history_topics, 20, "hist")
+
+    async def test_without_read_on_the_changelog_the_worker_stops_with_one_line(
+        self, kafka_bootstrap: str, history_topics: Topics
+    ) -> None:
+        await self._grant(history_topics, "read-changelog")
+
+        result = await asyncio.to_thread(_run_worker, _scram_env(history_topics))
+
+        assert result.returncode == 1
+        line = _one_error_line(result)
+        assert f"may not read topic {history_topics.changelog}" in line, line
+        assert await committed_offsets(kafka_bootstrap, history_topics) == {}
 
 
 class TestLosingAPermission:

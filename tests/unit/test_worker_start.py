@@ -48,6 +48,20 @@ class TestBadStart:
                 "invalid setting SCRUBBER_SESSION_TIMEOUT_MS",
             ),
             ({"SCRUBBER_BATCH_MAX_RECORDS": "0"}, "invalid setting SCRUBBER_BATCH_MAX_RECORDS"),
+            (
+                {"SCRUBBER_HISTORY": "on"},
+                "SCRUBBER_HISTORY=on needs exactly one of SCRUBBER_HISTORY_KEY and "
+                "SCRUBBER_HISTORY_KEY_FILE",
+            ),
+            (
+                {"SCRUBBER_HISTORY": "on", "SCRUBBER_HISTORY_KEY_FILE": "/nonexistent/key"},
+                "cannot read SCRUBBER_HISTORY_KEY_FILE /nonexistent/key",
+            ),
+            ({"SCRUBBER_HISTORY": "yes"}, "invalid setting SCRUBBER_HISTORY"),
+            (
+                {"SCRUBBER_TOPIC_HISTORY": "claims.clean"},
+                "SCRUBBER_TOPIC_HISTORY names the same topic as SCRUBBER_TOPIC_CLEAN",
+            ),
         ],
     )
     def test_a_bad_setting_stops_the_worker_with_one_line_naming_it(

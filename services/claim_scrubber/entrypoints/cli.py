@@ -92,11 +92,14 @@ def _consume(stage: str) -> int:
     ruleset = _ruleset(settings.ruleset)
     log = get_logger(worker_id=settings.worker_id)
     failure = StageFailure()
-    if stage == "worker":
-        scrubber = Scrubber(ruleset, max_message_bytes=settings.max_message_bytes)
-        app = build_app(settings, scrubber, log, kafka=kafka, failure=failure)
-    else:
-        app = build_intake_app(settings, ruleset, log, kafka=kafka, failure=failure)
+    try:  # the history key file is read here
+        if stage == "worker":
+            scrubber = Scrubber(ruleset, max_message_bytes=settings.max_message_bytes)
+            app = build_app(settings, scrubber, log, kafka=kafka, failure=failure)
+        else:
+            app = build_intake_app(settings, ruleset, log, kafka=kafka, failure=failure)
+    except SettingsError as error:
+        raise _StartError(str(error)) from None
     try:
         asyncio.run(app.run())
     except StageError as error:

@@ -60,9 +60,10 @@ def build_app(
     stops itself (a permission the broker refuses), after a graceful stop.
     """
     stage = Stage.worker(settings)
-    history = None
+    history, secret = None, b""
     if settings.history_on:
-        history = HistoryTables(settings.history_secret(), settings.history_retention_days)
+        secret = settings.history_secret()
+        history = HistoryTables(secret, settings.history_retention_days)
     streams = [
         StreamSpec(
             settings.topic_input,
@@ -112,7 +113,7 @@ def build_app(
         )
         if history is not None and topic == settings.topic_input:
             return RekeyMapping(
-                secret=settings.history_secret(),
+                secret=secret,
                 output_topic=settings.topic_by_patient,
                 dead_letters=scrubbing,
             )
