@@ -135,10 +135,15 @@ def test_keda_scales_on_the_groups_lag_up_to_the_input_partitions(
         == _one(manifests, "Deployment")["metadata"]["name"]
     )
     assert scaled["spec"]["maxReplicaCount"] == INPUT_PARTITIONS
-    (trigger,) = scaled["spec"]["triggers"]
-    assert trigger["type"] in {"kafka", "apache-kafka"}  # apache-kafka: the one with MSK IAM
-    assert trigger["metadata"]["consumerGroup"] == config["SCRUBBER_GROUP_ID"]
-    assert trigger["metadata"]["topic"] == config["SCRUBBER_TOPIC_INPUT"]
+    group = config["SCRUBBER_GROUP_ID"]
+    lags = {(config["SCRUBBER_TOPIC_INPUT"], group)}
+    if config.get("SCRUBBER_HISTORY") == "on":  # the scrubbing stage's group, contract 10
+        lags.add((config["SCRUBBER_TOPIC_BY_PATIENT"], f"{group}.by-patient"))
+    triggers = scaled["spec"]["triggers"]
+    for trigger in triggers:
+        assert trigger["type"] in {"kafka", "apache-kafka"}  # apache-kafka: with MSK IAM
+    assert {(t["metadata"]["topic"], t["metadata"]["consumerGroup"]) for t in triggers} == lags
+    assert len(triggers) == len(lags)
 
 
 def test_the_service_monitor_scrapes_the_metrics_port_of_the_service(
@@ -168,11 +173,17 @@ def test_credentials_come_from_secrets_never_from_literals(
     assert not [m for m in manifests if m["kind"] == "Secret"], "Secrets are made out of band"
     for app in _apps(manifests):
         config = _one(manifests, "ConfigMap", app)["data"]
-        secret_settings = {"SCRUBBER_KAFKA_SASL_PASSWORD", "SCRUBBER_KAFKA_OAUTH_CLIENT_SECRET"}
+        secret_settings = {
+            "SCRUBBER_KAFKA_SASL_PASSWORD",
+            "SCRUBBER_KAFKA_OAUTH_CLIENT_SECRET",
+            "SCRUBBER_HISTORY_KEY",
+        }
         assert not secret_settings & config.keys()
         pod = _one(manifests, "Deployment", app)["spec"]["template"]["spec"]
         for setting, path in config.items():
-            if setting.startswith("SCRUBBER_KAFKA_") and setting.endswith("_FILE"):
+            if setting.endswith("_FILE") and setting.startswith(
+                ("SCRUBBER_KAFKA_", "SCRUBBER_HISTORY_")
+            ):
                 assert "secret" in _mounted_volume(pod, path), f"{app}: {setting} from a Secret"
 
 
@@ -256,10 +267,13 @@ def _keda_sasl(config: dict[str, str]) -> str | None:
     return None if mechanism is None else _KEDA_SASL[mechanism]
 
 
-def test_keda_reads_the_lag_signed_in_as_the_worker_is(manifests: list[dict[str, Any]]) -> None:
+@pytest.mark.parametrize("index", [0, 1], ids=["input", "by-patient"])
+def test_keda_reads_the_lag_signed_in_as_the_worker_is(
+    manifests: list[dict[str, Any]], index: int
+) -> None:
     config = _one(manifests, "ConfigMap")["data"]
     deployment = _one(manifests, "Deployment")
-    (trigger,) = _one(manifests, "ScaledObject")["spec"]["triggers"]
+    trigger = _one(manifests, "ScaledObject")["spec"]["triggers"][index]
     metadata = trigger["metadata"]
     protocol = config.get("SCRUBBER_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
 
