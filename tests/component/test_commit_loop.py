@@ -688,3 +688,27 @@ class TestHistory:
         assert [a.claim_id for a in history.applications] == ["W0", "W1", "W2", "W3"]
         last = [v for t, k, v in world.broker.sent[0] if t == HISTORY_TOPIC][-1]
         assert read_history_document(last) == history, "the changelog holds week 3 too"
+
+    async def test_a_partition_is_not_owned_and_the_stage_not_ready_while_history_restores(
+        self,
+    ) -> None:
+        restored = asyncio.Event()
+
+        class SlowChangelog(_FakeChangelog):
+            async def restore(self, partition: int) -> None:
+                await restored.wait()
+                await super().restore(partition)
+
+        tables = HistoryTables(b"component-history-key", 400)
+        changelog = SlowChangelog(tables)
+        world = _World(store=changelog, history=tables)
+        changelog.broker = world.broker
+        await world.assign([0])
+
+        assert world.ownership.state(0) is PartitionState.FENCING
+        assert not world.ownership.settled, "/readyz answers 503 meanwhile"
+        assert world.member.paused == {0}, "none of its records is fetched before"
+        restored.set()
+        await settle()
+        assert world.ownership.state(0) is PartitionState.OWNED
+        assert world.ownership.settled

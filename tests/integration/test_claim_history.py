@@ -31,6 +31,8 @@ from tests.kafka_harness import (
     Topics,
     WorkerProcess,
     committed_reader,
+    free_port,
+    http_get,
     input_ids,
     produce,
     produce_steadily,
@@ -165,7 +167,9 @@ async def test_the_eleventh_application_and_a_duplicate_claim_are_found_in_histo
     events.append(_weekly("M-1", 10, version=2))  # week 10 again: now application 10 of 10
     events.append(_weekly("M-1", 11))  # application 11 in the 12 weeks ending week 11
     events.append(_weekly("M-2", 0))  # another patient: nothing of M-1's counts for M-2
-    worker = WorkerProcess(topics.env(kafka_bootstrap), "history-worker", cwd=tmp_path)
+    port = free_port()
+    env = topics.env(kafka_bootstrap) | {"SCRUBBER_HTTP_PORT": str(port)}
+    worker = WorkerProcess(env, "history-worker", cwd=tmp_path)
     try:
         await worker.wait_for_event("worker.started")
         async with OutputWatcher(kafka_bootstrap, topics) as watcher:
@@ -177,6 +181,7 @@ async def test_the_eleventh_application_and_a_duplicate_claim_are_found_in_histo
             )
             tally = await watcher.wait_for(len(events) - 1)
         replay = await _judge(kafka_bootstrap, topics, tally, events)
+        status, metrics = http_get(port, "/metrics")
     finally:
         worker.kill()
 
@@ -194,6 +199,16 @@ async def test_the_eleventh_application_and_a_duplicate_claim_are_found_in_histo
         for w in [0, *range(2, 12)]
     } | {("M-1-DUP", date(2026, 3, 1) + timedelta(days=21), WOUNDS[WOUND])}
     assert worker.events("history.restored"), "each partition's history is restored first"
+    assert status == 200
+    applications = sum(len(kept) for kept in replay.history().values())
+    for line in (
+        "claim_scrubber_history_patients 2.0",
+        f"claim_scrubber_history_applications {float(applications)}",
+        f"claim_scrubber_history_restore_seconds_count {float(topics.partitions)}",
+    ):
+        assert line in metrics.splitlines(), line
+    (size,) = [m for m in metrics.splitlines() if m.startswith("claim_scrubber_history_bytes ")]
+    assert float(size.split()[1]) > 0
 
 
 def _stream(patients: int, weeks: int) -> list[HistoryEvent]:
