@@ -17,15 +17,16 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Final
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.convert import bench_convert
+from bench.history import history_memory, restore_rate
 from claim_scrubber.adapters.kafka.security import KafkaConnection, connection
 from claim_scrubber.adapters.kafka.topic_sizes import OUTPUT_TOPIC_CONFIGS
 from claim_scrubber.adapters.ruleset_file import load_ruleset
@@ -39,20 +40,28 @@ LOGS = ROOT / "build" / "bench"
 PARTITIONS = 6
 WORKER = [str(Path(sys.executable).with_name("claim-scrubber")), "worker"]
 PASSTHROUGH = [sys.executable, "-m", "bench.passthrough"]
+HISTORY_KEY = "bench-history-key-0123456789abcdef"
 
 
 def _golden_claims() -> list[dict[str, Any]]:
     return [json.loads(path.read_text("utf-8")) for path in GOLDEN]
 
 
+PATIENTS: Final = 20_000
+"""Patients the end-to-end claims belong to (5 claims each in a run of 100,000)."""
+
+
 def _claim_values(count: int, tag: str) -> list[bytes]:
-    """`count` realistic claim events (the golden mix), each with its own ids."""
+    """`count` realistic claim events (the golden mix), each with its own ids, of PATIENTS
+    patients (a golden claim that names a member)."""
     claims = _golden_claims()
     values = []
     for n in range(count):
         event = claims[n % len(claims)]
         event["event_id"] = f"{tag}-{n}"
         event["claim"]["claim_id"] = f"{tag}-{n}"
+        if (event["claim"].get("patient") or {}).get("member_id"):
+            event["claim"]["patient"]["member_id"] = f"M{n % PATIENTS:06d}"
         values.append(json.dumps(event, separators=(",", ":")).encode())
     return values
 
@@ -88,13 +97,26 @@ def bench_core(seconds: float) -> dict[str, float]:
 
 
 class Topics:
-    def __init__(self, phase: str) -> None:
+    def __init__(self, phase: str, *, history: bool = False) -> None:
+        """`history`: claim history on, with its internal topics."""
         self.prefix = f"bench.{phase}.{uuid.uuid4().hex[:6]}"
         self.input = f"{self.prefix}.submitted"
         self.outputs = [
             f"{self.prefix}.{name}" for name in ("clean", "needs-review", "dead-letter")
         ]
         self.group = f"{self.prefix}.group"
+        self.history = history
+        self.by_patient = f"{self.prefix}.by-patient"
+        self.changelog = f"{self.prefix}.history"
+
+    @property
+    def scrubbing_group(self) -> str:
+        """The group that commits once a claim is scrubbed."""
+        return f"{self.group}.by-patient" if self.history else self.group
+
+    @property
+    def internal(self) -> list[str]:
+        return [self.by_patient, self.changelog] if self.history else []
 
     def env(self, kafka: KafkaConnection) -> dict[str, str]:
         clean, review, dead = self.outputs
@@ -104,15 +126,28 @@ class Topics:
             for k, v in os.environ.items()
             if not k.startswith("SCRUBBER_") or k.startswith("SCRUBBER_KAFKA_")
         }
-        return base | {
-            "SCRUBBER_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "SCRUBBER_GROUP_ID": self.group,
-            "SCRUBBER_TOPIC_INPUT": self.input,
-            "SCRUBBER_TOPIC_CLEAN": clean,
-            "SCRUBBER_TOPIC_REVIEW": review,
-            "SCRUBBER_TOPIC_DEAD_LETTER": dead,
-            "SCRUBBER_WORKER_ID": self.prefix,
-        }
+        return (
+            base
+            | {
+                "SCRUBBER_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+                "SCRUBBER_GROUP_ID": self.group,
+                "SCRUBBER_TOPIC_INPUT": self.input,
+                "SCRUBBER_TOPIC_CLEAN": clean,
+                "SCRUBBER_TOPIC_REVIEW": review,
+                "SCRUBBER_TOPIC_DEAD_LETTER": dead,
+                "SCRUBBER_WORKER_ID": self.prefix,
+            }
+            | (
+                {
+                    "SCRUBBER_HISTORY": "on",
+                    "SCRUBBER_HISTORY_KEY": HISTORY_KEY,
+                    "SCRUBBER_TOPIC_BY_PATIENT": self.by_patient,
+                    "SCRUBBER_TOPIC_HISTORY": self.changelog,
+                }
+                if self.history
+                else {}
+            )
+        )
 
     async def create(self, kafka: KafkaConnection) -> None:
         admin = AIOKafkaAdminClient(**kafka.client_args())
@@ -125,6 +160,17 @@ class Topics:
                         NewTopic(t, PARTITIONS, 1, topic_configs=OUTPUT_TOPIC_CONFIGS)
                         for t in self.outputs
                     ),
+                    *(
+                        NewTopic(
+                            t,
+                            PARTITIONS,
+                            1,
+                            topic_configs={"cleanup.policy": "compact"}
+                            if t == self.changelog
+                            else {},
+                        )
+                        for t in self.internal
+                    ),
                 ]
             )
         finally:
@@ -136,7 +182,7 @@ class Topics:
         admin = AIOKafkaAdminClient(**kafka.client_args())
         await admin.start()
         try:
-            await admin.delete_topics([self.input, *self.outputs])
+            await admin.delete_topics([self.input, *self.outputs, *self.internal])
         finally:
             await admin.close()
 
@@ -186,9 +232,15 @@ async def bench_drain(
     phase: str,
     values: list[bytes],
     extra_env: dict[str, str] | None = None,
+    *,
+    history: bool = False,
+    after: Callable[[Topics], Awaitable[dict[str, float]]] | None = None,
 ) -> dict[str, float]:
-    """Preload `values`, start `command`, and time it from its first commit to its last."""
-    topics = Topics(phase)
+    """Preload `values`, start `command`, and time it from its first commit to its last (of
+    the scrubbing group: with `history` on, the one reading the input re-keyed by patient).
+    `after` measures more on the phase's topics once the process has stopped."""
+    topics = Topics(phase, history=history)
+    measured: dict[str, float] = {}
     await topics.create(kafka)
     await _preload(kafka, topics.input, values)
     env = topics.env(kafka) | (extra_env or {})
@@ -201,7 +253,7 @@ async def bench_drain(
     try:
         deadline = time.monotonic() + 600
         while True:
-            committed = await _committed_total(admin, topics.group)
+            committed = await _committed_total(admin, topics.scrubbing_group)
             now = time.monotonic()
             rss_max = max(rss_max, _rss_mb(process.pid))
             if committed and first_at is None:
@@ -216,11 +268,15 @@ async def bench_drain(
         await admin.close()
         process.terminate()
         process.wait(timeout=60)
-        await topics.delete(kafka)
+        try:
+            if after is not None:
+                measured = await after(topics)
+        finally:
+            await topics.delete(kafka)
     assert first_at is not None
     assert first_count is not None
     rate = (len(values) - first_count) / max(done_at - first_at, 1e-9)
-    return {"rate": rate, "rss_max_mb": rss_max, "drain_s": done_at - first_at}
+    return {"rate": rate, "rss_max_mb": rss_max, "drain_s": done_at - first_at} | measured
 
 
 async def bench_latency(
@@ -377,6 +433,24 @@ async def main() -> None:
     traced = await bench_drain(
         kafka, WORKER, "traced", values, extra_env={"OTEL_TRACES_EXPORTER": "console"}
     )
+    await _wait_for_quiet_broker()
+    print(f"history: the worker with claim history on, draining {arguments.claims} ...", flush=True)
+    history = await bench_drain(
+        kafka,
+        WORKER,
+        "history",
+        values,
+        history=True,
+        after=lambda topics: restore_rate(kafka, topics.changelog, PARTITIONS, HISTORY_KEY),
+    )
+    results |= {
+        "e2e_history_claims_per_s": round(history["rate"]),
+        "history_ratio_to_off": round(history["rate"] / worker["rate"], 3),
+        "history_worker_rss_max_mb": round(history["rss_max_mb"], 1),
+        "history_restore_patients_per_s": round(history["patients_per_s"]),
+        "history_restored_patients": round(history["patients"]),
+        "history_mb_per_100k_patients": history_memory(100_000),
+    }
     results |= {
         "baseline_msgs_per_s": round(baseline["rate"]),
         "e2e_claims_per_s": round(worker["rate"]),
