@@ -35,7 +35,7 @@ def _patient_key(secret: bytes, payer_kind: str, member_id: str | None) -> str |
     if member_id is None or not member_id.strip():
         return None
     text = f"{payer_kind}|{member_id.strip().upper()}"
-    return hmac.new(secret, text.encode("utf-8"), hashlib.sha256).hexdigest()
+    return hmac.digest(secret, text.encode("utf-8"), hashlib.sha256).hex()
 
 
 def patient_key(secret: bytes, event: ClaimEvent) -> str | None:
@@ -88,10 +88,17 @@ class HistoryTable:
         self._retention = timedelta(days=retention_days)
         self._patients: dict[str, PatientHistory] = {}
         self._applications = 0
+        self._last: tuple[ClaimEvent, str | None] | None = None
+        """The last event keyed and its key: a claim is keyed once, judged, then taken."""
 
     def patient_of(self, event: ClaimEvent) -> str | None:
         """The claim's patient key (None: no member id, so no history)."""
-        return patient_key(self._secret, event)
+        last = self._last
+        if last is not None and last[0] is event:
+            return last[1]
+        patient = patient_key(self._secret, event)
+        self._last = (event, patient)
+        return patient
 
     def seen_by(self, event: ClaimEvent) -> tuple[Application, ...] | None:
         """What a claim is judged against: the applications of its patient's other claims
