@@ -100,3 +100,55 @@ def transaction(*parts: Sequence[str]) -> list[str]:
     for part in parts:
         segments.extend(part)
     return [*segments, f"SE*{len(segments) + 1}*0001"]
+
+
+FACILITY = [
+    "ST*837*0001*005010X223A2",
+    "BHT*0019*00*BATCH01*20261127*1530*CH",
+    "NM1*41*2*HOSPITAL BILLING*****46*S0001",
+    "NM1*40*2*CLEARINGHOUSE*****46*R0001",
+    "HL*1**20*1",
+    "NM1*85*2*GENERAL HOSPITAL*****XX*1245319599",
+    "N3*1 MAIN ST",
+    "N4*DALLAS*TX*75001",
+    "REF*EI*123456789",
+]
+"""An 837I transaction's header and billing provider (a hospital)."""
+
+
+def facility_claim(
+    claim_id: str = "F-0001",
+    *,
+    bill: str = "13",
+    frequency: str = "1",
+    hi: Sequence[str] = ("HI*ABK:L97412*ABF:E11621",),
+    lines: Sequence[str] | None = None,
+) -> list[str]:
+    """A hospital outpatient Q4390 claim (837I): 15275 in the operating room, 20 cm² of Q4390
+    as a detailed-coding supply, on type of bill `bill` + `frequency`."""
+    return [
+        f"CLM*{claim_id}*2542.80***{bill}:A:{frequency}*Y*A*Y*Y",
+        "DTP*434*RD8*20261120-20261120",
+        "CL1*3**01",
+        *hi,
+        "NM1*71*1*ATTEND*ANN****XX*1245319599",
+        *(
+            lines
+            if lines is not None
+            else [
+                "LX*1",
+                "SV2*0360*HC:15275:RT*300*UN*1",
+                "DTP*472*D8*20261120",
+                "LX*2",
+                "SV2*0636*HC:Q4390:RT*2242.8*UN*20",
+                "DTP*472*D8*20261120",
+            ]
+        ),
+    ]
+
+
+def facility_transaction(*parts: Sequence[str]) -> list[str]:
+    segments = [*FACILITY]
+    for part in parts:
+        segments.extend(part)
+    return [*segments, f"SE*{len(segments) + 1}*0001"]

@@ -24,7 +24,7 @@ import orjson
 import pytest
 
 from claim_scrubber.adapters.ruleset_file import load_ruleset
-from claim_scrubber.formats import ConvertedClaim, RejectedClaim, read_837p, read_fhir
+from claim_scrubber.formats import ConvertedClaim, RejectedClaim, read_fhir, read_x12
 from claim_scrubber.scrubber import Accepted, Scrubber, read_claim_event
 
 SHARED: Final = Path(__file__).resolve().parents[3] / "shared" / "samples"
@@ -73,10 +73,10 @@ def not_icd10(*positions: int) -> tuple[Finding, ...]:
     return tuple(("CLM-005", None, f"claim.diagnoses[{i}]", TRUE) for i in positions)
 
 
-INSTITUTIONAL_837I: Final = Refused(
-    "unsupported_transaction",
-    "837I (005010X223) is refused with its reason until the institutional reader exists; "
-    "no finding is made on a claim the scrubber cannot read",
+SEPARATOR_837I: Final = Refused(
+    "invalid_x12",
+    "ISA16 declares ':' but the HI and SV2 composites are split by '>': no diagnosis can be "
+    "read as sent (x12sdk reads 'BK>53081' as one value too)",
 )
 
 EXPECTED: Final[dict[str, list[Expected]]] = {
@@ -214,13 +214,22 @@ EXPECTED: Final[dict[str, list[Expected]]] = {
     "realworld-corpus/837p/xlate__staedi__sample837-original.edi": [
         Scrubbed("945405", (BAD_BILLING_NPI, *icd9(0))),
     ],
-    "realworld-corpus/837i/LinuxForHealth__x12__institutional-claim.837i": [INSTITUTIONAL_837I],
-    "realworld-corpus/837i/LinuxForHealth__x12__out-of-network-repriced-claim.837i": [
-        INSTITUTIONAL_837I
+    "realworld-corpus/837i/LinuxForHealth__x12__institutional-claim.837i": [
+        Refused(
+            "invalid_x12",
+            "'HI:BF:4019': the second HI is written with ':' after its id, so its two "
+            "diagnoses cannot be read (x12sdk refuses the segment too); never dropped",
+        )
     ],
-    "realworld-corpus/837i/LinuxForHealth__x12__ppo-repriced-claim.837i": [INSTITUTIONAL_837I],
+    "realworld-corpus/837i/LinuxForHealth__x12__out-of-network-repriced-claim.837i": [
+        SEPARATOR_837I
+    ],
+    "realworld-corpus/837i/LinuxForHealth__x12__ppo-repriced-claim.837i": [SEPARATOR_837I],
     "realworld-corpus/837i/LinuxForHealth__x12__two-claims-single-provider.837i": [
-        INSTITUTIONAL_837I
+        # Outpatient bills (TOB 131) of lab and EKG lines: nothing about them is a finding
+        # beyond the example's invented billing NPI and its ICD-9 era codes.
+        Scrubbed("756048Q", (BAD_BILLING_NPI, *icd9(0, 1, 2))),
+        Scrubbed("756049Q", (BAD_BILLING_NPI, *icd9(0))),
     ],
     "realworld-corpus/fhir/CMSgov__beneficiary-fhir-data__claimSearch.json": [
         Refused("invalid_fhir", "item 2 has no productOrService, which R4 requires (1..1)"),
@@ -283,7 +292,7 @@ def _read(relative: str) -> list[ConvertedClaim | RejectedClaim]:
     path = SHARED / relative
     if not path.is_file():
         pytest.fail(f"sample {path} is missing: the tests read ../shared beside the clone")
-    reader = read_fhir if path.suffix == ".json" else read_837p
+    reader = read_fhir if path.suffix == ".json" else read_x12
     conversion = reader(path.read_bytes(), directory=RULESET.payer_directory, zone=ZoneInfo("UTC"))
     return [c for c in conversion.claims if isinstance(c, ConvertedClaim | RejectedClaim)]
 

@@ -10,7 +10,7 @@ import pytest
 from x12sdk.io import X12ModelReader
 
 from claim_scrubber.adapters.ruleset_file import load_ruleset
-from claim_scrubber.formats import read_837p
+from claim_scrubber.formats import read_x12
 from tests.formats.samples import sample
 
 SAMPLES = [
@@ -124,7 +124,7 @@ def oracle(data: bytes) -> list[dict[str, Any]]:
 
 
 def ours(data: bytes) -> list[dict[str, Any]]:
-    conversion = read_837p(data, directory=load_ruleset().payer_directory, zone=ZoneInfo("UTC"))
+    conversion = read_x12(data, directory=load_ruleset().payer_directory, zone=ZoneInfo("UTC"))
     assert not conversion.rejected
     found = []
     for converted in conversion.converted:

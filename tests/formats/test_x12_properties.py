@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from claim_scrubber.adapters.ruleset_file import load_ruleset
-from claim_scrubber.formats import ConvertedClaim, RejectedClaim, read_837p
+from claim_scrubber.formats import ConvertedClaim, RejectedClaim, read_x12
 from claim_scrubber.models import ClaimEvent
 from tests.formats.samples import Delimiters, interchange, q4390_claim, subscriber, transaction
 
@@ -41,7 +41,7 @@ def mutated_segments(draw: st.DrawFn) -> list[str]:
 
 
 def assert_outcomes_are_well_formed(data: bytes) -> None:
-    conversion = read_837p(data, directory=DIRECTORY, zone=ZoneInfo("UTC"))
+    conversion = read_x12(data, directory=DIRECTORY, zone=ZoneInfo("UTC"))
     for outcome in conversion.claims:
         assert isinstance(outcome, ConvertedClaim | RejectedClaim)
         if isinstance(outcome, ConvertedClaim):

@@ -1,7 +1,9 @@
-"""The 837P reader on the cases the samples do not cover: delimiters, COB loops, voids and
-replacements, ICD-10, and the reasons it refuses an interchange or a claim."""
+"""The X12 reader on the cases the samples do not cover: delimiters, COB loops, voids and
+replacements, ICD-10, 837I facility claims, and the reasons it refuses an interchange or a
+claim."""
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -9,11 +11,13 @@ import orjson
 import pytest
 
 from claim_scrubber.adapters.ruleset_file import load_ruleset
-from claim_scrubber.formats import Conversion, read_837p
+from claim_scrubber.formats import Conversion, read_x12
 from claim_scrubber.models import DeadLetterKind
 from tests.formats.samples import (
     PROVIDER,
     Delimiters,
+    facility_claim,
+    facility_transaction,
     interchange,
     q4390_claim,
     sample,
@@ -25,7 +29,7 @@ UTC = ZoneInfo("UTC")
 
 
 def read(data: bytes) -> Conversion:
-    return read_837p(data, directory=load_ruleset().payer_directory, zone=UTC)
+    return read_x12(data, directory=load_ruleset().payer_directory, zone=UTC)
 
 
 def only_claim(data: bytes) -> dict[str, Any]:
@@ -224,13 +228,13 @@ def test_a_bad_claim_is_rejected_alone_and_its_message_quotes_no_value() -> None
         ),
         (
             interchange(
-                ["ST*837*0001*005010X223A2", "BHT*0019*00*1*20261127*1530*CH", "SE*3*0001"]
+                ["ST*837*0001*005010X224A2", "BHT*0019*00*1*20261127*1530*CH", "SE*3*0001"]
             ),
             DeadLetterKind.UNSUPPORTED_TRANSACTION,
-            "institutional",
+            "dental claims are not scrubbed",
         ),
     ],
-    ids=["empty", "json", "short-isa", "cut-short", "an-835", "an-837i"],
+    ids=["empty", "json", "short-isa", "cut-short", "an-835", "an-837d"],
 )
 def test_an_unusable_interchange_is_one_rejection_that_says_why(
     data: bytes, kind: DeadLetterKind, words: str
@@ -395,3 +399,68 @@ def test_two_claims_with_one_clm01_in_a_transaction_get_two_ids_by_their_ordinal
 
     assert first != second
     assert (first, second) == tuple(_ids(data))  # and the same ones every time
+
+
+class TestInstitutional:
+    """837I (005010X223A2): a facility's claim, read by the same reader."""
+
+    @staticmethod
+    def _claim(*parts: Sequence[str]) -> dict[str, Any]:
+        conversion = read(interchange(facility_transaction(subscriber(2), *parts)))
+        assert not conversion.rejected, conversion.rejected
+        (converted,) = conversion.converted
+        document: dict[str, Any] = orjson.loads(converted.document)
+        return document
+
+    def test_a_facility_claim_is_institutional_with_its_type_of_bill_and_revenue_codes(
+        self,
+    ) -> None:
+        claim = self._claim(facility_claim())["claim"]
+
+        assert claim["claim_type"] == "institutional"
+        assert claim["type_of_bill"] == "131"
+        assert claim["place_of_service"] == ""
+        assert claim["diagnoses"] == ["L97.412", "E11.621"]
+        lines = claim["lines"]
+        assert [(x["revenue_code"], x["procedure_code"], x["units"]) for x in lines] == [
+            ("0360", "15275", 1),
+            ("0636", "Q4390", 20),
+        ]
+        assert all(line["diagnosis_pointers"] == [] for line in claim["lines"])
+        assert claim["lines"][1]["modifiers"] == ["RT"]
+
+    def test_the_principal_diagnosis_comes_first_and_admitting_or_condition_codes_are_left_out(
+        self,
+    ) -> None:
+        hi = ("HI*ABF:E11621*ABJ:R52", "HI*ABK:L97412", "HI*BG:09*BH:A1:D8:20261101")
+
+        claim = self._claim(facility_claim(hi=hi))["claim"]
+
+        assert claim["diagnoses"] == ["L97.412", "E11.621"]
+
+    def test_a_line_without_its_own_date_takes_the_statement_period_s_start(self) -> None:
+        lines = ["LX*1", "SV2*0360*HC:15275*300*UN*1", "LX*2", "SV2*0250**12.5*UN*2"]
+
+        claim = self._claim(facility_claim(lines=lines))["claim"]
+
+        assert [line["service_date"] for line in claim["lines"]] == ["2026-11-20"] * 2
+        assert claim["lines"][1]["procedure_code"] == "", "a revenue code alone: no HCPCS"
+        assert claim["lines"][1]["revenue_code"] == "0250"
+
+    def test_a_void_and_an_inpatient_bill_keep_their_frequency_in_the_type_of_bill(self) -> None:
+        void = self._claim(facility_claim(bill="13", frequency="8"))
+        inpatient = self._claim(facility_claim(bill="11", frequency="1"))
+
+        assert void["event_type"] == "claim.voided"
+        assert void["claim"]["type_of_bill"] == "138"
+        assert inpatient["claim"]["type_of_bill"] == "111"
+
+    def test_a_line_without_a_revenue_code_is_a_rejection_naming_sv201(self) -> None:
+        lines = ["LX*1", "SV2**HC:15275*300*UN*1", "DTP*472*D8*20261120"]
+
+        conversion = read(
+            interchange(facility_transaction(subscriber(2), facility_claim(lines=lines)))
+        )
+
+        (rejected,) = conversion.rejected
+        assert "SV201" in rejected.message

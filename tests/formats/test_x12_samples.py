@@ -8,14 +8,14 @@ import orjson
 import pytest
 
 from claim_scrubber.adapters.ruleset_file import load_ruleset
-from claim_scrubber.formats import Conversion, read_837p
+from claim_scrubber.formats import Conversion, read_x12
 from tests.formats.samples import sample
 
 UTC = ZoneInfo("UTC")
 
 
 def convert(name: str, zone: ZoneInfo = UTC) -> Conversion:
-    return read_837p(sample(f"837p/{name}"), directory=load_ruleset().payer_directory, zone=zone)
+    return read_x12(sample(f"837p/{name}"), directory=load_ruleset().payer_directory, zone=zone)
 
 
 def claims(name: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 
 from claim_scrubber.adapters.kafka.outbound import dead_letter_bytes_needed
 from claim_scrubber.adapters.ruleset_file import load_ruleset
-from claim_scrubber.formats import read_837p
+from claim_scrubber.formats import read_x12
 from tests.conftest import WorkerStarter
 from tests.formats.samples import interchange, q4390_claim, sample, subscriber, transaction
 from tests.formats.test_convert_cli import CANARIES
@@ -58,7 +58,7 @@ def expected_event_ids(files: list[bytes], event_type: str = "claim.submitted") 
     return {
         claim.event_id
         for data in files
-        for claim in read_837p(data, directory=directory, zone=ZoneInfo("UTC")).converted
+        for claim in read_x12(data, directory=directory, zone=ZoneInfo("UTC")).converted
         if claim.event_type == event_type
     }
 

@@ -11,7 +11,7 @@ from claim_scrubber.adapters.conversion import Intake, audit_fields
 from claim_scrubber.adapters.kafka.intake_mapping import IntakeMapping
 from claim_scrubber.adapters.kafka.ownership import OutboundRecord
 from claim_scrubber.adapters.ruleset_file import load_ruleset
-from claim_scrubber.formats import read_837p
+from claim_scrubber.formats import read_x12
 from tests.formats.samples import interchange, q4390_claim, subscriber, transaction
 
 BAD_LINES = ["LX*1", "SV1*HC:Q4390*X*UN*20***1", "DTP*472*D8*20261120"]
@@ -187,7 +187,7 @@ def test_only_the_listed_unusable_claims_are_held_in_memory_the_rest_are_counted
     parts += [q4390_claim(f"B-{n}", lines=BAD_LINES) for n in range(130)]
     parts += [q4390_claim("G-1")]
 
-    conversion = read_837p(
+    conversion = read_x12(
         interchange(transaction(*parts)),
         directory=load_ruleset().payer_directory,
         zone=ZoneInfo("UTC"),

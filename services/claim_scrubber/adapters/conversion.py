@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Final, Literal
 from zoneinfo import ZoneInfo
 
-from claim_scrubber.formats import REJECTED_CLAIMS_KEPT, Conversion, read_837p, read_fhir
+from claim_scrubber.formats import REJECTED_CLAIMS_KEPT, Conversion, read_fhir, read_x12
 from claim_scrubber.models import PayerDirectory
 from claim_scrubber.scrubber import dead_letter_document
 
@@ -37,7 +37,7 @@ stays bounded (one copy of the input's bytes plus at most this many short entrie
 REJECTED_CLAIM_MESSAGE_CHARS: Final = 300
 
 _Reader = Callable[..., Conversion]
-_READERS: Final[dict[Format, _Reader]] = {"x12": read_837p, "fhir": read_fhir}
+_READERS: Final[dict[Format, _Reader]] = {"x12": read_x12, "fhir": read_fhir}
 
 
 @dataclass(frozen=True, slots=True)

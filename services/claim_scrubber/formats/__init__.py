@@ -11,7 +11,7 @@ from claim_scrubber.formats._conversion import (
     RejectedClaim,
 )
 from claim_scrubber.formats.fhir import DOCUMENTATION_SYSTEM, WOUND_LOCATION_SYSTEM, read_fhir
-from claim_scrubber.formats.x12 import read_837p
+from claim_scrubber.formats.x12 import read_x12
 
 __all__ = [
     "DOCUMENTATION_SYSTEM",
@@ -20,6 +20,6 @@ __all__ = [
     "Conversion",
     "ConvertedClaim",
     "RejectedClaim",
-    "read_837p",
     "read_fhir",
+    "read_x12",
 ]

@@ -1,4 +1,5 @@
-"""ANSI X12 5010 837P (005010X222A1) → ClaimEvents: one per claim (2300 loop) of an interchange.
+"""ANSI X12 5010 837P (005010X222A1) and 837I (005010X223A2) → ClaimEvents: one per claim (2300
+loop) of an interchange; the transaction's implementation guide (ST03) says which.
 
 The reader takes what the rules need and nothing else, following the TR3's loop structure:
 - delimiters from ISA (element separator ISA[3], component ISA16, segment terminator the
@@ -12,6 +13,14 @@ The reader takes what the rules need and nothing else, following the TR3's loop 
 - a line's NDC from 2410 LIN (LIN02 N4);
 - money and units through Decimal; D8 and RD8 dates (an RD8 range keeps its start);
 - 4010 interchanges (GS08 004010...) are refused as unsupported.
+
+An 837I claim is `institutional`: its type of bill is CLM05-1 (facility code) + CLM05-3
+(frequency), e.g. `131`, and it has no place of service; each line is an SV2 (SV201 revenue
+code, SV202 the HCPCS when sent: a line with a revenue code alone has an empty procedure code)
+dated by its DTP*472, else by the start of the claim's statement period (DTP*434); the
+principal diagnosis (ABK/BK) comes first, then the other (ABF/BF) and external-cause
+(ABN/BN) diagnoses; admitting and reason-for-visit diagnoses, procedures, occurrence, value and
+condition codes are not diagnoses of the claim. An 837I line has no diagnosis pointers.
 
 Documentation is never in an 837P, so it stays absent (DOC-008 says so); a 2300 PWK becomes
 one of `claim.attachments`, a 2400 PWK one of its line's `attachments`. Voids (CLM05-3 = 8)
@@ -36,13 +45,35 @@ from claim_scrubber.formats._conversion import (
 )
 from claim_scrubber.models import DeadLetterKind, PayerDirectory
 
-__all__ = ["read_837p"]
+__all__ = ["read_x12"]
 
-_PROFESSIONAL: Final = frozenset({"005010X222A1", "005010X222A2", "005010X222"})
-_ICD10: Final = frozenset({"ABK", "ABF"})
-_ICD9: Final = frozenset({"BK", "BF"})
-_NOT_DIAGNOSES: Final = frozenset({"BP", "BO", "BG"})
-"""2300 HI qualifiers that are not diagnoses: anesthesia related procedures, conditions."""
+_GUIDES: Final = {
+    "005010X222A1": "professional",
+    "005010X222A2": "professional",  # LinuxForHealth's label for the same guide
+    "005010X222": "professional",
+    "005010X223A2": "institutional",
+    "005010X223A3": "institutional",  # LinuxForHealth's label
+    "005010X223A1": "institutional",
+    "005010X223": "institutional",
+}
+"""ST03 (or GS08) implementation guides read, and the claim type each carries."""
+_ICD10: Final = frozenset({"ABK", "ABF", "ABN"})
+_ICD9: Final = frozenset({"BK", "BF", "BN"})
+_PRINCIPAL: Final = frozenset({"ABK", "BK"})
+_NOT_DIAGNOSES: Final = {
+    "professional": frozenset({"BP", "BO", "BG"}),
+    "institutional": frozenset(
+        {"ABJ", "BJ", "APR", "PR", "BBR", "BR", "BBQ", "BQ", "BP", "BO", "BH", "BE", "BG", "BI"}
+        | {"DR", "TC"}
+    ),
+}
+"""2300 HI qualifiers that are not diagnoses of the claim: professional, anesthesia related
+procedures and conditions; institutional, admitting and reason-for-visit diagnoses (a claim's
+diagnoses are what it treated), procedures (ICD-10-PCS, ICD-9), occurrence, occurrence span,
+value and condition codes, DRG and treatment codes."""
+_OTHER_SEPARATORS: Final = frozenset(">:^|\\<")
+"""Component separators other interchanges use: one inside an HI entry that is not split by
+this interchange's ISA16 means the sender wrote another separator than it declared."""
 _VERSION_4010: Final = "004010"
 _EVENT_TYPES: Final = {"7": "claim.resubmitted", "8": "claim.voided"}
 """CLM05-3, the claim frequency code: 7 replaces a claim, 8 voids it; 1 (and any other) is
@@ -67,6 +98,7 @@ class _UnusableError(Exception):
 
 @dataclass(slots=True)
 class _Envelope:
+    claim_type: str = "professional"
     sender: str = ""
     interchange: str = ""
     group: str = ""
@@ -108,6 +140,8 @@ class _Claim:
     rendering_npi: str | None = None
     prior_authorization: str | None = None
     diagnoses: list[str] = field(default_factory=list)
+    statement_start: list[str] | None = None
+    """837I DTP*434 elements: the statement period, whose start dates a line without DTP*472."""
     attachments: list[dict[str, Any]] = field(default_factory=list)
     lines: list[dict[str, Any]] = field(default_factory=list)
     in_cob: bool = False
@@ -283,7 +317,14 @@ class _Reader:
             tag = elements[0]
             if claim is not None:
                 if tag not in _CLAIM_ENDS:  # most segments: the claim's own loops
-                    line = self._claim_segment(tag, elements, position, claim, line)
+                    line = self._claim_segment(
+                        tag,
+                        elements,
+                        position,
+                        claim,
+                        line,
+                        institutional=envelope.claim_type == "institutional",
+                    )
                     continue
                 self._finish(claim, envelope, conversion)
                 claim, line = None, None
@@ -295,11 +336,14 @@ class _Reader:
                 if _element(elements, 8).startswith(_VERSION_4010):
                     raise _UnusableError(
                         f"segment {position} (GS08): a 4010 interchange; only the 5010 837P "
-                        "(005010X222A1) is read",
+                        "(005010X222A1) and 837I (005010X223A2) are read",
                         DeadLetterKind.UNSUPPORTED_TRANSACTION,
                     )
+                envelope.claim_type = _GUIDES.get(_element(elements, 8), "professional")
             elif tag == "ST":
-                self._start_transaction(elements, position)
+                envelope.claim_type = self._start_transaction(
+                    elements, position, envelope.claim_type
+                )
                 envelope.transaction = _element(elements, 2)
                 envelope.occurred_at = ""
                 envelope.submitter, envelope.reference, envelope.ordinals = "", "", {}
@@ -329,19 +373,23 @@ class _Reader:
             self._finish(claim, envelope, conversion)
 
     @staticmethod
-    def _start_transaction(elements: list[str], position: int) -> None:
+    def _start_transaction(elements: list[str], position: int, group_type: str) -> str:
+        """The claim type of the transaction's claims: its ST03 guide's, else its group's."""
         if _element(elements, 1) != "837":
             raise _UnusableError(
                 f"segment {position} (ST01): the transaction set is not an 837 claim",
                 DeadLetterKind.UNSUPPORTED_TRANSACTION,
             )
         version = _element(elements, 3)
-        if version and version not in _PROFESSIONAL:
+        if not version:
+            return group_type
+        if version not in _GUIDES:
             raise _UnusableError(
-                f"segment {position} (ST03): the implementation guide is not the 837P "
-                "(005010X222A1); institutional and dental claims are not scrubbed",
+                f"segment {position} (ST03): the implementation guide is neither the 837P "
+                "(005010X222A1) nor the 837I (005010X223A2); dental claims are not scrubbed",
                 DeadLetterKind.UNSUPPORTED_TRANSACTION,
             )
+        return _GUIDES[version]
 
     def _created(self, envelope: _Envelope, elements: list[str], position: int) -> None:
         """BHT04 + BHT05: when the transaction was created, in the intake's zone."""
@@ -434,9 +482,16 @@ class _Reader:
         position: int,
         claim: _Claim,
         line: dict[str, Any] | None,
+        *,
+        institutional: bool,
     ) -> dict[str, Any] | None:
         """A segment of loops 2300-2440; returns the current service line."""
-        if tag == "LX":
+        if self._component in tag:  # e.g. HI:BF:4019, an element separator written wrong
+            claim.problem = claim.problem or (
+                f"segment {position}: the segment id is followed by the component separator "
+                "instead of the element separator (the segment cannot be read)"
+            )
+        elif tag == "LX":
             line = {"LX": _element(elements, 1), "position": position, "notes": []}
             claim.lines.append(line)
             claim.in_cob = False
@@ -451,18 +506,27 @@ class _Reader:
             else:
                 line.setdefault("attachments", []).append(attachment)
         elif line is None:
-            self._claim_level(tag, elements, position, claim)
+            self._claim_level(tag, elements, position, claim, institutional=institutional)
         else:
             _line_level(tag, elements, position, line)
         return line
 
-    def _claim_level(self, tag: str, elements: list[str], position: int, claim: _Claim) -> None:
+    def _claim_level(
+        self, tag: str, elements: list[str], position: int, claim: _Claim, *, institutional: bool
+    ) -> None:
         """Loops 2300 and 2310A-F."""
         if tag == "HI":
             try:
-                claim.diagnoses.extend(_diagnoses(elements, self._component))
+                principal, others = _diagnoses(
+                    elements, self._component, institutional=institutional
+                )
             except _BadValueError as problem:
                 claim.problem = claim.problem or f"segment {position} ({problem})"
+            else:
+                claim.diagnoses[:0] = principal
+                claim.diagnoses.extend(others)
+        elif tag == "DTP" and institutional and _element(elements, 1) == "434":
+            claim.statement_start = elements
         elif tag == "REF" and _element(elements, 1) == "G1":
             claim.prior_authorization = _element(elements, 2) or None
         elif tag == "NM1" and _element(elements, 1) == "82":
@@ -489,8 +553,10 @@ class _Reader:
     ) -> ConvertedClaim | RejectedClaim:
         elements = claim.elements
         claim_id = _element(elements, 1)
+        institutional = envelope.claim_type == "institutional"
         place, _, rest = _element(elements, 5).partition(self._component)
         frequency = rest.partition(self._component)[2].strip()
+        place = place.strip()
         if claim.problem is not None:
             raise _UnusableError(claim.problem)
         if not claim.lines:
@@ -510,7 +576,7 @@ class _Reader:
             "claim": {
                 "claim_id": claim_id,
                 "claim_version": envelope.stamp if frequency in _EVENT_TYPES else 1,
-                "claim_type": "professional",
+                "claim_type": envelope.claim_type,
                 "payer": _present(
                     {
                         "kind": kind.value,
@@ -521,12 +587,19 @@ class _Reader:
                 ),
                 "patient": _present(patient),
                 "billing_provider": _present(party.billing),
-                "place_of_service": place.strip(),
+                "place_of_service": "" if institutional else place,
                 "diagnoses": claim.diagnoses,
-                "lines": [self._line(line, place.strip()) for line in claim.lines],
+                "lines": [
+                    self._institutional_line(line, claim.statement_start)
+                    if institutional
+                    else self._line(line, place)
+                    for line in claim.lines
+                ],
             },
         }
         body = document["claim"]
+        if institutional:  # CLM05-1 is the facility code here, not a place of service
+            body["type_of_bill"] = place + frequency
         if claim.rendering_npi is not None:
             body["rendering_provider"] = {"npi": claim.rendering_npi}
         if claim.prior_authorization is not None:
@@ -535,12 +608,78 @@ class _Reader:
             body["attachments"] = claim.attachments
         return finish_claim(claim.index, document, DeadLetterKind.INVALID_X12, where)
 
-    def _line(self, line: dict[str, Any], claim_place: str) -> dict[str, Any]:
+    @staticmethod
+    def _line_number(line: dict[str, Any]) -> int:
         number = line["LX"]
         if not _digits(number) or int(number) < 1:
             raise _UnusableError(
                 f"segment {line['position']} (LX01): the line number is not a positive whole number"
             )
+        return int(number)
+
+    @staticmethod
+    def _extras(line: dict[str, Any], converted: dict[str, Any], notes: list[str]) -> None:
+        """What any line may carry beside its service: rendering NPI, notes, NDC, PWK."""
+        if "rendering_npi" in line:
+            converted["rendering_npi"] = line["rendering_npi"]
+        if notes:
+            converted["note"] = " | ".join(notes)
+        for name in ("ndc", "attachments"):
+            if name in line:
+                converted[name] = line[name]
+
+    def _institutional_line(
+        self, line: dict[str, Any], statement: list[str] | None
+    ) -> dict[str, Any]:
+        """An 837I service line (2400 SV2), dated by its DTP*472 or the statement period."""
+        number = self._line_number(line)
+        if "SV2" not in line:
+            raise _UnusableError(f"service line at segment {line['position']}: no SV2")
+        elements, position = line["SV2"]
+        elements = elements + [""] * (8 - len(elements))
+        procedure = elements[2].split(self._component) if elements[2] else ["HC", ""]
+        procedure += [""] * (7 - len(procedure))
+        if procedure[0] not in {"HC", "HP"}:
+            raise _UnusableError(
+                f"segment {position} (SV202-1): the procedure code is not a HCPCS (HC) code"
+            )
+        revenue = elements[1].strip()
+        if not revenue:
+            raise _UnusableError(f"segment {position} (SV201): the line has no revenue code")
+        dated = line.get("DTP") or (statement and (statement, position))
+        if not dated:
+            raise _UnusableError(
+                f"service line at segment {line['position']}: no date of service (DTP*472) "
+                "and no statement period (DTP*434)"
+            )
+        date_elements, date_position = dated
+        field = "SV205"
+        try:
+            units = _units(elements[5])
+            field = "SV203"
+            charge = _money(elements[3])
+            field = "DTP"
+            service_date = _service_date(date_elements)
+        except _BadValueError as problem:
+            at = date_position if field == "DTP" else position
+            raise _UnusableError(f"segment {at} ({field}): {problem}") from None
+        converted: dict[str, Any] = {
+            "line_number": number,
+            "procedure_code": procedure[1],
+            "modifiers": [code for code in procedure[2:6] if code],
+            "units": units,
+            "unit_basis": elements[4] or None,
+            "charge": charge,
+            "service_date": service_date,
+            "diagnosis_pointers": [],
+            "revenue_code": revenue,
+        }
+        notes = [text for text in (procedure[6], *line["notes"]) if text]
+        self._extras(line, converted, notes)
+        return converted
+
+    def _line(self, line: dict[str, Any], claim_place: str) -> dict[str, Any]:
+        number = self._line_number(line)
         if "SV1" not in line:
             raise _UnusableError(f"service line at segment {line['position']}: no SV1")
         elements, position = line["SV1"]
@@ -569,7 +708,7 @@ class _Reader:
             at = date_position if field == "DTP" else position
             raise _UnusableError(f"segment {at} ({field}): {problem}") from None
         converted: dict[str, Any] = {
-            "line_number": int(number),
+            "line_number": number,
             "procedure_code": procedure[1],
             "modifiers": [code for code in procedure[2:6] if code],
             "units": units,
@@ -581,13 +720,7 @@ class _Reader:
         place = elements[5]
         if place and place != claim_place:
             converted["place_of_service"] = place
-        if "rendering_npi" in line:
-            converted["rendering_npi"] = line["rendering_npi"]
-        if notes:
-            converted["note"] = " | ".join(notes)
-        for name in ("ndc", "attachments"):
-            if name in line:
-                converted[name] = line[name]
+        self._extras(line, converted, notes)
         return converted
 
 
@@ -652,8 +785,8 @@ def _present(fields: dict[str, Any]) -> dict[str, Any]:
 
 def _line_level(tag: str, elements: list[str], position: int, line: dict[str, Any]) -> None:
     """Loops 2400 and 2420A-H."""
-    if tag == "SV1":
-        line["SV1"] = (elements, position)
+    if tag in {"SV1", "SV2"}:
+        line[tag] = (elements, position)
     elif tag == "DTP" and _element(elements, 1) == "472":
         line["DTP"] = (elements, position)
     elif tag == "NTE" and _element(elements, 1) == "ADD":
@@ -681,37 +814,55 @@ def _attachment(elements: list[str]) -> dict[str, Any]:
     )
 
 
-def _diagnoses(elements: list[str], component: str) -> list[str]:
-    """The diagnoses of one HI segment; _BadValueError names the entry that cannot be read
-    (a diagnosis qualifier without a code, or a qualifier no 837P HI uses)."""
-    found = []
+def _diagnoses(
+    elements: list[str], component: str, *, institutional: bool
+) -> tuple[list[str], list[str]]:
+    """The principal and the other diagnoses of one HI segment; _BadValueError names the
+    entry that cannot be read (a diagnosis qualifier without a code, or a qualifier the
+    claim's guide does not use in HI)."""
+    principal: list[str] = []
+    others: list[str] = []
     for composite in elements[1:]:
         qualifier, _, rest = composite.partition(component)
         code = rest.partition(component)[0].strip()
         qualifier = qualifier.strip()
+        found = principal if institutional and qualifier in _PRINCIPAL else others
         if code and qualifier in _ICD10:
             found.append(_dotted(code))
         elif code and qualifier in _ICD9:
             found.append(code)
         elif qualifier or code:
-            _refuse_diagnosis(elements, composite, qualifier)
-    return found
+            _refuse_diagnosis(elements, composite, qualifier, institutional=institutional)
+    return principal, others
 
 
-def _refuse_diagnosis(elements: list[str], composite: str, qualifier: str) -> None:
-    """Raise for an HI entry that is no diagnosis we can read (unless it is a procedure or
-    condition entry, which is not a diagnosis)."""
+def _refuse_diagnosis(
+    elements: list[str], composite: str, qualifier: str, *, institutional: bool
+) -> None:
+    """Raise for an HI entry that is no diagnosis we can read (unless it is one that is not
+    a diagnosis of the claim: a procedure, a condition, ...)."""
     where = f"HI{elements.index(composite):02d}"
     if qualifier in _ICD10 or qualifier in _ICD9:
         raise _BadValueError(f"{where}: the diagnosis entry has no code")
-    if qualifier not in _NOT_DIAGNOSES:
+    if any(mark in qualifier for mark in _OTHER_SEPARATORS):
         raise _BadValueError(
-            f"{where}: the qualifier is not one an 837P HI uses (ABK, ABF, BK, BF for "
-            "diagnoses; BP, BO, BG)"
+            f"{where}: the entry is not split by the interchange's component separator (ISA16)"
         )
+    if qualifier in _NOT_DIAGNOSES["institutional" if institutional else "professional"]:
+        return
+    if institutional:
+        raise _BadValueError(
+            f"{where}: the qualifier is not one an 837I HI uses (ABK, ABF, ABN, BK, BF, BN "
+            "for diagnoses; admitting, reason-for-visit, procedure, occurrence, value and "
+            "condition codes)"
+        )
+    raise _BadValueError(
+        f"{where}: the qualifier is not one an 837P HI uses (ABK, ABF, BK, BF for "
+        "diagnoses; BP, BO, BG)"
+    )
 
 
-def read_837p(data: bytes, *, directory: PayerDirectory, zone: ZoneInfo) -> Conversion:
+def read_x12(data: bytes, *, directory: PayerDirectory, zone: ZoneInfo) -> Conversion:
     """Every claim of one X12 interchange, in order: converted (voids too) or rejected
     with its reason; an unusable interchange is one rejection with no claim index."""
     return _Reader(directory, zone).read(data)

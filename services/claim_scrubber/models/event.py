@@ -120,6 +120,11 @@ class ClaimLine(BaseModel):
     attachments: list[Attachment] | None = Field(
         default=None, description="the line's own documentation sent separately (837P 2400 PWK)"
     )
+    revenue_code: str | None = Field(
+        default=None,
+        description="institutional: the line's revenue code as sent, four digits (837I SV201, "
+        "FHIR item.revenue); value checked by a rule (contract v1.2)",
+    )
 
 
 class Wound(BaseModel):
@@ -171,7 +176,15 @@ class Claim(BaseModel):
     patient: Patient | None = None
     billing_provider: Provider
     rendering_provider: RenderingProvider | None = None
-    place_of_service: str
+    place_of_service: str = Field(
+        description="professional: the place of service; (v1.2) empty on an institutional claim"
+    )
+    type_of_bill: str | None = Field(
+        default=None,
+        description="institutional: the type of bill as sent, e.g. 131 (837I CLM05-1 facility "
+        "code + CLM05-3 frequency; FHIR the type-of-bill supportingInfo or Claim.subType); "
+        "value checked by a rule (contract v1.2)",
+    )
     prior_authorization_number: str | None = None
     diagnoses: Annotated[list[str], Field(max_length=12)]
     lines: Annotated[list[ClaimLine], Field(min_length=1, max_length=50)]
