@@ -427,3 +427,49 @@ def test_a_versioned_claim_is_identified_by_its_identifier_and_version() -> None
 
     assert _event_id(version_1) == _event_id(version_1_in_another_bundle_shape)
     assert _event_id(version_2) != _event_id(version_1)
+
+
+def test_an_institutional_claim_carries_its_type_of_bill_and_each_items_revenue_code() -> None:
+    claim = documented_claim()
+    claim["type"] = {
+        "coding": [
+            {"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "institutional"}
+        ]
+    }
+    claim["supportingInfo"] = [
+        *claim.get("supportingInfo", []),
+        {
+            "sequence": 90,
+            "category": {
+                "coding": [
+                    {
+                        "system": "http://hl7.org/fhir/us/carin-bb/CodeSystem/C4BBSupportingInfoType",
+                        "code": "typeofbill",
+                    }
+                ]
+            },
+            "code": {
+                "coding": [{"system": "https://www.nubc.org/CodeSystem/TypeOfBill", "code": "131"}]
+            },
+        },
+    ]
+    for item, revenue in zip(claim["item"], ("0360", "0636"), strict=True):
+        item["revenue"] = {
+            "coding": [{"system": "https://www.nubc.org/CodeSystem/RevenueCodes", "code": revenue}]
+        }
+
+    event = converted(json.dumps(claim).encode())["claim"]
+
+    assert event["claim_type"] == "institutional"
+    assert event["type_of_bill"] == "131"
+    assert [line["revenue_code"] for line in event["lines"]] == ["0360", "0636"]
+
+
+def test_a_type_of_bill_may_come_as_the_claims_sub_type_in_nubcs_system() -> None:
+    claim = documented_claim()
+    claim["type"] = {"coding": [{"code": "institutional"}]}
+    claim["subType"] = {
+        "coding": [{"system": "https://www.nubc.org/CodeSystem/TypeOfBill", "code": "851"}]
+    }
+
+    assert converted(json.dumps(claim).encode())["claim"]["type_of_bill"] == "851"

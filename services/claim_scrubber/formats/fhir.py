@@ -53,6 +53,8 @@ _PROCEDURES: Final = frozenset(
 _CLAIM_TYPES: Final = frozenset({"professional", "institutional"})
 _SEX: Final = {"male": "M", "female": "F", "other": "U", "unknown": "U"}
 _CENT: Final = Decimal("0.01")
+_TYPE_OF_BILL: Final = frozenset({"https://www.nubc.org/CodeSystem/TypeOfBill"})
+"""NUBC's type-of-bill code system (CARIN Blue Button: supportingInfo `typeofbill`)."""
 
 _FHIR = ConfigDict(extra="ignore", frozen=True, hide_input_in_errors=True)
 
@@ -160,6 +162,7 @@ class _SupportingInfo(BaseModel):
     model_config = _FHIR
     sequence: int
     category: _Concept
+    code: _Concept | None = None
     timingDate: str | None = None  # noqa: N815
     valueString: str | None = None  # noqa: N815
     valueQuantity: _Quantity | None = None  # noqa: N815
@@ -196,6 +199,7 @@ class _Item(BaseModel):
     diagnosisSequence: list[int] = []  # noqa: N815
     informationSequence: list[int] = []  # noqa: N815
     productOrService: _Concept  # noqa: N815
+    revenue: _Concept | None = None
     modifier: list[_Concept] = []
     servicedDate: str | None = None  # noqa: N815
     servicedPeriod: _Period | None = None  # noqa: N815
@@ -225,6 +229,7 @@ class _Claim(BaseModel):
     identifier: list[_Identifier] = []
     status: str | None = None
     type: _Concept | None = None
+    subType: _Concept | None = None  # noqa: N815
     use: str | None = None
     created: str | None = None
     billablePeriod: _Period | None = None  # noqa: N815
@@ -286,6 +291,17 @@ class _Resolver:
             raise _UnusableError(
                 f"{where}: the referenced resource {_first_problem(error)}"
             ) from None
+
+
+def _type_of_bill(claim: "_Claim") -> str | None:
+    """An institutional Claim's type of bill: the supportingInfo of category `typeofbill`
+    (CARIN Blue Button), else a Claim.subType coded in NUBC's type-of-bill system."""
+    for info in claim.supportingInfo:
+        if info.category.code() == "typeofbill" and info.code is not None:
+            found = info.code.code()
+            if found:
+                return found
+    return claim.subType.code(_TYPE_OF_BILL) if claim.subType is not None else None
 
 
 def _claim_identifier(claim: "_Claim | _ClaimIdentity") -> str | None:
@@ -488,6 +504,9 @@ class _Mapper:
                 line["place_of_service"] = place
         body["place_of_service"] = claim_place
         body["lines"] = lines
+        type_of_bill = _type_of_bill(claim) if claim_type == "institutional" else None
+        if type_of_bill:
+            body["type_of_bill"] = type_of_bill
         documentation = self._documentation(claim, resolver, where)
         if documentation:
             body["documentation"] = documentation
@@ -642,6 +661,9 @@ class _Mapper:
         ndc = item.ndc()
         if ndc:
             line["ndc"] = ndc
+        revenue = item.revenue.code() if item.revenue is not None else None
+        if revenue:
+            line["revenue_code"] = revenue
         place = item.locationCodeableConcept.code() if item.locationCodeableConcept else None
         if place:
             line["place_of_service"] = place
