@@ -61,6 +61,13 @@ NO_BILLING_NPI: Final = ("CLM-001", None, "claim.billing_provider.npi", TRUE)
 claim has none, and the message says so (v1.2), not that a check digit is wrong."""
 
 
+NO_TYPE_OF_BILL: Final = ("INST-001", None, "claim.type_of_bill", TRUE)
+"""A Claim typed institutional with no type of bill (R4 has no element for it; CARIN Blue
+Button carries it as supportingInfo `typeofbill`): a UB-04 without form locator 4 is returned
+unprocessed. Synthea types its encounter claims institutional; HL7's CMS-1500 example is typed
+institutional too, though its form is the professional one."""
+
+
 def icd9(*positions: int) -> tuple[Finding, ...]:
     """CLM-005 on the ICD-9 codes (BK/BF) of pre-2015 examples: a claim sent today must carry
     ICD-10-CM, so the finding is right for today's claims, and only the era makes it so."""
@@ -100,7 +107,7 @@ EXPECTED: Final[dict[str, list[Expected]]] = {
         Scrubbed("SMI123", icd9(0, 1)),
     ],
     "claim-formats/fhir/claim-example-cms1500-medical.json": [
-        Scrubbed("MED-00050", (NO_BILLING_NPI,)),  # Organization/1 is not in the file
+        Scrubbed("MED-00050", (NO_BILLING_NPI, NO_TYPE_OF_BILL)),  # Organization/1: absent
     ],
     "claim-formats/fhir/davinci-pas-claim-referral-authorization.json": [
         Refused("unsupported_transaction", "a prior-authorization request, not a claim"),
@@ -237,10 +244,10 @@ EXPECTED: Final[dict[str, list[Expected]]] = {
     ],
     "realworld-corpus/fhir/alysivji__fhir-zod__claim-example-institutional-rich.json": [
         # Institutional: no pointer or place-of-service findings (v1.2).
-        Scrubbed("96123451", (NO_BILLING_NPI, *not_icd10(0))),
+        Scrubbed("96123451", (NO_BILLING_NPI, NO_TYPE_OF_BILL, *not_icd10(0))),
     ],
     "realworld-corpus/fhir/alysivji__fhir-zod__claim-example-institutional.json": [
-        Scrubbed("9612345", (NO_BILLING_NPI, *not_icd10(0))),
+        Scrubbed("9612345", (NO_BILLING_NPI, NO_TYPE_OF_BILL, *not_icd10(0))),
     ],
     "realworld-corpus/fhir/alysivji__fhir-zod__claim-example-pharmacy.json": [
         Refused(
@@ -271,19 +278,27 @@ EXPECTED: Final[dict[str, list[Expected]]] = {
     # organizations without NPIs.
     "realworld-corpus/fhir/smart-on-fhir__generated-sample-data__"
     "Buster_Hoeger_ad2e3fc5-2b5d-4cb9-8d03-9ea0f4ac8423.json": [
-        Scrubbed("f5596efd-4bd9-4584-83fe-753bfacc206c", (NO_BILLING_NPI, *not_icd10(0))),
-        Scrubbed("241a7359-6285-4f36-a00d-137f59cbf269", (NO_BILLING_NPI, *not_icd10(0))),
-        Scrubbed("2e4e788f-ae8c-4bef-9b82-53cf7b6fa2bc", (NO_BILLING_NPI,)),
-        Scrubbed("e6523f7b-203b-4e4f-80c8-1f25ffe23514", (NO_BILLING_NPI,)),
+        Scrubbed(
+            "f5596efd-4bd9-4584-83fe-753bfacc206c", (NO_BILLING_NPI, NO_TYPE_OF_BILL, *not_icd10(0))
+        ),
+        Scrubbed(
+            "241a7359-6285-4f36-a00d-137f59cbf269", (NO_BILLING_NPI, NO_TYPE_OF_BILL, *not_icd10(0))
+        ),
+        Scrubbed("2e4e788f-ae8c-4bef-9b82-53cf7b6fa2bc", (NO_BILLING_NPI, NO_TYPE_OF_BILL)),
+        Scrubbed("e6523f7b-203b-4e4f-80c8-1f25ffe23514", (NO_BILLING_NPI, NO_TYPE_OF_BILL)),
         Refused("unsupported_transaction", "a Synthea pharmacy claim"),
-        Scrubbed("044f68df-d6b3-4479-94b9-25d0f0ed8a14", (NO_BILLING_NPI, *not_icd10(0))),
-        Scrubbed("212f5d4c-8b57-4a5f-a5ea-be210dcba3aa", (NO_BILLING_NPI,)),
+        Scrubbed(
+            "044f68df-d6b3-4479-94b9-25d0f0ed8a14", (NO_BILLING_NPI, NO_TYPE_OF_BILL, *not_icd10(0))
+        ),
+        Scrubbed("212f5d4c-8b57-4a5f-a5ea-be210dcba3aa", (NO_BILLING_NPI, NO_TYPE_OF_BILL)),
     ],
     "realworld-corpus/fhir/smart-on-fhir__generated-sample-data__"
     "Clemente_Kreiger_1484a42d-0eaf-4654-9cbf-6b050a5cd73b.json": [
-        Scrubbed("a93b70f2-c9a6-4dbd-9ed6-8f7c350f85af", (NO_BILLING_NPI,)),
-        Scrubbed("991b73e3-6ba9-4ba7-9c39-a526351fc9cf", (NO_BILLING_NPI,)),
-        Scrubbed("9006a35a-ea75-4666-bbfc-ca48a7ddb5fe", (NO_BILLING_NPI, *not_icd10(0))),
+        Scrubbed("a93b70f2-c9a6-4dbd-9ed6-8f7c350f85af", (NO_BILLING_NPI, NO_TYPE_OF_BILL)),
+        Scrubbed("991b73e3-6ba9-4ba7-9c39-a526351fc9cf", (NO_BILLING_NPI, NO_TYPE_OF_BILL)),
+        Scrubbed(
+            "9006a35a-ea75-4666-bbfc-ca48a7ddb5fe", (NO_BILLING_NPI, NO_TYPE_OF_BILL, *not_icd10(0))
+        ),
     ],
 }
 

@@ -4,6 +4,7 @@ import json
 import re
 from datetime import date
 from pathlib import Path
+from typing import Final
 
 import pytest
 
@@ -74,6 +75,11 @@ _SPEC_ROW = re.compile(r"^\| ([A-Z]+-[0-9]{3}) \| (error|warning|info) \|", re.M
 _SPEC_RETIRED = re.compile(r"^\| ([A-Z]+-[0-9]{3}) \| — \| \*\*retired", re.MULTILINE)
 
 
+BEYOND_THE_SPEC: Final = {"INST-001": "error", "INST-002": "warning", "INST-003": "warning"}
+"""Rules of issue 20 (a facility's bill) that rules.md does not list yet: they are its
+additions, named here so that any other difference from the spec still fails."""
+
+
 def test_the_catalog_is_the_specs_every_rule_with_its_default_severity() -> None:
     if not SPEC.exists():
         pytest.fail(f"the rule catalog spec is missing: {SPEC}")
@@ -81,7 +87,7 @@ def test_the_catalog_is_the_specs_every_rule_with_its_default_severity() -> None
 
     catalog = {entry.id: entry.severity.value for entry in CATALOG}
 
-    assert catalog == specified | {ENGINE_FAILURE.id: "error"}
+    assert catalog == specified | BEYOND_THE_SPEC | {ENGINE_FAILURE.id: "error"}
 
 
 def test_the_retired_rules_are_those_the_spec_retires() -> None:

@@ -9,7 +9,7 @@ from claim_scrubber.rules._facts import ClaimFacts
 
 __all__ = ["ENGINE_FAILURE", "Hit", "Rule", "RuleDoc", "effective_rules", "rule", "run_rules"]
 
-RULE_ID_PATTERN: Final = r"^(CLM|ADDON|UNITS|MOD|DOC|POS|DX|PAY|HIST|PRICE|ENGINE)-[0-9]{3}$"
+RULE_ID_PATTERN: Final = r"^(CLM|ADDON|UNITS|MOD|DOC|POS|DX|PAY|HIST|INST|PRICE|ENGINE)-[0-9]{3}$"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +49,8 @@ class Rule:
     """It judges the documentation object, and a claim without one is DOC-008's alone."""
     history_only: bool = False
     """It judges claim history: it runs only with history on and a member id (HIST)."""
+    institutional_only: bool = False
+    """It judges what only a facility's bill has: its type of bill, revenue codes (INST)."""
 
 
 def rule(
@@ -63,6 +65,7 @@ def rule(
     professional_only: bool = False,
     documented_only: bool = False,
     history_only: bool = False,
+    institutional_only: bool = False,
 ) -> Callable[[Check], Rule]:
     """Declare a rule: the check's docstring is 'what' and, after a blank line, 'why'."""
 
@@ -85,6 +88,7 @@ def rule(
             professional_only,
             documented_only,
             history_only,
+            institutional_only,
         )
 
     return declare
@@ -161,6 +165,7 @@ def run_rules(facts: ClaimFacts, rules: Iterable[Rule]) -> list[Finding]:
         if (
             (entry.q4390_only and not q4390_claim)
             or (entry.professional_only and not professional)
+            or (entry.institutional_only and professional)
             or (entry.documented_only and not documented)
             or (entry.history_only and without_history)
         ):

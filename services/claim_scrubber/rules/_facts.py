@@ -106,6 +106,13 @@ def _code(text: str) -> str:
     return text.strip().upper()
 
 
+def _type_of_bill(text: str | None) -> str | None:
+    if text is None or not text.strip():
+        return None
+    code = text.strip()
+    return code[1:] if len(code) == 4 and code.startswith("0") else code
+
+
 def _lower(text: str | None) -> str | None:
     return None if text is None else text.strip().lower()
 
@@ -144,6 +151,8 @@ class LineFacts:
     """The National Drug Code as sent (contract v1.2)."""
     description: str | None
     """The line's note as sent: the description of a not-otherwise-classified code."""
+    revenue_code: str | None
+    """An institutional line's revenue code (contract v1.2), four digits as sent."""
 
     def field(self, name: str) -> str:
         return f"claim.lines[{self.index}].{name}"
@@ -179,6 +188,7 @@ class ClaimFacts:
         "q4390_places",
         "ruleset",
         "today",
+        "type_of_bill",
         "wasted_product_lines",
         "wound",
     )
@@ -206,6 +216,9 @@ class ClaimFacts:
         self.location = _lower(self.wound.location) if self.wound else None
         attachments = list(claim.attachments or ())
         self.is_professional = claim.claim_type == "professional"
+        self.type_of_bill = _type_of_bill(claim.type_of_bill)
+        """An institutional claim's type of bill, three characters as UB-04 FL 4 prints it
+        without its leading zero (None: none sent)."""
         self.earliest_service_date: date = min([line.service_date for line in claim.lines])
         release, in_force = ruleset.code_sets.icd10cm_release_for(self.earliest_service_date)
         self.diagnosis_release: Icd10CmRelease = release
@@ -254,6 +267,7 @@ class ClaimFacts:
                     ),
                     ndc=line.ndc,
                     description=line.note,
+                    revenue_code=None if line.revenue_code is None else _code(line.revenue_code),
                 ),
             )
         self.lines: tuple[LineFacts, ...] = tuple(lines)
