@@ -183,7 +183,7 @@ def _convert(
     scrubber: Scrubber | None = None,
     history: HistoryTable | None = None,
 ) -> int:
-    """One file of 837P or FHIR to ClaimEvent JSON lines (or, with a scrubber, to their
+    """One file of 837P, 837I or FHIR to ClaimEvent JSON lines (or, with a scrubber, to their
     results), in file order; an unusable claim or file gives a DeadLetter line."""
     ruleset = scrubber.ruleset if scrubber is not None else _ruleset(settings.ruleset)
     intake = Intake(ruleset.payer_directory, settings.intake_zone)
@@ -329,7 +329,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("worker", help="run the Kafka worker (settings: SCRUBBER_* variables)")
     commands.add_parser(
         "intake",
-        help="run Kafka intake: 837P and FHIR from the inbound topics to ClaimEvents on "
+        help="run Kafka intake: 837P, 837I and FHIR from the inbound topics to ClaimEvents on "
         "the worker's input topic",
     )
     scrub = commands.add_parser(
@@ -340,7 +340,8 @@ def _parser() -> argparse.ArgumentParser:
         "--from",
         dest="format",
         choices=FORMATS,
-        help="FILE is one X12 837P interchange or one FHIR Claim/Bundle: convert, then scrub",
+        help="FILE is one X12 837P or 837I interchange or one FHIR Claim/Bundle: convert, "
+        "then scrub",
     )
     scrub.add_argument(
         "--history",
@@ -349,7 +350,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     convert = commands.add_parser(
         "convert",
-        help="837P or FHIR to ClaimEvent JSON lines on stdout (a DeadLetter line per "
+        help="837P, 837I or FHIR to ClaimEvent JSON lines on stdout (a DeadLetter line per "
         "unusable claim)",
     )
     convert.add_argument("--from", dest="format", choices=FORMATS, required=True)

@@ -1,4 +1,4 @@
-"""The two stages composed: the worker (claim events to scrub results) and intake (837P and
+"""The two stages composed: the worker (claim events to scrub results) and intake (837P, 837I and
 FHIR to claim events), each the same runtime (runtime.py) with its own mapping and topics."""
 
 from typing import Any, Final
@@ -29,7 +29,8 @@ __all__ = ["StageError", "StageFailure", "build_app", "build_intake_app"]
 
 _DESCRIPTIONS: Final = {
     "worker": "Scrubs claim events for HCPCS Q4390 and claim integrity, exactly once.",
-    "intake": "Turns X12 837P interchanges and FHIR R4 Claims into claim events, exactly once.",
+    "intake": "Turns X12 837P and 837I interchanges and FHIR R4 Claims into claim events, "
+    "exactly once.",
 }
 
 
@@ -146,7 +147,7 @@ def build_intake_app(
     failure: StageFailure | None = None,
     tracing: Tracing | None = None,
 ) -> FastStream:
-    """Intake: consume 837P interchanges and FHIR Claims, publish one ClaimEvent per claim
+    """Intake: consume 837P and 837I interchanges and FHIR Claims, publish one ClaimEvent per claim
     to the worker's input topic (an unusable one as a dead letter), exactly once."""
     intake = Intake(ruleset.payer_directory, settings.intake_zone)
     formats: dict[str, Format] = {
@@ -162,7 +163,8 @@ def build_intake_app(
             StreamSpec(
                 settings.topic_inbound_x12,
                 f"{settings.topic_inbound_x12}:convert",
-                "one X12 5010 837P interchange (ISA...IEA) per record, any number of claims",
+                "one X12 5010 837P or 837I interchange (ISA...IEA) per record, any number of "
+                "claims",
             ),
             StreamSpec(
                 settings.topic_inbound_fhir,
