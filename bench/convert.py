@@ -1,5 +1,5 @@
-"""Intake's conversion rate: 837P interchanges (and FHIR Claims) to validated ClaimEvent JSON,
-one process on one core, no broker."""
+"""Intake's conversion rate: 837P and 837I interchanges (and FHIR Claims) to validated
+ClaimEvent JSON, one process on one core, no broker."""
 
 import json
 import time
@@ -21,6 +21,29 @@ _HEADER = (
 )
 
 
+_FACILITY_HEADER = (
+    _HEADER.replace("005010X222A1", "005010X223A2")
+    .replace("WOUND CARE CLINIC", "GENERAL HOSPITAL")
+    .replace("PRV*BI*PXC*207Y00000X~", "PRV*BI*PXC*282N00000X~")
+)
+
+
+def _facility_claim(number: int) -> str:
+    """A hospital outpatient Q4390 bill (837I, type 131) under its own subscriber: 15275 in
+    the operating room, the product under 0636, a clinic visit."""
+    return (
+        f"HL*{number + 2}*1*22*0~SBR*P*18*******MB~"
+        f"NM1*IL*1*DOE*JANE*Q***MI*1EG4TE5MK{number % 100:02d}~N3*2 ELM ST~N4*DALLAS*TX*75002~"
+        f"DMG*D8*19500101*F~NM1*PR*2*NOVITAS SOLUTIONS*****PI*04412~"
+        f"CLM*H{number:08d}*2668.30***13:A:1*Y*A*Y*Y~DTP*434*RD8*20261120-20261120~"
+        "CL1*3**01~REF*G1*PA000001~HI*ABK:L97412*ABF:E11621~"
+        "NM1*71*1*SMITH*ANN****XX*1245319599~"
+        "LX*1~SV2*0360*HC:15275:RT*300*UN*1~DTP*472*D8*20261120~"
+        "LX*2~SV2*0636*HC:Q4390:RT*2242.8*UN*20~DTP*472*D8*20261120~"
+        "LX*3~SV2*0510*HC:G0463*125.5*UN*1~DTP*472*D8*20261120~"
+    )
+
+
 def _claim(number: int) -> str:
     """A realistic Q4390 claim under its own subscriber: 15275 and Q4390-JW on a foot ulcer."""
     return (
@@ -34,11 +57,15 @@ def _claim(number: int) -> str:
     )
 
 
-def interchange(control: int, claims: int = CLAIMS_PER_INTERCHANGE) -> bytes:
-    body = "".join(_claim(control * claims + n) for n in range(claims))
-    segments = _HEADER.count("~") - 2 + body.count("~") + 1
+def interchange(
+    control: int, claims: int = CLAIMS_PER_INTERCHANGE, *, institutional: bool = False
+) -> bytes:
+    """An interchange of `claims` Q4390 claims: professional (837P), or facility bills (837I)."""
+    header, claim = (_FACILITY_HEADER, _facility_claim) if institutional else (_HEADER, _claim)
+    body = "".join(claim(control * claims + n) for n in range(claims))
+    segments = header.count("~") - 2 + body.count("~") + 1
     trailer = f"SE*{segments}*0001~GE*1*{control}~IEA*1*{control:09d}~"
-    return (_HEADER.format(control=control) + body + trailer).encode()
+    return (header.format(control=control) + body + trailer).encode()
 
 
 def fhir_claim(number: int) -> bytes:
@@ -109,12 +136,14 @@ def _rate(intake: Intake, format_name: Format, inputs: list[bytes], seconds: flo
 
 
 def bench_convert(seconds: float) -> dict[str, float]:
-    """Claims/s converted to validated ClaimEvent JSON, for 837P and for FHIR."""
+    """Claims/s converted to validated ClaimEvent JSON, for 837P, 837I and FHIR."""
     intake = Intake(load_ruleset().payer_directory, ZoneInfo("America/Chicago"))
     x12 = [interchange(control) for control in range(4)]
+    facility = [interchange(control, institutional=True) for control in range(4)]
     fhir = [fhir_claim(number) for number in range(2000)]
     return {
         "convert_837p_claims_per_s": round(_rate(intake, "x12", x12, seconds)),
+        "convert_837i_claims_per_s": round(_rate(intake, "x12", facility, seconds)),
         "convert_fhir_claims_per_s": round(_rate(intake, "fhir", fhir, seconds / 2)),
     }
 
