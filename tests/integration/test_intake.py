@@ -19,7 +19,15 @@ from claim_scrubber.adapters.kafka.outbound import dead_letter_bytes_needed
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.formats import read_x12
 from tests.conftest import WorkerStarter
-from tests.formats.samples import interchange, q4390_claim, sample, subscriber, transaction
+from tests.formats.samples import (
+    facility_claim,
+    facility_transaction,
+    interchange,
+    q4390_claim,
+    sample,
+    subscriber,
+    transaction,
+)
 from tests.formats.test_convert_cli import CANARIES
 from tests.kafka_harness import (
     Topics,
@@ -367,3 +375,43 @@ def _histogram(text: str, name: str) -> dict[str, float]:
         elif line.startswith(f"{name}_count "):
             buckets["count"] = float(line.rsplit(" ", 1)[1])
     return buckets
+
+
+async def test_837i_and_837p_on_one_topic_are_each_scrubbed_exactly_once_as_their_kind(
+    kafka_bootstrap: str, topics: Topics, start_worker: WorkerStarter, start_intake: WorkerStarter
+) -> None:
+    facility = interchange(
+        facility_transaction(
+            subscriber(2),
+            facility_claim("H-OUT"),
+            subscriber(3),
+            facility_claim("H-STAY", bill="11"),
+            subscriber(4),
+            facility_claim("H-VOID", frequency="8"),
+        )
+    ).replace(b"000000101", b"000000201")
+    professional = batch_file(7)
+    intake = start_intake("i1")
+    worker = start_worker("w1")
+    await intake.wait_for_event("intake.started")
+    await worker.wait_for_event("worker.started")
+
+    await produce(kafka_bootstrap, topics.inbound_x12, [(None, facility), (None, professional)])
+
+    expected = expected_event_ids([facility, professional])
+    outputs = await collect(kafka_bootstrap, topics, expected=len(expected) + 1, timeout_s=120)
+    results = {
+        o.body["claim_id"]: o for o in outputs.outputs if o.topic in {topics.clean, topics.review}
+    }
+    assert Counter(o.body["event_id"] for o in results.values()) == Counter(
+        dict.fromkeys(expected, 1)
+    )
+    assert len(results) == len(expected), "each claim answered once"
+    outpatient, stay = results["H-OUT"].body, results["H-STAY"].body
+    assert outpatient["claim"]["claim_type"] == "institutional"
+    assert outpatient["claim"]["type_of_bill"] == "131"
+    assert not {f["rule_id"] for f in outpatient["findings"]} & {"INST-001", "INST-002"}
+    assert "INST-002" in {f["rule_id"] for f in stay["findings"]}
+    assert results["F7-C0"].body["claim"]["claim_type"] == "professional"
+    assert "H-VOID" not in results, "a void ends as an audit line, no result"
+    assert worker.events("claim.voided")
