@@ -98,8 +98,8 @@ def product_on_a_stay_bill(facts: ClaimFacts) -> Iterator[Hit]:
     "INST-003",
     Severity.WARNING,
     title="Q4390 line without the revenue code for a separately coded product",
-    source="CMS Pub. 100-04 Transmittal 4204 (CR 11099, January 2019 OPPS update): a skin "
-    "substitute HCPCS code is reported under revenue code 0278 or 0636",
+    source="CMS Pub. 100-04 Transmittal 4204 (January 2019 OPPS update): a skin substitute "
+    "HCPCS code is reported under revenue code 0278 or 0636",
     fails='a Q4390 line with "revenue_code": "0250" (or none)',
     passes='a Q4390 line with "revenue_code": "0636" or "0278"',
     q4390_only=True,
