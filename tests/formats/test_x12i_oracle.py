@@ -173,3 +173,35 @@ def test_our_reader_agrees_with_x12sdk_on_the_real_837i_it_reads() -> None:
 
     assert [claim["claim_id"] for claim in expected] == ["756048Q", "756049Q"]
     assert _ours(data) == expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "LinuxForHealth__x12__out-of-network-repriced-claim.837i",
+        "LinuxForHealth__x12__ppo-repriced-claim.837i",
+    ],
+)
+def test_where_the_sender_split_composites_with_another_separator_x12sdk_cannot_split_them_either(
+    name: str,
+) -> None:
+    data = (CORPUS / name).read_bytes()
+    (claim,) = _oracle_claims(data.decode())
+
+    (entry,) = claim["hi_segment"][0]["health_care_code_1"]
+    assert ">" in entry, "x12sdk keeps 'BK>53081' whole: ISA16 declares ':'"
+    conversion = read_x12(data, directory=load_ruleset().payer_directory, zone=ZoneInfo("UTC"))
+    (rejected,) = conversion.rejected
+    assert "component separator (ISA16)" in rejected.message
+
+
+def _oracle_claims(text: str) -> list[dict[str, Any]]:
+    with X12ModelReader(text) as reader:
+        return [
+            claim
+            for model in reader.models()
+            for billing in model.model_dump(exclude_none=True)["loop_2000a"]
+            for sub in billing.get("loop_2000b", [])
+            for holder in [sub, *sub.get("loop_2000c", [])]
+            for claim in holder.get("loop_2300", [])
+        ]
