@@ -29,6 +29,10 @@ class Record:
     headers: list[tuple[str, bytes]] = field(default_factory=lambda: [("traceparent", TRACEPARENT)])
 
 
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
 def _document(record: OutboundRecord) -> Any:
     assert record.value is not None
     return orjson.loads(record.value)
@@ -75,6 +79,10 @@ def test_each_claim_is_a_keyed_event_and_an_unusable_claim_a_dead_letter_of_the_
         "offset": 41,
         "timestamp_ms": 1_764_000_000_000,
         "key": "batch-7",
+        "key_base64": None,
+        "headers": [
+            {"name": "traceparent", "value_base64": base64.b64encode(TRACEPARENT).decode()}
+        ],
         "claim_index": 3,
     }
     assert base64.b64decode(letter["payload_base64"]) == data

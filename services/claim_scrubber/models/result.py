@@ -126,6 +126,13 @@ class DeadLetterError(BaseModel):
     details: list[ViolationDetail] = Field(default_factory=list)
 
 
+class DeadLetterHeader(BaseModel):
+    model_config = _OUTPUT_MODEL
+
+    name: str
+    value_base64: str | None = Field(description="the header value's bytes; null for none")
+
+
 class DeadLetterKafkaSource(BaseModel):
     model_config = _OUTPUT_MODEL
 
@@ -135,6 +142,16 @@ class DeadLetterKafkaSource(BaseModel):
     timestamp_ms: int | None
     key: str | None = Field(
         description="the input key as UTF-8 text; null when absent or not UTF-8"
+    )
+    key_base64: str | None = Field(
+        default=None,
+        description="(v1.2) the input key's bytes in base64 when they are not UTF-8; null when "
+        "the key is absent or is text (then `key` holds it)",
+    )
+    headers: list[DeadLetterHeader] | None = Field(
+        default=None,
+        description="(v1.2) every header of the input record, in order: with the key and the "
+        "payload, enough to publish the record again byte for byte",
     )
     claim_index: int | None = Field(
         default=None,

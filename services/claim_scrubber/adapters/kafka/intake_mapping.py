@@ -95,7 +95,7 @@ class IntakeMapping:
         """Convert the record; never raises for bad input."""
         payload = record.value or b""
         conversion = self._intake.convert(self._format, payload)
-        room = dead_letter_room(self._dead_letter_max, record.key, shrink)
+        room = dead_letter_room(self._dead_letter_max, record, shrink)
         outputs = [
             OutboundRecord(
                 topic=self._output_topic,
@@ -148,7 +148,7 @@ class IntakeMapping:
             message,
             dead_letter_source(record),
             decided_at,
-            limit=dead_letter_room(self._dead_letter_max, record.key, shrink),
+            limit=dead_letter_room(self._dead_letter_max, record, shrink),
         )
         output = self._dead_letter(record, document, None)
         counts = MetricCounts((DEAD_LETTER,), (DeadLetterKind.PROCESSING_ERROR.value,))

@@ -5,6 +5,7 @@ Pure: no Kafka client, no clock, no logging. The topics' size limits (read from 
 at start) bound every document, so a record never becomes an output its topic refuses.
 """
 
+import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final, Generic, Protocol, TypeVar
@@ -163,20 +164,40 @@ def _key_text(key: bytes | None) -> str | None:
 
 
 def dead_letter_source(record: InputRecord) -> dict[str, object]:
-    """A dead letter's `source`: the record's coordinates, timestamp and key (as UTF-8 text,
-    null when absent or not UTF-8)."""
+    """A dead letter's `source`: the record's coordinates, timestamp, key and headers, enough
+    to publish the record again byte for byte (contract section 4, "Replayable"): the key as
+    UTF-8 text, or its bytes in base64 when it is not UTF-8; every header in order."""
+    key = _key_text(record.key)
     return {
         "topic": record.topic,
         "partition": record.partition,
         "offset": record.offset,
         "timestamp_ms": record.timestamp,
-        "key": _key_text(record.key),
+        "key": key,
+        "key_base64": (None if key is not None or record.key is None else _base64(record.key)),
+        "headers": [
+            {"name": name, "value_base64": None if value is None else _base64(value)}
+            for name, value in record.headers
+        ],
     }
 
 
-def dead_letter_room(max_bytes: int | None, key: bytes | None, shrink: int) -> int | None:
-    """The room for a dead letter of a record with this key on a topic of `max_bytes`; halved
-    `shrink` times after a broker refused the record as too large anyway."""
+def _base64(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+_HEADER_ENVELOPE_BYTES: Final = 40
+"""A header in a dead letter beyond its name and base64 value: `{"name":"","value_base64":""}`."""
+
+
+def dead_letter_room(max_bytes: int | None, record: InputRecord, shrink: int) -> int | None:
+    """The room for a dead letter of this record (beside its key and headers, which it keeps
+    whole) on a topic of `max_bytes`; halved `shrink` times after a broker refused the record
+    as too large anyway."""
     if max_bytes is None:
         return None
-    return (max_bytes - RECORD_OVERHEAD_BYTES - len(key or b"")) >> shrink
+    kept = 2 * len(record.key or b"") + sum(
+        len(name) + -(-len(value or b"") // 3) * 4 + _HEADER_ENVELOPE_BYTES
+        for name, value in record.headers
+    )
+    return (max_bytes - RECORD_OVERHEAD_BYTES - kept) >> shrink

@@ -55,14 +55,14 @@ class ScrubMapping:
         self._result_room = None if result_max is None else result_max - RECORD_OVERHEAD_BYTES
         self._dead_letter_max = topics.max_bytes.get(topics.dead_letter)
 
-    def _limits(self, key: bytes | None, shrink: int) -> DocumentLimits:
-        """The room for each document of a record with this key; halved `shrink` times after
-        a broker refused the record as too large anyway."""
+    def _limits(self, record: InputRecord, shrink: int) -> DocumentLimits:
+        """The room for each document of this record; halved `shrink` times after a broker
+        refused the record as too large anyway."""
         result = self._result_room
         if shrink and result is not None:
             result >>= shrink
         return DocumentLimits(
-            result=result, dead_letter=dead_letter_room(self._dead_letter_max, key, shrink)
+            result=result, dead_letter=dead_letter_room(self._dead_letter_max, record, shrink)
         )
 
     @staticmethod
@@ -82,7 +82,7 @@ class ScrubMapping:
             result_source=result_source,
             dead_letter_source=dead_letter_source,
             decided_at=decided_at,
-            limits=self._limits(record.key, shrink),
+            limits=self._limits(record, shrink),
             history=None if self._history is None else self._history[0].table(record.partition),
         )
         return self._routed(record, decision)
@@ -104,7 +104,7 @@ class ScrubMapping:
             error_type=error_type,
             dead_letter_source=dead_letter_source,
             decided_at=decided_at,
-            limits=self._limits(record.key, shrink),
+            limits=self._limits(record, shrink),
         )
         return self._routed(record, decision)
 
