@@ -30,6 +30,11 @@ from claim_scrubber.adapters.settings import (
     load_offline_settings,
     load_settings,
 )
+from claim_scrubber.entrypoints.dead_letters import (
+    DeadLetterCommandError,
+    add_dead_letter_commands,
+    run_dead_letters,
+)
 from claim_scrubber.formats import ConvertedClaim
 from claim_scrubber.models import PayerKind, Ruleset
 from claim_scrubber.rules import RETIRED_RULES, ruleset_gaps
@@ -381,6 +386,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     schemas.add_argument("--out", type=Path, default=Path("schemas"), help="default: schemas/")
     schemas.add_argument("--check", action="store_true", help="exit 2 if a file is out of date")
+    add_dead_letter_commands(commands)
     return parser
 
 
@@ -403,6 +409,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
         arguments.ruleset, arguments.baseline, arguments.claims, history=arguments.history
     ),
     "schemas": lambda arguments: _schemas(arguments.out, check=arguments.check),
+    "dead-letters": run_dead_letters,
 }
 
 
@@ -411,6 +418,9 @@ def _run(arguments: argparse.Namespace) -> int:
         return _COMMANDS[arguments.command](arguments)
     except _StartError as error:
         return _fail(str(error))
+    except DeadLetterCommandError as error:
+        print(f"{_PROGRAM}: error: {error}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":
