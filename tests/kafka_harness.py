@@ -63,6 +63,11 @@ class Topics:
         return f"{self.prefix}.dead-letter"
 
     @property
+    def ledger(self) -> str:
+        """The dead-letter replay ledger (contract section 11)."""
+        return f"{self.dead_letter}.replayed"
+
+    @property
     def by_patient(self) -> str:
         return f"{self.prefix}.by-patient"
 
@@ -145,7 +150,7 @@ class Topics:
     @property
     def all(self) -> list[str]:
         internal = [self.by_patient, self.changelog] if self.history else []
-        return [self.input, *self.outputs, *self.inbound, *internal]
+        return [self.input, *self.outputs, *self.inbound, self.ledger, *internal]
 
 
 async def create_topics(
@@ -198,6 +203,12 @@ async def create_topics(
                         ),
                     )
                     for t in topics.outputs
+                ),
+                NewTopic(
+                    topics.ledger,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    topic_configs={"cleanup.policy": "compact"},
                 ),
                 *internal,
             ]
@@ -497,9 +508,14 @@ class WorkerProcess:
     """`claim-scrubber worker` (or `intake`) as a child process whose log lines are kept."""
 
     def __init__(
-        self, env: dict[str, str], name: str, command: str = "worker", cwd: Path | None = None
+        self,
+        env: dict[str, str],
+        name: str,
+        command: str | Sequence[str] = "worker",
+        cwd: Path | None = None,
     ) -> None:
-        """`cwd`: the working directory (default: the repository's root)."""
+        """`command`: the subcommand and its arguments; `cwd`: the working directory
+        (default: the repository's root)."""
         self.name = name
         self.lines: list[str] = []
         self.stderr_lines: list[str] = []
@@ -508,7 +524,7 @@ class WorkerProcess:
         full_env.setdefault("SCRUBBER_WORKER_ID", name)
         full_env.setdefault("SCRUBBER_HTTP_PORT", "0")  # tests run several workers at once
         self.process = subprocess.Popen(
-            [WORKER[0], command],
+            [WORKER[0], *([command] if isinstance(command, str) else command)],
             env=full_env,
             cwd=cwd or ROOT,
             stdout=subprocess.PIPE,

@@ -34,6 +34,8 @@ topics=(
 # the compacted changelog with as many partitions.
 by_patient="${SCRUBBER_TOPIC_BY_PATIENT:-claims.by-patient}"
 history="${SCRUBBER_TOPIC_HISTORY:-claims.history}"
+# The dead-letter replay ledger (contract section 11): compacted, keyed by dead letter.
+replayed="${SCRUBBER_TOPIC_DEAD_LETTER:-claims.dead-letter}.replayed"
 
 say() { printf 'kafka: %s\n' "$*" >&2; }
 
@@ -272,11 +274,13 @@ create_topics() {
       --replication-factor 1 >/dev/null &
     pids+=($!)
   fi
-  if ! grep -qxF "$history" <<<"$existing"; then
-    topic_cmd --create --if-not-exists --topic "$history" --partitions "$partitions" \
-      --replication-factor 1 --config cleanup.policy=compact >/dev/null &
-    pids+=($!)
-  fi
+  for t in "$history" "$replayed"; do
+    if ! grep -qxF "$t" <<<"$existing"; then
+      topic_cmd --create --if-not-exists --topic "$t" --partitions "$partitions" \
+        --replication-factor 1 --config cleanup.policy=compact >/dev/null &
+      pids+=($!)
+    fi
+  done
   for p in "${pids[@]}"; do wait "$p"; done
   touch "$data/.output-limits-v1"
 }
@@ -303,7 +307,7 @@ up() {
   write_secure_env
   say "ready on $bootstrap (secured: 9094 SASL_SSL, 9095 mutual TLS, 9096 OAUTHBEARER;" \
     "settings in .kafka/secure.env); topics: ${topics[*]} ${inbound_topics[*]} $by_patient" \
-    "$history ($partitions partitions)"
+    "$history $replayed ($partitions partitions)"
 }
 
 down() {

@@ -19,7 +19,7 @@ from typing import Final, cast
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import IllegalOperation, KafkaError, ProducerFenced
 from structlog.typing import FilteringBoundLogger
 
 from claim_scrubber.adapters.dead_letters import (
@@ -29,8 +29,9 @@ from claim_scrubber.adapters.dead_letters import (
     StoredDeadLetter,
     read_stored,
 )
-from claim_scrubber.adapters.kafka.ownership import denied
+from claim_scrubber.adapters.kafka.ownership import ProducerFencedByCoordinatorError, denied
 from claim_scrubber.adapters.kafka.security import KafkaConnection
+from claim_scrubber.adapters.kafka.topic_sizes import admin_client
 from claim_scrubber.adapters.settings import Settings
 from claim_scrubber.scrubber import timestamp_text
 
@@ -73,12 +74,8 @@ async def _read_all(kafka: KafkaConnection, topic: str, take: Take) -> None:
         request_timeout_ms=15_000,
     )
     try:
+        partitions = [TopicPartition(topic, p) for p in await _partitions(kafka, topic)]
         await consumer.start()
-        if topic not in await consumer.topics():
-            raise ReplayError(f"topic {topic} does not exist (make kafka-up creates it)")
-        partitions = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-        ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
@@ -98,6 +95,20 @@ async def _read_all(kafka: KafkaConnection, topic: str, take: Take) -> None:
         raise ReplayError(_kafka_problem(error, f"read topic {topic}")) from None
     finally:
         await consumer.stop()
+
+
+async def _partitions(kafka: KafkaConnection, topic: str) -> list[int]:
+    """The topic's partition numbers; ReplayError when it does not exist."""
+    admin = admin_client(kafka)
+    try:
+        await admin.start()
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = sorted(p["partition"] for p in described.get("partitions", []))
+    if described.get("error_code") or not partitions:
+        raise ReplayError(f"topic {topic} does not exist (make kafka-up creates it)")
+    return partitions
 
 
 def _kafka_problem(error: KafkaError, doing: str) -> str:
@@ -267,7 +278,8 @@ async def _publish(
             for delivery in deliveries:
                 await delivery
             await producer.commit_transaction()
-        except ProducerFenced:
+        except (ProducerFenced, ProducerFencedByCoordinatorError, IllegalOperation):
+            # fenced by the next run; aiokafka then refuses the next send as IllegalOperation
             raise ReplayError(
                 "another replay run took over (it fenced this one's transactional id); it "
                 "replays what this one did not"
