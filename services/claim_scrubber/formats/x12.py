@@ -652,28 +652,9 @@ class _Reader:
                 f"service line at segment {line['position']}: no date of service (DTP*472) "
                 "and no statement period (DTP*434)"
             )
-        date_elements, date_position = dated
-        field = "SV205"
-        try:
-            units = _units(elements[5])
-            field = "SV203"
-            charge = _money(elements[3])
-            field = "DTP"
-            service_date = _service_date(date_elements)
-        except _BadValueError as problem:
-            at = date_position if field == "DTP" else position
-            raise _UnusableError(f"segment {at} ({field}): {problem}") from None
-        converted: dict[str, Any] = {
-            "line_number": number,
-            "procedure_code": procedure[1],
-            "modifiers": [code for code in procedure[2:6] if code],
-            "units": units,
-            "unit_basis": elements[4] or None,
-            "charge": charge,
-            "service_date": service_date,
-            "diagnosis_pointers": [],
-            "revenue_code": revenue,
-        }
+        converted = _service("SV2", elements, position, procedure, dated, number=number)
+        converted["diagnosis_pointers"] = []
+        converted["revenue_code"] = revenue
         notes = [text for text in (procedure[6], *line["notes"]) if text]
         self._extras(line, converted, notes)
         return converted
@@ -694,34 +675,52 @@ class _Reader:
             raise _UnusableError(
                 f"service line at segment {line['position']}: no date of service (DTP*472)"
             )
-        date_elements, date_position = line["DTP"]
         notes = [text for text in (procedure[6], *line["notes"]) if text]
-        pointers = list(_pointers(elements[7], self._component))
-        field = "SV104"
-        try:
-            units = _units(elements[4])
-            field = "SV102"
-            charge = _money(elements[2])
-            field = "DTP"
-            service_date = _service_date(date_elements)
-        except _BadValueError as problem:
-            at = date_position if field == "DTP" else position
-            raise _UnusableError(f"segment {at} ({field}): {problem}") from None
-        converted: dict[str, Any] = {
-            "line_number": number,
-            "procedure_code": procedure[1],
-            "modifiers": [code for code in procedure[2:6] if code],
-            "units": units,
-            "unit_basis": elements[3] or None,
-            "charge": charge,
-            "service_date": service_date,
-            "diagnosis_pointers": pointers,
-        }
+        converted = _service("SV1", elements, position, procedure, line["DTP"], number=number)
+        converted["diagnosis_pointers"] = list(_pointers(elements[7], self._component))
         place = elements[5]
         if place and place != claim_place:
             converted["place_of_service"] = place
         self._extras(line, converted, notes)
         return converted
+
+
+_SERVICE_ELEMENTS: Final = {"SV1": (4, 2, 3), "SV2": (5, 3, 4)}
+"""Where a service line's units, charge and unit basis are: SV104/SV102/SV103 (837P),
+SV205/SV203/SV204 (837I)."""
+
+
+def _service(
+    tag: str,
+    elements: list[str],
+    position: int,
+    procedure: list[str],
+    dated: tuple[list[str], int],
+    *,
+    number: int,
+) -> dict[str, Any]:
+    """The fields every service line has, read from its SV1 or SV2 and its date."""
+    units_at, charge_at, basis_at = _SERVICE_ELEMENTS[tag]
+    date_elements, date_position = dated
+    field = f"{tag}{units_at:02d}"
+    try:
+        units = _units(elements[units_at])
+        field = f"{tag}{charge_at:02d}"
+        charge = _money(elements[charge_at])
+        field = "DTP"
+        service_date = _service_date(date_elements)
+    except _BadValueError as problem:
+        where = date_position if field == "DTP" else position
+        raise _UnusableError(f"segment {where} ({field}): {problem}") from None
+    return {
+        "line_number": number,
+        "procedure_code": procedure[1],
+        "modifiers": [code for code in procedure[2:6] if code],
+        "units": units,
+        "unit_basis": elements[basis_at] or None,
+        "charge": charge,
+        "service_date": service_date,
+    }
 
 
 def _split(text: str, terminator: str, element: str, *, line_breaks: bool) -> Iterator[list[str]]:
