@@ -12,7 +12,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -228,11 +228,13 @@ class TestOAuthBearer:
         assert CANARY not in worker.all_output()
 
 
-def _run_worker(env: dict[str, str], timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+def _run_worker(
+    env: dict[str, str], timeout_s: float = 60, command: Sequence[str] = WORKER
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("SCRUBBER_")}
     full_env |= {"SCRUBBER_HTTP_PORT": "0"} | env
     return subprocess.run(
-        WORKER,
+        command,
         env=full_env,
         capture_output=True,
         text=True,
@@ -365,6 +367,22 @@ class TestHistoryGrants:
         line = _one_error_line(result)
         assert f"may not read topic {history_topics.changelog}" in line, line
         assert await committed_offsets(kafka_bootstrap, history_topics) == {}
+
+
+class TestDeadLetterCommands:
+    @pytest.mark.parametrize("action", ["list", "replay"])
+    async def test_without_read_on_the_dead_letters_the_command_stops_with_one_line(
+        self, topics: Topics, action: str
+    ) -> None:
+        await _grant(topics)  # the worker's grants: it writes dead letters, never reads them
+        command = [WORKER[0], "dead-letters", action]
+
+        result = await asyncio.to_thread(_run_worker, _scram_env(topics), 60, command)
+
+        assert result.returncode == 1
+        line = _one_error_line(result)
+        assert "Kafka refused this command the permission to" in line, line
+        assert "Traceback" not in result.stderr
 
 
 class TestLosingAPermission:

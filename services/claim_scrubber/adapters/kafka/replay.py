@@ -40,6 +40,7 @@ __all__ = ["ReplayError", "ReplaySummary", "ledger_topic", "list_dead_letters", 
 _BATCH: Final = 100
 """Dead letters replayed in one transaction at most."""
 _FETCH_MS: Final = 500
+_TOPIC_AUTHORIZATION_FAILED: Final = 29
 
 
 class ReplayError(Exception):
@@ -106,15 +107,22 @@ async def _partitions(kafka: KafkaConnection, topic: str) -> list[int]:
     finally:
         await admin.close()
     partitions = sorted(p["partition"] for p in described.get("partitions", []))
+    if described.get("error_code") == _TOPIC_AUTHORIZATION_FAILED:
+        raise ReplayError(
+            f"Kafka refused this command the permission to describe topic {topic} "
+            "(TopicAuthorizationFailedError); grant what the README's Dead letters section lists"
+        )
     if described.get("error_code") or not partitions:
         raise ReplayError(f"topic {topic} does not exist (make kafka-up creates it)")
     return partitions
 
 
 def _kafka_problem(error: KafkaError, doing: str) -> str:
-    refused = denied(error)
-    if refused is not None:
-        return f"Kafka refused to let this command {refused} ({doing})"
+    if denied(error) is not None:
+        return (
+            f"Kafka refused this command the permission to {doing} ({type(error).__name__}); "
+            "grant what the README's Dead letters section lists"
+        )
     return f"cannot {doing}: {type(error).__name__}"
 
 
