@@ -18,6 +18,7 @@ $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	bash deploy/fetch-htmx.sh
 	touch $@
 
 run: install ## the worker and intake, on a local broker unless SCRUBBER_KAFKA_BOOTSTRAP_SERVERS is set

@@ -117,6 +117,22 @@ class Settings(OfflineSettings):
     history_retention_days: Annotated[int, Field(ge=1, le=3650)] = Field(
         default=400, description="applications older than this before an event's time are dropped"
     )
+    review_port: Annotated[int, Field(ge=1, le=65535)] = Field(
+        default=8081, description="claim-scrubber review: the page's port"
+    )
+    review_bind: Annotated[str, Field(min_length=1)] = Field(
+        default="127.0.0.1", description="claim-scrubber review: the address it listens on"
+    )
+    review_token_file: Path | None = Field(
+        default=None, description="claim-scrubber review: the bearer token every request needs"
+    )
+    review_open: bool = Field(
+        default=False,
+        description="claim-scrubber review: no token, for a local demo bound to loopback only",
+    )
+    review_window_days: Annotated[int, Field(ge=1, le=3650)] = Field(
+        default=30, description="claim-scrubber review: days of results read at start"
+    )
     topic_partitions: Annotated[int, Field(ge=1, le=1000)] = Field(
         default=6, description="partitions of the topics `make kafka-up` creates (not the worker)"
     )

@@ -35,6 +35,7 @@ from claim_scrubber.entrypoints.dead_letters import (
     add_dead_letter_commands,
     run_dead_letters,
 )
+from claim_scrubber.entrypoints.review import ReviewStartError, run_review
 from claim_scrubber.formats import ConvertedClaim
 from claim_scrubber.models import PayerKind, Ruleset
 from claim_scrubber.rules import RETIRED_RULES, ruleset_gaps
@@ -387,6 +388,11 @@ def _parser() -> argparse.ArgumentParser:
     schemas.add_argument("--out", type=Path, default=Path("schemas"), help="default: schemas/")
     schemas.add_argument("--check", action="store_true", help="exit 2 if a file is out of date")
     add_dead_letter_commands(commands)
+    commands.add_parser(
+        "review",
+        help="serve the review page for coders over the result topics (needs "
+        "SCRUBBER_REVIEW_TOKEN_FILE; http://127.0.0.1:8081/ by default)",
+    )
     return parser
 
 
@@ -410,6 +416,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     ),
     "schemas": lambda arguments: _schemas(arguments.out, check=arguments.check),
     "dead-letters": run_dead_letters,
+    "review": lambda _: run_review(),
 }
 
 
@@ -417,6 +424,8 @@ def _run(arguments: argparse.Namespace) -> int:
     try:
         return _COMMANDS[arguments.command](arguments)
     except _StartError as error:
+        return _fail(str(error))
+    except ReviewStartError as error:
         return _fail(str(error))
     except DeadLetterCommandError as error:
         print(f"{_PROGRAM}: error: {error}", file=sys.stderr)
