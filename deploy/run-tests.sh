@@ -9,6 +9,7 @@ $bin/ruff check services tests bench
 $bin/ruff format --check services tests bench
 $bin/mypy
 $bin/lint-imports
+bash deploy/install-browser.sh  # the review page's browser tests
 if [ $# -gt 0 ]; then
   exec bash deploy/kafka/with-broker.sh $bin/pytest "$@"
 fi

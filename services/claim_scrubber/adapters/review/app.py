@@ -96,6 +96,7 @@ def review_app(state: ReviewState, token: str | None) -> FastAPI:
             {
                 "open_count": len(state.board.items),
                 "ruleset_version": state.ruleset_version,
+                "version": state.version,
                 **context,
             },
         )
@@ -128,9 +129,11 @@ def review_app(state: ReviewState, token: str | None) -> FastAPI:
         return page(request, "claim.html", _claim_view(item))
 
     @app.get("/events")
-    async def events() -> StreamingResponse:
+    async def events(since: int = -1) -> StreamingResponse:
+        """`changed` whenever the queue changes after version `since` (the page's)."""
+
         async def stream() -> AsyncIterator[bytes]:
-            seen = state.version
+            seen = since if since >= 0 else state.version
             yield b"retry: 2000\n\n"
             while True:
                 now = await state.wait_change(seen, timeout_s=15)

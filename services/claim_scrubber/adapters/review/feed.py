@@ -71,15 +71,14 @@ async def _follow(
     await consumer.start()
     try:
         consumer.assign(partitions)
+        # The ends first: a partition with no result in the window starts at its end as it
+        # was then, so a result written meanwhile (newer than the window's start) is read.
+        ends = await consumer.end_offsets(partitions)
         since_ms = int((time.time() - window_days * 86_400) * 1000)
         starts = await consumer.offsets_for_times(dict.fromkeys(partitions, since_ms))
         for partition in partitions:
             found = starts.get(partition)
-            if found is None:
-                await consumer.seek_to_end(partition)
-            else:
-                consumer.seek(partition, found.offset)
-        ends = await consumer.end_offsets(partitions)
+            consumer.seek(partition, ends[partition] if found is None else found.offset)
         while True:
             batches = await consumer.getmany(timeout_ms=500, max_records=2000)
             for records in batches.values():
