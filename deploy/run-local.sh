@@ -23,18 +23,30 @@ if [ "$SCRUBBER_HISTORY" = on ] && [ -z "${SCRUBBER_HISTORY_KEY:-}${SCRUBBER_HIS
 fi
 
 port="${SCRUBBER_HTTP_PORT:-8080}"
-intake_port=$(( port == 0 ? 0 : port + 1 ))   # /metrics, /livez, /readyz of intake
+intake_port=$(( port == 0 ? 0 : port + 2 ))   # /metrics, /livez, /readyz of intake (8081: the review page)
+
+# The review page (contract section 12) on 127.0.0.1, with a token generated once.
+export SCRUBBER_REVIEW_TOKEN_FILE="${SCRUBBER_REVIEW_TOKEN_FILE:-$PWD/.kafka/review.token}"
+if ! [ -s "$SCRUBBER_REVIEW_TOKEN_FILE" ]; then
+  mkdir -p "$(dirname "$SCRUBBER_REVIEW_TOKEN_FILE")"
+  (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$SCRUBBER_REVIEW_TOKEN_FILE")
+fi
+review_port="${SCRUBBER_REVIEW_PORT:-8081}"
 
 SCRUBBER_HTTP_PORT="$intake_port" "$bin/claim-scrubber" intake &
 intake=$!
 "$bin/claim-scrubber" worker &
 worker=$!
+SCRUBBER_HTTP_PORT=0 "$bin/claim-scrubber" review &
+review=$!
+echo "review page: http://127.0.0.1:$review_port/login?token=$(cat "$SCRUBBER_REVIEW_TOKEN_FILE")" >&2
 
-stop() { kill -TERM "$worker" "$intake" 2>/dev/null || true; }
+stop() { kill -TERM "$worker" "$intake" "$review" 2>/dev/null || true; }
 trap stop INT TERM
 status=0
-wait -n "$worker" "$intake" || status=$?
+wait -n "$worker" "$intake" "$review" || status=$?
 stop
 wait "$worker" 2>/dev/null || true
 wait "$intake" 2>/dev/null || true
+wait "$review" 2>/dev/null || true
 exit "$status"

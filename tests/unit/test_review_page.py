@@ -2,6 +2,8 @@
 counts the open items by rule, a claim's findings sit beside their lines, and no page is cached
 or allows inline script."""
 
+import os
+import subprocess
 from datetime import UTC, datetime
 
 import orjson
@@ -12,6 +14,7 @@ from claim_scrubber.adapters.review.app import ReviewState, review_app
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.scrubber import Scrubber
 from tests.claims import default_event, event_bytes, patched
+from tests.kafka_harness import WORKER
 
 TOKEN = "review-token-for-tests-0123456789"  # noqa: S105 - a test token
 SCRUBBER = Scrubber(load_ruleset(), max_message_bytes=1 << 20)
@@ -76,3 +79,33 @@ def test_a_claims_finding_sits_beside_its_line_with_the_rules_why_and_source(
     assert "Why:" in line_two
     assert "Source:" in line_two
     assert 'data-rule="MOD-002"' not in page.split('data-line="1"')[1].split("</tr>")[0]
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "the review page shows PHI: set SCRUBBER_REVIEW_TOKEN_FILE"),
+        (
+            {"SCRUBBER_REVIEW_OPEN": "true", "SCRUBBER_REVIEW_BIND": "0.0.0.0"},  # noqa: S104
+            "SCRUBBER_REVIEW_OPEN is for a local demo",
+        ),
+        ({"SCRUBBER_REVIEW_TOKEN_FILE": "/nonexistent/token"}, "cannot read"),
+    ],
+    ids=["no-token", "open-beyond-loopback", "unreadable-token"],
+)
+def test_the_page_refuses_to_start_without_a_token_with_one_line(
+    env: dict[str, str], expected: str
+) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SCRUBBER_")}
+    result = subprocess.run(
+        [WORKER[0], "review"],
+        env=clean | {"SCRUBBER_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"} | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert expected in line
