@@ -27,6 +27,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.convert import bench_convert
 from bench.history import history_memory, restore_rate
+from bench.review import bench_review
 from claim_scrubber.adapters.kafka.security import KafkaConnection, connection
 from claim_scrubber.adapters.kafka.topic_sizes import OUTPUT_TOPIC_CONFIGS
 from claim_scrubber.adapters.ruleset_file import load_ruleset
@@ -472,6 +473,8 @@ async def main() -> None:
     results |= bench_core(arguments.core_seconds)
     print(f"convert: {arguments.core_seconds:g} s of intake's 837P reader (and FHIR) ...")
     results |= bench_convert(arguments.core_seconds)
+    print("review: the worklist over 50,000 open items ...", flush=True)
+    results |= bench_review()
 
     RESULTS.write_text(json.dumps(results, indent=2) + "\n", "utf-8")
     width = max(len(key) for key in results)

@@ -37,7 +37,7 @@ def _result(claim_id: str, **changes: object) -> dict[str, object]:
 def client() -> TestClient:
     state = ReviewState(ruleset_version="2026.12.0")
     for n in range(3):
-        state.take(_result(f"R-{n}", **{"claim.lines[1].modifiers": ["ZZ"]}))
+        state.take(orjson.dumps(_result(f"R-{n}", **{"claim.lines[1].modifiers": ["ZZ"]})))
     return TestClient(review_app(state, TOKEN))
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 __all__ = ["ReviewBoard", "ReviewItem", "RuleGroup"]
 
 
@@ -24,8 +26,14 @@ class ReviewItem:
     scrubbed_at: datetime
     payer_kind: str
     rule_ids: tuple[str, ...]
-    result: dict[str, Any]
-    """The ScrubResult as published (it holds PHI: shown, never logged)."""
+    document: bytes
+    """The ScrubResult as published, kept as its bytes (a third of the parsed size); it holds
+    PHI: shown, never logged."""
+
+    @property
+    def result(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = orjson.loads(self.document)
+        return parsed
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +58,9 @@ class ReviewBoard:
     items: dict[str, ReviewItem] = field(default_factory=dict)
     _seen: dict[str, _Seen] = field(default_factory=dict)
 
-    def take(self, result: dict[str, Any]) -> bool:
-        """Take one scrub result; whether the board changed."""
+    def take(self, result: dict[str, Any], document: bytes | None = None) -> bool:
+        """Take one scrub result (`document`: its bytes as published, when at hand); whether
+        the board changed."""
         claim_id = result.get("claim_id")
         version = result.get("claim_version")
         outcome = result.get("outcome")
@@ -72,7 +81,7 @@ class ReviewBoard:
                 rule_ids=tuple(
                     dict.fromkeys(str(f.get("rule_id")) for f in result.get("findings", []))
                 ),
-                result=result,
+                document=orjson.dumps(result) if document is None else document,
             )
             return True
         return self.items.pop(claim_id, None) is not None

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import orjson
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -46,8 +47,9 @@ class ReviewState:
     version: int = 0
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def take(self, result: dict[str, Any]) -> None:
-        if self.board.take(result):
+    def take(self, document: bytes) -> None:
+        """Take one scrub result as published."""
+        if self.board.take(orjson.loads(document), document):
             self.version += 1
             self._changed.set()
             self._changed = asyncio.Event()

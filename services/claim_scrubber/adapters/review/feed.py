@@ -6,7 +6,6 @@ import asyncio
 import time
 from typing import Final
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from structlog.typing import FilteringBoundLogger
@@ -84,7 +83,7 @@ async def _follow(
             for records in batches.values():
                 for record in records:
                     if record.value is not None:
-                        state.take(orjson.loads(record.value))
+                        state.take(record.value)
             if not ready.is_set():
                 positions = [await consumer.position(p) for p in partitions]
                 if all(at >= ends[p] for at, p in zip(positions, partitions, strict=True)):
