@@ -746,6 +746,17 @@ def http_get(port: int, path: str) -> tuple[int, str]:
         return error.code, error.read().decode()
 
 
+async def wait_ready(port: int, timeout_s: float = 60.0) -> None:
+    """Until a worker's /readyz answers 200 (it owns every partition assigned to it)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if (await asyncio.to_thread(http_get, port, "/readyz"))[0] == 200:
+                return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"/readyz on port {port} did not answer 200 within {timeout_s} s")
+
+
 class SecondBroker:
     """A second broker (node 2, PLAINTEXT on a port of its own) joining the local cluster of
     `make kafka-up`, to hold the partitions a test puts on it and take them offline.

@@ -23,7 +23,7 @@ from aiokafka.partitioner import murmur2
 from claim_scrubber.adapters.kafka.topic_sizes import OUTPUT_TOPIC_CONFIGS
 from tests.claims import default_event, event_bytes, patched
 from tests.conftest import WorkerStarter
-from tests.kafka_harness import SecondBroker, Topics, WorkerProcess, free_port, http_get
+from tests.kafka_harness import SecondBroker, Topics, WorkerProcess, free_port, wait_ready
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -155,17 +155,6 @@ async def _results(
     return claims
 
 
-async def _ready(port: int, timeout_s: float = 60.0) -> None:
-    """Until the worker's /readyz answers 200: it owns every partition assigned to it."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(OSError):
-            if (await asyncio.to_thread(http_get, port, "/readyz"))[0] == 200:
-                return
-        await asyncio.sleep(0.2)
-    raise AssertionError("the worker did not become ready in time")
-
-
 def _gave_up(worker: WorkerProcess) -> list[dict[str, object]]:
     """The times partition OFFLINE's transaction ran out of time (or its fence did)."""
     return [
@@ -197,7 +186,7 @@ async def test_while_one_output_partition_has_no_leader_the_others_keep_committi
                 **topics.env(kafka_bootstrap),
             )
             await worker.wait_for_event("partitions.assigned")
-            await _ready(port)  # every partition fenced and owned: the outage is the output's
+            await wait_ready(port)  # every partition fenced and owned: the outage is the output's
             second.kill()  # partition OFFLINE of the clean topic has no leader now
 
             await _send(kafka_bootstrap, topics.input, list(everything - Counter(second_wave)))
