@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 from claim_scrubber.adapters.ruleset_file import load_ruleset
 from claim_scrubber.models import Outcome, Severity
-from claim_scrubber.rules import CHECKED_RULES, ClaimFacts, Hit, rule, run_rules
+from claim_scrubber.rules import CATALOG, CHECKED_RULES, ClaimFacts, Hit, rule, run_rules
 from claim_scrubber.scrubber import Accepted, Scrubber, read_claim_event
 from tests.claims import default_event, event_bytes, patched
 
@@ -45,12 +45,28 @@ class TestEngineFailure:
             "Raises on purpose. Check that by hand before releasing the claim, and send the "
             "claim id to the scrubber team."
         )
+        assert failures[0].title == "A rule could not be evaluated"
         assert verdict.outcome is Outcome.NEEDS_REVIEW
 
     def test_the_other_rules_still_run_after_one_raises(self) -> None:
         scrubber = Scrubber(RULESET, max_message_bytes=1 << 20, rules=(_raising, *CHECKED_RULES))
         ids = {f.rule_id for f in scrubber.verdict(_accepted()).findings}
         assert {"ENGINE-001", "PRICE-001"} <= ids
+
+
+class TestTitles:
+    def test_every_finding_carries_its_rules_catalog_title(self) -> None:
+        titles = {entry.id: entry.title for entry in CATALOG}
+        findings = (
+            Scrubber(RULESET, max_message_bytes=1 << 20)
+            .verdict(
+                _accepted(**{"claim.billing_provider.npi": "1", "claim.lines[1].modifiers": ["22"]})
+            )
+            .findings
+        )
+
+        assert len({f.rule_id for f in findings}) > 1
+        assert [f.title for f in findings] == [titles[f.rule_id] for f in findings]
 
 
 class TestOrdering:

@@ -65,6 +65,13 @@ class Finding:
         str, Field(description="path into the event, e.g. claim.lines[1].modifiers (zero-based)")
     ]
     message: str
+    title: Annotated[
+        str,
+        Field(
+            description="(v1.2) the rule's title from the catalog, for grouping and labelling "
+            "findings without a copy of the catalog"
+        ),
+    ]
 
 
 class KafkaSource(BaseModel):

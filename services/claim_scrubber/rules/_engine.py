@@ -126,6 +126,7 @@ def _engine_failure(failed: Rule, ruleset_version: str) -> Finding:
             f"checks: {what}. Check that by hand before releasing the claim, and send the "
             "claim id to the scrubber team."
         ),
+        title=ENGINE_FAILURE.title,
     )
 
 
@@ -172,7 +173,16 @@ def run_rules(facts: ClaimFacts, rules: Iterable[Rule]) -> list[Finding]:
             continue
         try:
             for hit in entry.check(facts):
-                add(Finding(entry.id, entry.severity, hit.line_number, hit.field, hit.message))
+                add(
+                    Finding(
+                        entry.id,
+                        entry.severity,
+                        hit.line_number,
+                        hit.field,
+                        hit.message,
+                        entry.title,
+                    )
+                )
         except Exception:  # noqa: BLE001 - any failure of a rule becomes ENGINE-001, never a pass
             add(_engine_failure(entry, facts.ruleset.version))
     findings.sort(key=_finding_order)
