@@ -1,9 +1,12 @@
 """`claim-scrubber scrub` and `claim-scrubber rules`, as a user runs them."""
 
+import base64
 import json
 import os
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from tests.claims import canary_event, default_event, event_bytes, patched, phi_strings
 from tests.kafka_harness import WORKER
@@ -103,6 +106,70 @@ class TestScrub:
         )
         audit = [json.loads(line)["event"] for line in with_history.stderr.splitlines()]
         assert audit.count("claim.voided") == 1
+
+
+class TestScrubInputShapes:
+    def test_a_pretty_printed_event_is_one_claim_not_a_dead_letter_per_line(self) -> None:
+        pretty = json.dumps(default_event(), indent=2).encode()
+        result = _run("scrub", stdin=b"\n" + pretty + b"\n")
+
+        assert result.returncode == 0
+        (line,) = result.stdout.splitlines()
+        assert json.loads(line)["outcome"] == "clean"
+        assert json.loads(line)["source"] == {"file": "-", "line": 2}
+
+    def test_a_json_array_gives_one_output_per_element_with_the_line_it_starts_on(self) -> None:
+        broken = patched(default_event(), {"claim.billing_provider.npi": "1"})
+        array = json.dumps([default_event(), broken, 7], indent=2).encode()
+
+        result = _run("scrub", stdin=array)
+
+        outputs = [json.loads(line) for line in result.stdout.splitlines()]
+        assert [o.get("outcome", o.get("error", {}).get("kind")) for o in outputs] == [
+            "clean",
+            "needs_review",
+            "not_an_object",
+        ]
+        lines = array.decode().splitlines()
+        starts = [n for n, text in enumerate(lines, 1) if text in {"  {", "  7"}]
+        assert [o["source"]["line"] for o in outputs] == starts
+
+    def test_a_dead_letter_of_an_array_element_keeps_that_elements_bytes(self) -> None:
+        array = b'[\n  {"schema_version": "9"}\n]\n'
+        (line,) = _run("scrub", stdin=array).stdout.splitlines()
+
+        letter = json.loads(line)
+        assert letter["error"]["kind"] == "unsupported_schema_version"
+        assert base64.b64decode(letter["payload_base64"]) == b'{"schema_version": "9"}'
+
+    def test_json_lines_with_a_broken_first_line_are_still_json_lines(self) -> None:
+        stdin = b"{broken\n" + event_bytes(default_event()) + b"\n\n"
+        outputs = [json.loads(line) for line in _run("scrub", stdin=stdin).stdout.splitlines()]
+
+        assert [o.get("outcome", o.get("error", {}).get("kind")) for o in outputs] == [
+            "invalid_json",
+            "clean",
+        ]
+
+    @pytest.mark.parametrize(
+        ("stdin", "hint"),
+        [
+            (b"claim_id,units\nCLM-1,20\n", ""),
+            (b"ISA*00*          *00*~GS*HC~ST*837~", "use --from x12"),
+            (b'{\n  "resourceType": "Claim",\n', "use --from fhir"),
+        ],
+        ids=["csv", "x12", "broken-fhir"],
+    )
+    def test_input_of_another_kind_is_one_line_saying_what_scrub_expected(
+        self, stdin: bytes, hint: str
+    ) -> None:
+        result = _run("scrub", stdin=stdin)
+
+        assert result.returncode == 2
+        assert result.stdout == b""
+        (line,) = result.stderr.decode().splitlines()
+        assert "JSON Lines (one event per line), a JSON array of events, or one JSON" in line
+        assert hint in line
 
 
 class TestRules:

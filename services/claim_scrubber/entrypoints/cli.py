@@ -14,6 +14,11 @@ from typing import BinaryIO
 import orjson
 from structlog.typing import FilteringBoundLogger
 
+from claim_scrubber.adapters.claim_files import (
+    ClaimDocuments,
+    NotClaimJsonError,
+    read_claim_documents,
+)
 from claim_scrubber.adapters.conversion import (
     FORMATS,
     Format,
@@ -131,6 +136,13 @@ def _open_input(file: str | None) -> Iterator[tuple[str, BinaryIO]]:
         yield file, handle
 
 
+def _claim_documents(stream: BinaryIO) -> ClaimDocuments:
+    try:
+        return read_claim_documents(stream)
+    except NotClaimJsonError as error:
+        raise _StartError(str(error)) from None
+
+
 def _audit(
     log: FilteringBoundLogger, decision: Decision, ruleset_version: str, **where: object
 ) -> None:
@@ -162,9 +174,8 @@ def _scrub(file: str | None, format_name: Format | None, *, history: bool) -> in
     log = get_logger()
     counts: dict[str, int] = {}
     out = sys.stdout.buffer
-    with _open_input(file) as (name, lines):
-        for number, raw in enumerate(lines, start=1):
-            payload = raw.rstrip(b"\r\n")
+    with _open_input(file) as (name, stream):
+        for number, payload in _claim_documents(stream).documents:
             source = {"file": name, "line": number}
             decision = scrubber.decide(
                 payload,
@@ -270,11 +281,11 @@ def _impact(
     in_use = baseline_file if baseline_file is not None else settings.ruleset
     baseline = Scrubber(_ruleset(in_use), max_message_bytes=settings.max_message_bytes)
     candidate = Scrubber(_ruleset(candidate_file), max_message_bytes=settings.max_message_bytes)
-    with _open_input(claims_file) as (_, lines):
+    with _open_input(claims_file) as (_, stream):
         report = compare(
             baseline,
             candidate,
-            (raw.rstrip(b"\r\n") for raw in lines),
+            (payload for _, payload in _claim_documents(stream).documents),
             HistoryTable(secrets.token_bytes(32)) if history else None,
         )
     out = sys.stdout.buffer
