@@ -1,13 +1,22 @@
-"""`claim-scrubber scrub` and `claim-scrubber rules`, as a user runs them."""
+"""The `claim-scrubber` commands as a user runs them: scrub, rules, check, --version, --help."""
 
+import argparse
 import base64
 import json
 import os
+import re
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
+from claim_scrubber import __version__
+from claim_scrubber.adapters.ruleset_file import load_ruleset
+from claim_scrubber.adapters.settings import Settings
+from claim_scrubber.entrypoints.cli import _parser
+from claim_scrubber.models import CONTRACT_VERSION
 from tests.claims import canary_event, default_event, event_bytes, patched, phi_strings
 from tests.kafka_harness import WORKER
 
@@ -247,3 +256,93 @@ class TestOfflineCommands:
         )
 
         assert "loaded: []" in result.stderr
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    for action in parser._actions:  # argparse keeps its subparsers here only
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield name, sub
+                for inner, deeper in _subcommands(sub):
+                    yield f"{name} {inner}", deeper
+
+
+class TestCommandsExplainThemselves:
+    def test_version_names_the_package_the_shipped_ruleset_and_the_contract(self) -> None:
+        result = _run("--version")
+
+        assert result.returncode == 0
+        assert result.stdout.decode() == (
+            f"claim-scrubber {__version__} (shipped ruleset {load_ruleset().version}, "
+            f"contract {CONTRACT_VERSION})\n"
+        )
+
+    def test_every_subcommands_help_says_what_it_reads_writes_and_which_settings(self) -> None:
+        commands = dict(_subcommands(_parser()))
+
+        assert {"worker", "send", "tail", "check", "dead-letters replay"} <= set(commands)
+        for name, sub in commands.items():
+            text = " ".join(sub.format_help().split())
+            for part in ("Reads:", "Writes:", "Settings:"):
+                assert part in text, (name, part)
+
+    def test_the_settings_a_help_text_names_exist(self) -> None:
+        known = [
+            field.validation_alias or f"SCRUBBER_{name.upper()}"
+            for name, field in Settings.model_fields.items()
+        ]
+        for name, sub in _subcommands(_parser()):
+            for named in re.findall(r"\b(?:SCRUBBER|OTEL)_[A-Z0-9_*]+", sub.format_help()):
+                pattern = re.compile(named.rstrip("_").replace("*", "[A-Z0-9_]*") + r"\Z")
+                assert any(pattern.match(str(k)) for k in known), (name, named)
+
+
+class TestCheck:
+    def test_valid_settings_print_the_configuration_with_secrets_masked(
+        self, tmp_path: Path
+    ) -> None:
+        key = tmp_path / "history.key"
+        key.write_text("a-history-secret-of-some-length")
+        result = _run(
+            "check",
+            SCRUBBER_KAFKA_BOOTSTRAP_SERVERS="broker.example:9093",
+            SCRUBBER_KAFKA_SECURITY_PROTOCOL="SASL_PLAINTEXT",
+            SCRUBBER_KAFKA_SASL_MECHANISM="SCRAM-SHA-512",
+            SCRUBBER_KAFKA_SASL_USERNAME="scrubber",
+            SCRUBBER_KAFKA_SASL_PASSWORD="hunter2-secret",  # noqa: S106 - must be masked
+            SCRUBBER_HISTORY="on",
+            SCRUBBER_HISTORY_KEY_FILE=str(key),
+        )
+
+        assert result.returncode == 0, result.stderr
+        out = result.stdout.decode()
+        assert "SCRUBBER_KAFKA_BOOTSTRAP_SERVERS=broker.example:9093  (set)" in out
+        assert "SCRUBBER_KAFKA_SASL_PASSWORD=********  (set)" in out
+        assert "SCRUBBER_GROUP_ID=claim-scrubber  (default)" in out
+        assert f"ruleset {load_ruleset().version}" in out
+        assert "hunter2" not in out + result.stderr.decode()
+
+    @pytest.mark.parametrize(
+        ("env", "problem"),
+        [
+            ({"SCRUBBER_BATCH_MAX_RECORDS": "0"}, "invalid setting SCRUBBER_BATCH_MAX_RECORDS"),
+            ({"SCRUBBER_HISTORY": "on"}, "SCRUBBER_HISTORY=on needs exactly one of"),
+            (
+                {"SCRUBBER_HISTORY": "on", "SCRUBBER_HISTORY_KEY_FILE": "/nonexistent/key"},
+                "SCRUBBER_HISTORY_KEY_FILE",
+            ),
+            ({"SCRUBBER_RULESET": "/nonexistent/ruleset.toml"}, "ruleset"),
+        ],
+        ids=["bad-value", "history-without-key", "unreadable-key-file", "missing-ruleset"],
+    )
+    def test_a_bad_setting_or_ruleset_is_one_line_and_exit_2_without_connecting(
+        self, env: dict[str, str], problem: str
+    ) -> None:
+        # the broker named does not exist: check must not try it
+        unreachable = {"SCRUBBER_KAFKA_BOOTSTRAP_SERVERS": "198.51.100.1:9092"}
+        result = _run("check", stdin=b"", **cast("dict[str, Any]", unreachable | env))
+
+        assert result.returncode == 2
+        assert result.stdout == b""
+        (line,) = result.stderr.decode().splitlines()
+        assert problem in line

@@ -19,6 +19,7 @@ __all__ = [
     "load_offline_settings",
     "load_settings",
     "read_secret_file",
+    "settings_report",
 ]
 
 ENV_PREFIX = "SCRUBBER_"
@@ -369,6 +370,28 @@ def load_offline_settings() -> OfflineSettings:
         return OfflineSettings()
     except ValidationError as error:
         raise _one_line(error) from None
+
+
+def settings_report(settings: Settings) -> list[tuple[str, str, str]]:
+    """Every setting as (variable, value, "set" or "default"), secrets masked: what
+    `claim-scrubber check` prints."""
+    report = []
+    for name, field in Settings.model_fields.items():
+        variable = field.validation_alias or f"{ENV_PREFIX}{name.upper()}"
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            text = "********"
+        else:
+            text = (
+                ""
+                if value is None
+                else str(value).lower()
+                if isinstance(value, bool)
+                else str(value)
+            )
+        origin = "set" if name in settings.model_fields_set else "default"
+        report.append((str(variable), text, origin))
+    return report
 
 
 def _one_line(error: ValidationError) -> SettingsError:

@@ -9,11 +9,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Final
 
 import orjson
 from structlog.typing import FilteringBoundLogger
 
+from claim_scrubber import __version__
 from claim_scrubber.adapters.claim_files import (
     ClaimDocuments,
     NotClaimJsonError,
@@ -34,15 +35,14 @@ from claim_scrubber.adapters.settings import (
     SettingsError,
     load_offline_settings,
     load_settings,
+    settings_report,
 )
-from claim_scrubber.entrypoints.dead_letters import (
-    DeadLetterCommandError,
-    add_dead_letter_commands,
-    run_dead_letters,
-)
+from claim_scrubber.entrypoints._command import CommandError, add_command
+from claim_scrubber.entrypoints.console import add_console_commands, run_send, run_tail
+from claim_scrubber.entrypoints.dead_letters import add_dead_letter_commands, run_dead_letters
 from claim_scrubber.entrypoints.review import ReviewStartError, run_review
 from claim_scrubber.formats import ConvertedClaim
-from claim_scrubber.models import PayerKind, Ruleset
+from claim_scrubber.models import CONTRACT_VERSION, PayerKind, Ruleset
 from claim_scrubber.rules import RETIRED_RULES, ruleset_gaps
 from claim_scrubber.scrubber import Decision, Scrubber, timestamp_text
 from claim_scrubber.scrubber.history import HistoryTable
@@ -320,6 +320,28 @@ def _impact(
     return EXIT_OK
 
 
+def _check() -> int:
+    """What the worker checks before it connects, then the effective configuration."""
+    from claim_scrubber.adapters.kafka import connection  # noqa: PLC0415 - the Kafka stack
+
+    try:
+        settings = load_settings()
+        connection(settings)  # reads the secret files and builds the TLS context
+        if settings.history_on:
+            settings.history_secret()
+    except SettingsError as error:
+        raise _StartError(str(error)) from None
+    ruleset = _ruleset(settings.ruleset)
+    print(f"{_PROGRAM} {__version__} (contract {CONTRACT_VERSION}): settings and ruleset valid")
+    where = settings.ruleset or "the shipped one"
+    print(f"ruleset {ruleset.version} ({where})")
+    for gap in ruleset_gaps(ruleset, datetime.now(UTC).date()):
+        print(f"  incomplete: {gap}")
+    for name, value, origin in settings_report(settings):
+        print(f"{name}={value}  ({origin})")
+    return EXIT_OK
+
+
 def _schemas(out_dir: Path, *, check: bool) -> int:
     from claim_scrubber.adapters.published_docs import generated_documents  # noqa: PLC0415
 
@@ -337,22 +359,84 @@ def _schemas(out_dir: Path, *, check: bool) -> int:
     return EXIT_OK
 
 
+_OFFLINE_SETTINGS: Final = (
+    "SCRUBBER_RULESET, SCRUBBER_LOG_FORMAT, SCRUBBER_LOG_LEVEL, SCRUBBER_MAX_MESSAGE_BYTES, "
+    "SCRUBBER_INTAKE_TIMEZONE; offline, it connects to nothing and ignores the worker's other "
+    "settings"
+)
+_WORKER_SETTINGS: Final = (
+    "SCRUBBER_KAFKA_* (the broker and its security), SCRUBBER_GROUP_ID, SCRUBBER_TOPIC_*, "
+    "SCRUBBER_RULESET, SCRUBBER_HISTORY*, SCRUBBER_BATCH_*, SCRUBBER_*_TIMEOUT_*, "
+    "SCRUBBER_HTTP_PORT, SCRUBBER_WORKER_ID, SCRUBBER_LOG_*, OTEL_*; `claim-scrubber check` "
+    "prints them all"
+)
+
+
+class _Version(argparse.Action):
+    """`--version`: the package, the shipped ruleset's version and the contract's."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, help: str) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=help)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: object,
+        option_string: str | None = None,
+    ) -> None:
+        del namespace, values, option_string
+        print(
+            f"{_PROGRAM} {__version__} (shipped ruleset {load_ruleset().version}, "
+            f"contract {CONTRACT_VERSION})"
+        )
+        parser.exit()
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=_PROGRAM,
-        description="Scrub claim events for HCPCS Q4390 and claim integrity.",
+        description="Scrub claim events for HCPCS Q4390 and claim integrity. `make run` starts "
+        "the worker, intake and the review page on a local broker; `send` and `tail` try them.",
+    )
+    parser.add_argument(
+        "--version", action=_Version, help="the package, ruleset and contract versions"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("worker", help="run the Kafka worker (settings: SCRUBBER_* variables)")
-    commands.add_parser(
+    add_command(
+        commands,
+        "worker",
+        "run the Kafka worker: scrub each claim event exactly once",
+        reads="SCRUBBER_TOPIC_INPUT (claims.submitted); with history on also "
+        "SCRUBBER_TOPIC_BY_PATIENT and SCRUBBER_TOPIC_HISTORY",
+        writes="SCRUBBER_TOPIC_CLEAN, SCRUBBER_TOPIC_REVIEW, SCRUBBER_TOPIC_DEAD_LETTER (and "
+        "the history topics when on); an audit line per decision on stdout; /metrics, /livez "
+        "and /readyz on SCRUBBER_HTTP_PORT",
+        settings=_WORKER_SETTINGS,
+    )
+    add_command(
+        commands,
         "intake",
-        help="run Kafka intake: 837P, 837I and FHIR from the inbound topics to ClaimEvents on "
-        "the worker's input topic",
+        "run Kafka intake: 837P, 837I and FHIR to ClaimEvents on the worker's input topic",
+        reads="SCRUBBER_TOPIC_INBOUND_X12 (claims.inbound.x12) and SCRUBBER_TOPIC_INBOUND_FHIR "
+        "(claims.inbound.fhir)",
+        writes="SCRUBBER_TOPIC_INPUT, and SCRUBBER_TOPIC_DEAD_LETTER for what it cannot "
+        "convert; an audit line per record on stdout; /metrics on SCRUBBER_HTTP_PORT",
+        settings=_WORKER_SETTINGS + " (its group is SCRUBBER_GROUP_ID.intake)",
     )
-    scrub = commands.add_parser(
-        "scrub", help="scrub ClaimEvent JSON lines from FILE or stdin to stdout, offline"
+    scrub = add_command(
+        commands,
+        "scrub",
+        "scrub claim events from a file, offline",
+        more="One output line per event, in order: a ScrubResult, or a DeadLetter for an "
+        "unusable event; `source` is the file and the line the event starts on. Exit 0 once "
+        "every event is decided; 2 when the input is not ClaimEvent JSON at all.",
+        reads="FILE or stdin: ClaimEvent JSON Lines, a JSON array of events or one JSON "
+        "document; with --from, one X12 837P/837I interchange or one FHIR Claim or Bundle",
+        writes="stdout: ScrubResult and DeadLetter JSON lines; stderr: an audit line per decision",
+        settings=_OFFLINE_SETTINGS,
     )
-    scrub.add_argument("file", nargs="?", metavar="FILE", help="JSON lines; '-' or none: stdin")
+    scrub.add_argument("file", nargs="?", metavar="FILE", help="'-' or none: stdin")
     scrub.add_argument(
         "--from",
         dest="format",
@@ -365,21 +449,45 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep claim history across the claims of this run (HIST rules; voids remove)",
     )
-    convert = commands.add_parser(
+    convert = add_command(
+        commands,
         "convert",
-        help="837P, 837I or FHIR to ClaimEvent JSON lines on stdout (a DeadLetter line per "
-        "unusable claim)",
+        "convert 837P, 837I or FHIR to ClaimEvents, offline, as intake does",
+        reads="FILE or stdin: one X12 837P/837I interchange, or one FHIR Claim or Bundle",
+        writes="stdout: a ClaimEvent JSON line per claim, a DeadLetter line for what is "
+        "unusable; stderr: a summary line",
+        settings=_OFFLINE_SETTINGS,
     )
-    convert.add_argument("--from", dest="format", choices=FORMATS, required=True)
+    convert.add_argument(
+        "--from",
+        dest="format",
+        choices=FORMATS,
+        required=True,
+        help="x12: an 837P or 837I interchange; fhir: a FHIR R4 Claim or Bundle",
+    )
     convert.add_argument("file", nargs="?", metavar="FILE", help="'-' or none: stdin")
-    rules = commands.add_parser("rules", help="print the rule catalog")
+    rules = add_command(
+        commands,
+        "rules",
+        "print the rule catalog under the ruleset in use",
+        reads="the ruleset (--ruleset, else SCRUBBER_RULESET, else the shipped one)",
+        writes="stdout: the ruleset's version and code-set releases, then one line per rule "
+        "(id, severity, scope, title), or with --json each rule with its documentation",
+        settings=_OFFLINE_SETTINGS,
+    )
     rules.add_argument("--json", action="store_true", help="machine-readable, with the docs")
     rules.add_argument(
         "--ruleset", type=Path, help="show severities under this ruleset's overrides"
     )
-    impact = commands.add_parser(
+    impact = add_command(
+        commands,
         "impact",
-        help="what a ruleset change does to claims: JSON lines of the claims that change",
+        "what a ruleset change does to claims, before it is rolled out",
+        reads="CLAIMS (ClaimEvent JSON Lines, a JSON array or one document; '-': stdin), the "
+        "new ruleset and the one in use",
+        writes="stdout: a JSON line per claim whose outcome, rules or severities change; "
+        "stderr: a summary (impact.finished)",
+        settings=_OFFLINE_SETTINGS,
     )
     impact.add_argument("--ruleset", type=Path, required=True, help="the new ruleset")
     impact.add_argument(
@@ -392,17 +500,41 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="judge each claim against the claims before it (HIST rules), as scrub --history",
     )
-    impact.add_argument("claims", metavar="CLAIMS", help="ClaimEvent JSON lines; '-' for stdin")
-    schemas = commands.add_parser(
-        "schemas", help="write JSON Schemas, AsyncAPI and RULES.md generated from the code"
+    impact.add_argument("claims", metavar="CLAIMS", help="the claims; '-' for stdin")
+    schemas = add_command(
+        commands,
+        "schemas",
+        "write the JSON Schemas, AsyncAPI documents and RULES.md generated from the code",
+        reads="the code and the shipped ruleset",
+        writes="--out (default schemas/); with --check nothing, exit 2 naming what drifted",
+        settings="none",
     )
     schemas.add_argument("--out", type=Path, default=Path("schemas"), help="default: schemas/")
     schemas.add_argument("--check", action="store_true", help="exit 2 if a file is out of date")
+    add_command(
+        commands,
+        "check",
+        "validate the settings and the ruleset without connecting, and print them",
+        more="Exactly what the worker checks before it connects: every SCRUBBER_* variable, "
+        "the secret files, the ruleset. Exit 0 and the effective configuration (secrets "
+        "masked, each marked as set or default); else one line naming the problem, exit 2.",
+        reads="the environment, the files it names, the ruleset",
+        writes="stdout: the effective configuration",
+        settings="every SCRUBBER_* variable",
+    )
+    add_console_commands(commands)
     add_dead_letter_commands(commands)
-    commands.add_parser(
+    add_command(
+        commands,
         "review",
-        help="serve the review page for coders over the result topics (needs "
-        "SCRUBBER_REVIEW_TOKEN_FILE; http://127.0.0.1:8081/ by default)",
+        "serve the review page for coders over the result topics",
+        more="http://127.0.0.1:8081/ by default; every request needs the token of "
+        "SCRUBBER_REVIEW_TOKEN_FILE (or SCRUBBER_REVIEW_OPEN=true on loopback for a demo).",
+        reads="SCRUBBER_TOPIC_REVIEW and SCRUBBER_TOPIC_CLEAN (read_committed, no group), "
+        "from SCRUBBER_REVIEW_WINDOW_DAYS ago",
+        writes="nothing to Kafka; the page on SCRUBBER_REVIEW_BIND:SCRUBBER_REVIEW_PORT",
+        settings="SCRUBBER_KAFKA_*, SCRUBBER_TOPIC_REVIEW, SCRUBBER_TOPIC_CLEAN, "
+        "SCRUBBER_REVIEW_*, SCRUBBER_LOG_*",
     )
     return parser
 
@@ -426,6 +558,9 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
         arguments.ruleset, arguments.baseline, arguments.claims, history=arguments.history
     ),
     "schemas": lambda arguments: _schemas(arguments.out, check=arguments.check),
+    "check": lambda _: _check(),
+    "send": run_send,
+    "tail": run_tail,
     "dead-letters": run_dead_letters,
     "review": lambda _: run_review(),
 }
@@ -438,7 +573,7 @@ def _run(arguments: argparse.Namespace) -> int:
         return _fail(str(error))
     except ReviewStartError as error:
         return _fail(str(error))
-    except DeadLetterCommandError as error:
+    except CommandError as error:
         print(f"{_PROGRAM}: error: {error}", file=sys.stderr)
         return EXIT_FAILED
 

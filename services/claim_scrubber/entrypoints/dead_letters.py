@@ -10,21 +10,18 @@ from typing import Final
 import orjson
 
 from claim_scrubber.adapters.dead_letters import DeadLetterFilter
-from claim_scrubber.adapters.logging import configure_logging, get_logger
-from claim_scrubber.adapters.settings import Settings, SettingsError, load_settings
+from claim_scrubber.adapters.logging import get_logger
+from claim_scrubber.adapters.settings import SettingsError
+from claim_scrubber.entrypoints._command import CommandError, add_command, kafka_settings
 
-__all__ = ["DeadLetterCommandError", "add_dead_letter_commands", "run_dead_letters"]
+__all__ = ["add_dead_letter_commands", "run_dead_letters"]
 
 _FILTERS_HELP: Final = (
     "Filters combine with AND: --kind (repeatable), --since/--until (received_at, ISO 8601), "
     "--source-topic, --partition, --offset-from/--offset-to (the source record's offset), "
-    "--claim-id, --limit. Settings are the worker's (SCRUBBER_KAFKA_*, "
-    "SCRUBBER_TOPIC_DEAD_LETTER, SCRUBBER_GROUP_ID)."
+    "--claim-id, --limit."
 )
-
-
-class DeadLetterCommandError(Exception):
-    """One line for the operator: a setting, a filter or Kafka refused."""
+_SETTINGS: Final = "SCRUBBER_KAFKA_*, SCRUBBER_TOPIC_DEAD_LETTER, SCRUBBER_GROUP_ID, SCRUBBER_LOG_*"
 
 
 def _moment(text: str) -> datetime:
@@ -61,29 +58,42 @@ def add_dead_letter_commands(
     commands: "argparse._SubParsersAction[argparse.ArgumentParser]",
 ) -> None:
     """`dead-letters list` and `dead-letters replay` under the program's commands."""
-    dead_letters = commands.add_parser(
+    dead_letters = add_command(
+        commands,
         "dead-letters",
-        help="list dead letters, or replay them exactly once after a fix",
-        description="The dead-letter topic for an operator. " + _FILTERS_HELP,
+        "list dead letters, or replay them exactly once after a fix",
+        more=_FILTERS_HELP,
+        reads="SCRUBBER_TOPIC_DEAD_LETTER (claims.dead-letter) and its replay ledger "
+        "(<dead-letter topic>.replayed), read_committed, in no consumer group",
+        writes="list: stdout; replay --execute: the source topics (or --to) and the ledger",
+        settings=_SETTINGS,
     )
     actions = dead_letters.add_subparsers(dest="action", required=True, metavar="ACTION")
-    listing = actions.add_parser(
+    listing = add_command(
+        actions,
         "list",
-        help="one JSON line per matching dead letter, never its payload; a summary on stderr",
-        description="One JSON line per matching dead letter: its coordinates, kind, message, "
-        "claim ids, payload size, whether truncated, received_at and whether replayed - never "
-        "the payload. A count by kind goes to stderr. " + _FILTERS_HELP,
+        "one JSON line per matching dead letter, never its payload; a count by kind on stderr",
+        more="Each line: its coordinates, kind, message, claim ids, payload size, whether "
+        "truncated, received_at and whether replayed. " + _FILTERS_HELP,
+        reads="SCRUBBER_TOPIC_DEAD_LETTER and the replay ledger (read_committed, no group)",
+        writes="stdout: JSON lines; stderr: the count by kind",
+        settings=_SETTINGS,
     )
     _filters(listing)
-    replaying = actions.add_parser(
+    replaying = add_command(
+        actions,
         "replay",
-        help="publish each matching dead letter's original record again, exactly once",
-        description="A dry run unless --execute: says what it would publish. With --execute, "
+        "publish each matching dead letter's original record again, exactly once",
+        more="A dry run unless --execute: says what it would publish. With --execute, "
         "publishes each matching dead letter's original key, headers and bytes to its source "
         "topic (or --to), with the headers replay-of and replay-count, and records it in the "
-        "ledger <dead-letter topic>.replayed in the same transaction: a dead letter already "
-        "replayed is skipped, across crashes and concurrent runs. A truncated payload is never "
-        "replayed. " + _FILTERS_HELP,
+        "ledger in the same transaction: a dead letter already replayed is skipped, across "
+        "crashes and concurrent runs. A truncated payload is never replayed. " + _FILTERS_HELP,
+        reads="SCRUBBER_TOPIC_DEAD_LETTER and the replay ledger (read_committed, no group)",
+        writes="with --execute: the source topics (or --to) and the ledger, transactionally "
+        "(transactional id SCRUBBER_GROUP_ID.replay); an audit line per dead letter on stdout; "
+        "a summary on stderr",
+        settings=_SETTINGS,
     )
     _filters(replaying)
     replaying.add_argument("--to", help="publish to this topic instead of the source topic")
@@ -107,17 +117,8 @@ def _wanted(arguments: argparse.Namespace) -> DeadLetterFilter:
     )
 
 
-def _settings() -> Settings:
-    try:
-        settings = load_settings()
-    except SettingsError as error:
-        raise DeadLetterCommandError(str(error)) from None
-    configure_logging(log_format=settings.log_format, level=settings.log_level)
-    return settings
-
-
 def run_dead_letters(arguments: argparse.Namespace) -> int:
-    """Run `dead-letters list|replay`; 0 when done, DeadLetterCommandError when it cannot."""
+    """Run `dead-letters list|replay`; 0 when done, CommandError when it cannot."""
     # The Kafka stack is imported here only: the offline commands never load it.
     from claim_scrubber.adapters.kafka import connection  # noqa: PLC0415
     from claim_scrubber.adapters.kafka.replay import (  # noqa: PLC0415
@@ -126,11 +127,11 @@ def run_dead_letters(arguments: argparse.Namespace) -> int:
         replay,
     )
 
-    settings = _settings()
+    settings = kafka_settings()
     try:
         kafka = connection(settings)
     except SettingsError as error:
-        raise DeadLetterCommandError(str(error)) from None
+        raise CommandError(str(error)) from None
     wanted = _wanted(arguments)
     try:
         if arguments.action == "list":
@@ -156,7 +157,7 @@ def run_dead_letters(arguments: argparse.Namespace) -> int:
             )
         )
     except ReplayError as error:
-        raise DeadLetterCommandError(str(error)) from None
+        raise CommandError(str(error)) from None
     if sys.stderr.isatty() and summary.replayed:
         print(file=sys.stderr)
     if arguments.execute:

@@ -29,7 +29,12 @@ from claim_scrubber.models.ruleset import (
     Ruleset,
 )
 
+CONTRACT_VERSION = "1.2"
+"""The version of the message contract these models implement (schema_version stays "1":
+every change since is additive)."""
+
 __all__ = [
+    "CONTRACT_VERSION",
     "ClaimEvent",
     "ClaimLine",
     "ConvertedFileSource",
