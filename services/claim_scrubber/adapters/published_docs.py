@@ -112,6 +112,93 @@ def rules_page() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _header(description: str, value: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", "description": description}
+    if value is not None:
+        schema["const"] = value
+    return schema
+
+
+_TRACEPARENT = _header(
+    "W3C trace context: read from the input record when present and copied to every output "
+    "record made from it"
+)
+_OUTPUT_HEADERS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "content-type": _header("always application/json", "application/json"),
+        "event-id": _header("the input event's event_id; empty on a dead letter"),
+        "claim-id": _header("the claim's claim_id; empty on a dead letter whose claim is unread"),
+        "outcome": {
+            "type": "string",
+            "enum": ["clean", "needs_review", "dead_letter"],
+            "description": "the record's outcome, as its topic says",
+        },
+        "ruleset-version": _header("the ruleset that judged the claim (or would have)"),
+        "traceparent": _TRACEPARENT,
+    },
+    "required": ["content-type", "event-id", "claim-id", "outcome", "ruleset-version"],
+}
+_INPUT_HEADERS: dict[str, Any] = {
+    "type": "object",
+    "description": "none required; any other header is ignored (and kept in a dead letter)",
+    "properties": {"traceparent": _TRACEPARENT},
+}
+_CONVERTED_HEADERS: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "content-type": _header("always application/json", "application/json"),
+        "event-id": _header("the converted event's event_id"),
+        "claim-id": _header("the claim's claim_id (CLM01, Claim.identifier)"),
+        "traceparent": _TRACEPARENT,
+    },
+    "required": ["content-type", "event-id", "claim-id"],
+}
+_CLAIM_ID_KEY = {"type": "string", "description": "the claim's claim_id (UTF-8)"}
+_CHANNEL_RECORDS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    # address (default topic) -> (headers, key) of its records, for producer and consumer
+    "claims.clean": (_OUTPUT_HEADERS, _CLAIM_ID_KEY),
+    "claims.needs-review": (_OUTPUT_HEADERS, _CLAIM_ID_KEY),
+    "claims.dead-letter": (
+        _OUTPUT_HEADERS,
+        {"description": "the input record's key, unchanged (may be null or not UTF-8)"},
+    ),
+    "claims.inbound.x12": (
+        _INPUT_HEADERS,
+        {"description": "any key, or none: intake keys each claim it converts by its claim_id"},
+    ),
+    "claims.inbound.fhir": (
+        _INPUT_HEADERS,
+        {"description": "any key, or none: intake keys each claim it converts by its claim_id"},
+    ),
+}
+
+
+def _records_of(address: str, stage: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    if address == "claims.submitted":
+        if stage == "intake":  # what intake writes there
+            return _CONVERTED_HEADERS, _CLAIM_ID_KEY
+        return _INPUT_HEADERS, {
+            "type": ["string", "null"],
+            "description": "the claim's claim_id (UTF-8); without a key, the claim_id of the "
+            "body keys the result",
+        }
+    return _CHANNEL_RECORDS[address]
+
+
+def _describe_records(document: dict[str, Any], stage: str) -> None:
+    """Each message's real headers and Kafka key, in place of FastStream's placeholder
+    correlation id, which no stage sets."""
+    messages = document["components"]["messages"]
+    for channel in document["channels"].values():
+        headers, key = _records_of(channel["address"], stage)
+        for reference in channel["messages"].values():
+            message = messages[reference["$ref"].rsplit("/", 1)[1]]
+            message.pop("correlationId", None)
+            message["headers"] = headers
+            message["bindings"] = {"kafka": {"key": key, "bindingVersion": "0.4.0"}}
+
+
 def _asyncapi(stage: str) -> str:
     # Only here: the offline commands that list rules never import the Kafka stack.
     from claim_scrubber.adapters.kafka.app import build_app, build_intake_app  # noqa: PLC0415
@@ -129,7 +216,7 @@ def _asyncapi(stage: str) -> str:
         inbound = {
             "type": "string",
             "description": "an X12 5010 837P interchange (ISA...IEA), or FHIR R4 Claim or "
-            "Bundle JSON: README 'Feeding 837P or FHIR'",
+            "Bundle JSON (docs: Sending claims)",
         }
         inbound_name = "InboundClaims"
     document = json.loads(app.schema.to_specification().to_json())
@@ -142,6 +229,7 @@ def _asyncapi(stage: str) -> str:
     for message in components["messages"].values():
         if message["payload"] == {"$ref": "#/components/schemas/EmptyPayload"}:
             message["payload"] = {"$ref": f"#/components/schemas/{inbound_name}"}
+    _describe_records(document, stage)
     return _json(document, sort_keys=True)  # FastStream lists publishers in no fixed order
 
 

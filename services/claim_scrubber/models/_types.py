@@ -31,6 +31,7 @@ CONTRACT_MODEL = ConfigDict(
     extra="ignore",
     frozen=True,
     hide_input_in_errors=True,
+    use_attribute_docstrings=True,
 )
 """Settings of every inbound model: exact JSON types, unknown fields ignored, input never echoed."""
 

@@ -23,7 +23,7 @@ __all__ = [
     "ViolationDetail",
 ]
 
-_OUTPUT_MODEL = ConfigDict(frozen=True, extra="forbid")
+_OUTPUT_MODEL = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class Severity(StrEnum):
@@ -58,13 +58,35 @@ class DeadLetterKind(StrEnum):
 class Finding:
     """One thing a coder must know about a claim: which rule, where, and what to do."""
 
-    rule_id: Annotated[str, Field(pattern=r"^[A-Z]+-[0-9]{3}$")]
-    severity: Severity
-    line_number: Annotated[int | None, Field(description="null for a claim-level finding")]
+    rule_id: Annotated[
+        str,
+        Field(
+            pattern=r"^[A-Z]+-[0-9]{3}$",
+            description="the rule's stable id, e.g. MOD-004; `claim-scrubber rules` and the "
+            "rules page document each",
+        ),
+    ]
+    severity: Annotated[
+        Severity,
+        Field(
+            description="error sends the claim to review; warning and info annotate it "
+            "(an operator's ruleset may change a rule's severity)"
+        ),
+    ]
+    line_number: Annotated[
+        int | None,
+        Field(description="the claim line's line_number; null for a claim-level finding"),
+    ]
     field: Annotated[
         str, Field(description="path into the event, e.g. claim.lines[1].modifiers (zero-based)")
     ]
-    message: str
+    message: Annotated[
+        str,
+        Field(
+            description="what is wrong and what to do, for a coder; it names values of the claim "
+            "where that helps (so it is PHI-adjacent: never logged)"
+        ),
+    ]
     title: Annotated[
         str,
         Field(
@@ -78,8 +100,11 @@ class KafkaSource(BaseModel):
     model_config = _OUTPUT_MODEL
 
     topic: str
+    """The input topic the claim event was read from."""
     partition: int
+    """Its partition."""
     offset: int
+    """Its offset."""
 
 
 class FileSource(BaseModel):
@@ -88,7 +113,9 @@ class FileSource(BaseModel):
     model_config = _OUTPUT_MODEL
 
     file: str
+    """The file name as given, or - for stdin."""
     line: int
+    """The 1-based line the event starts on."""
 
 
 class ConvertedFileSource(BaseModel):
@@ -98,6 +125,7 @@ class ConvertedFileSource(BaseModel):
     model_config = _OUTPUT_MODEL
 
     file: str
+    """The 837P, 837I or FHIR file name as given, or - for stdin."""
     claim_index: int | None = Field(description="null when the whole file is unusable")
 
 
@@ -107,14 +135,24 @@ class ScrubResult(BaseModel):
     model_config = _OUTPUT_MODEL
 
     schema_version: Literal["1"] = "1"
+    """Always "1"."""
     event_id: str
+    """The input event's event_id."""
     claim_id: str
+    """The input claim's claim_id; also the record's key."""
     claim_version: int
+    """The input claim's claim_version: of two results for one claim, the higher version is
+    current."""
     outcome: Outcome
+    """needs_review when at least one finding is an error, else clean; also the topic it is on."""
     findings: list[Finding]
+    """What a coder must know, claim-level findings first, then by line number and rule id."""
     ruleset_version: str
+    """The version of the ruleset that judged the claim."""
     scrubbed_at: datetime
+    """When the worker decided (UTC)."""
     source: KafkaSource | FileSource | ConvertedFileSource
+    """Where the claim event came from: Kafka coordinates, or a file position offline."""
     claim: dict[str, Any] = Field(description="the input claim object, as received")
 
 
@@ -123,20 +161,27 @@ class ViolationDetail(BaseModel):
 
     loc: str = Field(description="the validator's location, joined with dots")
     msg: str
+    """What is wrong there, never the value."""
 
 
 class DeadLetterError(BaseModel):
     model_config = _OUTPUT_MODEL
 
     kind: DeadLetterKind
+    """Why the record is unusable: too_large, invalid_encoding, invalid_json, not_an_object,
+    unsupported_schema_version, schema_violation, processing_error; intake adds invalid_x12,
+    invalid_fhir, unsupported_transaction."""
     message: str
+    """One line naming where and why, never a patient value."""
     details: list[ViolationDetail] = Field(default_factory=list)
+    """Every schema violation, with its location (schema_violation only)."""
 
 
 class DeadLetterHeader(BaseModel):
     model_config = _OUTPUT_MODEL
 
     name: str
+    """The header's name."""
     value_base64: str | None = Field(description="the header value's bytes; null for none")
 
 
@@ -144,9 +189,13 @@ class DeadLetterKafkaSource(BaseModel):
     model_config = _OUTPUT_MODEL
 
     topic: str
+    """The topic the unusable record came from."""
     partition: int
+    """Its partition."""
     offset: int
+    """Its offset."""
     timestamp_ms: int | None
+    """Its timestamp, in milliseconds since the epoch."""
     key: str | None = Field(
         description="the input key as UTF-8 text; null when absent or not UTF-8"
     )
@@ -175,6 +224,7 @@ class RejectedClaimEntry(BaseModel):
     claim_index: int = Field(description="1-based ordinal of the claim in the inbound record")
     claim_id: str | None = Field(description="CLM01 / Claim.identifier (not PHI); null if unread")
     kind: DeadLetterKind
+    """Why this claim is unusable (a dead-letter kind)."""
     message: str = Field(description="where and why, naming segments and elements, no value")
 
 
@@ -184,12 +234,16 @@ class DeadLetter(BaseModel):
     model_config = _OUTPUT_MODEL
 
     schema_version: Literal["1"] = "1"
+    """Always "1"."""
     error: DeadLetterError
+    """Why the record could not be used."""
     source: DeadLetterKafkaSource | FileSource | ConvertedFileSource
+    """Where the record came from, with its key and headers: enough to replay it."""
     payload_base64: str = Field(
         description="the original record value, whole unless payload_truncated is true"
     )
     received_at: datetime
+    """When the worker or intake dead-lettered it (UTC)."""
     payload_truncated: bool | None = Field(
         default=None,
         description="true when payload_base64 holds only the first bytes of the record value, "

@@ -45,7 +45,7 @@ __all__ = [
     "Ruleset",
 ]
 
-_RULESET_MODEL = ConfigDict(frozen=True, extra="forbid")
+_RULESET_MODEL = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 _MEMO_DAYS = 4096
 """Dates of service whose ICD-10-CM release is remembered (about eleven years of days)."""
@@ -68,6 +68,7 @@ class RuleOverride(BaseModel):
     model_config = _RULESET_MODEL
 
     severity: Literal["error", "warning", "info", "off"]
+    """The rule's severity for these claims, or off: the rule does not run."""
 
 
 class Rate(BaseModel):
@@ -76,7 +77,9 @@ class Rate(BaseModel):
     model_config = _RULESET_MODEL
 
     effective_from: date
+    """The first date of service the rate applies to."""
     per_cm2: Annotated[Decimal, Field(gt=0, decimal_places=2)]
+    """The expected payment per cm² of product (PRICE-001)."""
 
 
 class PayerProfile(BaseModel):
@@ -91,14 +94,23 @@ class PayerProfile(BaseModel):
         default=None, description="skin-substitute Q-codes the payer covers; absent: not checked"
     )
     prior_authorization_codes: frozenset[Code] = frozenset()
+    """Codes the payer pays only with a prior authorization number (PAY-002)."""
     max_applications: PositiveInt | None = None
+    """Applications per wound per episode the payer pays at most (PAY-003, HIST-001)."""
     episode_weeks: PositiveInt | None = None
+    """The length of an episode of care in weeks (PAY-004, HIST-001)."""
     min_standard_care_weeks: Annotated[float, Field(gt=0)] | None = None
+    """Weeks of standard wound care the payer requires before the first application (PAY-005)."""
     min_wound_area_cm2: Annotated[float, Field(gt=0)] | None = None
+    """The smallest wound area the payer covers, in cm² (PAY-006)."""
     dual_diagnosis_required: bool = False
+    """A Q4390 line must point to an underlying condition and an ulcer site (DX-002)."""
     jw_jz_policy: Literal["medicare"] | None = None
+    """medicare: the JW/JZ windows of jw_jz apply (MOD-007, MOD-008)."""
     claim_charge_limit: Annotated[Decimal, Field(gt=0, decimal_places=2)] | None = None
+    """The highest total claim charge the payer accepts without review (CLM-008)."""
     rates: tuple[Rate, ...] = ()
+    """Expected payments per cm² by date of service, oldest first (PRICE-001)."""
     rules: dict[RuleId, RuleOverride] = Field(
         default_factory=dict,
         description="overrides for claims of this payer kind, over the ruleset's own `rules`",
@@ -126,6 +138,7 @@ class ApplicationFamily(BaseModel):
     model_config = _RULESET_MODEL
 
     locations: frozenset[Annotated[str, Field(pattern=r"^[a-z_]+$")]]
+    """The wound locations (ClaimEvent wound.location) this family of application codes covers."""
     small_primary: Code = Field(description="first 25 cm² of a wound under 100 cm²")
     small_addon: Code = Field(description="each further 25 cm² under 100 cm²")
     large_primary: Code = Field(description="first 100 cm² of a wound of 100 cm² or more")
@@ -136,7 +149,11 @@ class PlaceOfService(BaseModel):
     model_config = _RULESET_MODEL
 
     bundled: frozenset[Annotated[str, Field(pattern=r"^[0-9]{2}$")]]
+    """Places of service where the product is paid in the facility's bundle, not separately
+    (POS-001)."""
     expected: frozenset[Annotated[str, Field(pattern=r"^[0-9]{2}$")]]
+    """Places of service where a Q4390 application is usual; others are flagged to check
+    (POS-002)."""
 
 
 class JwJzPolicy(BaseModel):
@@ -145,8 +162,11 @@ class JwJzPolicy(BaseModel):
     model_config = _RULESET_MODEL
 
     required_from: date
+    """The first date of service on which Medicare requires JW or JZ on the product's line."""
     required_through: date
+    """The last date of service on which JW or JZ is required."""
     prohibited_from: date
+    """From this date of service on, JW and JZ are not used on skin substitutes."""
     jz_rejected_macs: frozenset[str] = Field(description="MACs that reject JZ on skin substitutes")
     modifier_optional_macs: frozenset[str] = Field(
         description="MACs that do not require JW or JZ on skin substitutes"
@@ -168,6 +188,7 @@ class PayerIdEntry(BaseModel):
     model_config = _RULESET_MODEL
 
     kind: PayerKind
+    """The payer kind claims with this payer id are judged as."""
     mac: Annotated[str, Field(pattern=r"^[a-z0-9_]{2,20}$")] | None = Field(
         default=None, description="the Medicare administrative contractor (medicare only)"
     )
@@ -226,8 +247,11 @@ class Icd10CmRelease(BaseModel):
     model_config = _RULESET_MODEL
 
     release: Annotated[str, Field(min_length=1, max_length=120)]
+    """The release's name, e.g. ICD-10-CM FY2026; findings and `claim-scrubber rules` name it."""
     effective_from: date
+    """The first date of service the release judges."""
     effective_through: date
+    """The last date of service the release judges."""
     codes: Annotated[str, Field(min_length=1, description="the release's code file")]
     _table: DiagnosisCodeTable = PrivateAttr()
 
@@ -329,18 +353,34 @@ class Ruleset(BaseModel):
     model_config = _RULESET_MODEL
 
     version: Annotated[str, Field(min_length=1, max_length=64)]
+    """The ruleset's version, stamped on every result (ruleset_version)."""
     small_wound_step_cm2: Annotated[float, Field(gt=0)] = 25.0
+    """Units of the small application codes: the first and each further step of this many cm²
+    (UNITS-006)."""
     large_wound_threshold_cm2: Annotated[float, Field(gt=0)] = 100.0
+    """Wounds of this area or more bill the large application codes (UNITS-006)."""
     large_wound_step_cm2: Annotated[float, Field(gt=0)] = 100.0
+    """Units of the large application codes: this many cm² each (UNITS-006)."""
     application_families: dict[Annotated[str, Field(pattern=r"^[A-Z]$")], ApplicationFamily]
+    """The skin-substitute application codes (CPT 15271-15278) by family of anatomic sites."""
     unit_limits: dict[Code, PositiveInt]
+    """The most units of a code per date of service (UNITS-004): operators load the CMS
+    medically unlikely edits."""
     code_sets: CodeSets
+    """The published code sets the general rules read: modifiers, places of service, ICD-10-CM
+    releases."""
     wound_diagnoses: tuple[DiagnosisPrefix, ...]
+    """ICD-10-CM prefixes of a wound a Q4390 line may point to (DX-001)."""
     underlying_condition_diagnoses: tuple[DiagnosisPrefix, ...]
+    """ICD-10-CM prefixes of an underlying condition (DX-002)."""
     ulcer_site_diagnoses: tuple[DiagnosisPrefix, ...]
+    """ICD-10-CM prefixes of an ulcer site (DX-002)."""
     place_of_service: PlaceOfService
+    """Places of service the Q4390 rules judge (POS-001, POS-002)."""
     jw_jz: JwJzPolicy
+    """The Medicare JW/JZ modifier windows (MOD-007, MOD-008)."""
     payers: dict[PayerKind, PayerProfile]
+    """One profile per payer kind: what that payer requires."""
     rules: dict[RuleId, RuleOverride] = Field(
         default_factory=dict,
         description='severity overrides by rule id: [rules."DOC-008"] severity = "warning"',
