@@ -7,7 +7,7 @@ INSTALLED := $(VENV)/.installed
 KAFKA := bash deploy/kafka/kafka.sh
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test check lint typecheck unit kafka-up kafka-down kafka-clean bench schemas k8s-check sbom lock clean
+.PHONY: help install run test check lint typecheck unit docs kafka-up kafka-down kafka-clean bench schemas k8s-check sbom lock clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,15 +30,20 @@ test: install ## lint, type-check and run every test (unit and real Kafka); stop
 check: lint typecheck ## ruff, mypy strict, import layering
 
 lint: install ## ruff check and format check
-	$(BIN)/ruff check services tests bench
-	$(BIN)/ruff format --check services tests bench
+	$(BIN)/ruff check services tests bench docs
+	$(BIN)/ruff format --check services tests bench docs
 
 typecheck: install ## mypy strict and the import-linter layer contracts
 	$(BIN)/mypy
+	$(BIN)/mypy docs/hooks.py
 	$(BIN)/lint-imports
 
 unit: install ## the tests that need no broker
 	$(BIN)/pytest -m "not kafka" -q -n 2
+
+docs: install ## build the documentation site strictly into build/site (a broken link fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "built build/site/index.html"
 
 schemas: install ## regenerate schemas/ (JSON Schemas, AsyncAPI, RULES.md) from the code
 	$(BIN)/claim-scrubber schemas --out schemas

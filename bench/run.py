@@ -4,7 +4,8 @@ conversion rate (837P and FHIR).
     python -m bench.run [--claims 100000] [--latency-seconds 20]
 
 Needs a broker at SCRUBBER_KAFKA_BOOTSTRAP_SERVERS (make bench starts the local one). Every
-phase uses fresh topics. Prints a table and writes bench/results.json.
+phase uses fresh topics. Prints a table and writes bench/results.json, which is committed with
+the change it measured (the docs' benchmark page shows it).
 """
 
 import argparse
@@ -414,6 +415,7 @@ async def main() -> None:
     kafka = connection(load_settings())
 
     results: dict[str, Any] = {
+        "measured_at": datetime.now(UTC).date().isoformat(),
         "cpu_count": os.cpu_count(),
         "kafka_version": _kafka_version(),
         "git_rev": _git_rev(),

@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
-# `make test`: static checks, then every test: those without a broker, then those against a
+# `make test`: static checks and the docs' strict build, then every test: those without a broker, then those against a
 # real broker (see with-broker.sh). With arguments: one pytest run of exactly those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.venv/bin
 
-$bin/ruff check services tests bench
-$bin/ruff format --check services tests bench
+$bin/ruff check services tests bench docs
+$bin/ruff format --check services tests bench docs
 $bin/mypy
+$bin/mypy docs/hooks.py
 $bin/lint-imports
+# The documentation site, strictly: a broken link or anchor, a page left out of the navigation
+# or a generated part that fails stops the run.
+NO_MKDOCS_2_WARNING=1 $bin/mkdocs build --strict --quiet
 bash deploy/install-browser.sh  # the review page's browser tests
 if [ $# -gt 0 ]; then
   exec bash deploy/kafka/with-broker.sh $bin/pytest "$@"

@@ -897,9 +897,9 @@ _ALLOW = 3
 def worker_acls(
     user: str, group: str, input_topic: str, outputs: Iterable[str], without: str = ""
 ) -> list[tuple[int, str, int, str, str, int, int]]:
-    """The ACL bindings of the README's table for one worker (what `kafka.sh grant` adds), less
-    the grant `without` names (read-input, write-outputs, describe-configs, read-group,
-    transactional-id)."""
+    """The ACL bindings of docs/operating/kafka-security.md for one worker (what `kafka.sh
+    grant` adds), less the grant `without` names (read-input, write-outputs, describe-configs,
+    read-group, transactional-id)."""
     principal = f"User:{user}"
     input_ops, output_ops = [_DESCRIBE], [_DESCRIBE]
     if without != "read-input":

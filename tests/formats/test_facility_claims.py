@@ -1,6 +1,6 @@
 """Q4390 facility claims of our own, written as 837I interchanges, converted and scrubbed: each
-gets the findings the sources in docs/institutional-billing.md call for, and no other INST or
-professional-only finding."""
+gets the findings the sources in docs/sending-claims/institutional-billing.md call for, and no
+other INST or professional-only finding."""
 
 from collections.abc import Sequence
 from zoneinfo import ZoneInfo

@@ -13,7 +13,8 @@ POM = Path(__file__).resolve().parents[2] / "deploy" / "kafka" / "pom.xml"
 
 def test_the_broker_we_test_on_is_kafka_4_or_later() -> None:
     """The committed-offset re-read after InitProducerId relies on Kafka 4's group coordinator
-    writing a transaction's offsets before the commit marker completes (README)."""
+    writing a transaction's offsets before the commit marker completes
+    (docs/operating/delivery.md)."""
     version = re.search(r"<kafka.version>([0-9]+)\.([0-9]+)", POM.read_text("utf-8"))
 
     assert version is not None

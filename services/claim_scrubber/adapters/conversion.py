@@ -58,10 +58,10 @@ def rejection_document(
     received_at: str,
     limit: int | None = None,
 ) -> bytes | None:
-    """The one DeadLetter of an input with unusable claims (contract section 7 v1.2), or None
-    when every claim was usable: the input's bytes once, `rejected_claims` naming each unusable
-    claim (ordinal, CLM01, kind, why; at most REJECTED_CLAIMS_LISTED, the rest counted), and
-    `source.claim_index` the first one's ordinal (null when the whole input is unusable)."""
+    """The one DeadLetter of an input with unusable claims (docs/sending-claims/x12-and-fhir.md),
+    or None when every claim was usable: the input's bytes once, `rejected_claims` naming each
+    unusable claim (ordinal, CLM01, kind, why; at most REJECTED_CLAIMS_LISTED, the rest counted),
+    and `source.claim_index` the first one's ordinal (null when the whole input is unusable)."""
     rejected = conversion.rejected
     if not rejected:
         return None

@@ -1,5 +1,5 @@
-"""Dead letters as an operator sees them (contract section 11): which ones match a filter, what
-one says without its payload, and the record it gives back (contract section 4, "Replayable").
+"""Dead letters as an operator sees them (docs/operating/dead-letters.md): which ones match a
+filter, what one says without its payload, and the record it gives back.
 
 Pure: no Kafka client, no clock. The Kafka side (reading the topic, the ledger, publishing
 exactly once) is adapters/kafka/replay.py.
@@ -175,7 +175,7 @@ def read_stored(
 
 @dataclass(frozen=True, slots=True)
 class DeadLetterFilter:
-    """The filters of `dead-letters list|replay`; they combine with AND (contract 11)."""
+    """The filters of `dead-letters list|replay`; they combine with AND."""
 
     kinds: frozenset[str] = frozenset()
     since: datetime | None = None

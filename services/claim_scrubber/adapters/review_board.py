@@ -1,4 +1,5 @@
-"""The review queue's state (contract section 12): the open needs-review items, grouped by rule.
+"""The review queue's state (docs/consuming-results/review-page.md): the open needs-review
+items, grouped by rule.
 
 Pure: no Kafka, no clock, no web. Every scrub result read from `claims.needs-review` and
 `claims.clean` goes through `take`: a needs-review result opens (or replaces) its claim's item;

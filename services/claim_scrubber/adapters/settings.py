@@ -109,7 +109,7 @@ class Settings(OfflineSettings):
     )
     history: Literal["on", "off"] = Field(
         default="off",
-        description="on: judge each claim against the patient's earlier claims (contract 10)",
+        description="on: judge each claim against the patient's earlier claims (claim history)",
     )
     history_key: SecretStr | None = Field(
         default=None, description="the secret of the patient key (HMAC-SHA256)"

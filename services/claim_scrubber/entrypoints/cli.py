@@ -146,7 +146,8 @@ def _claim_documents(stream: BinaryIO) -> ClaimDocuments:
 def _audit(
     log: FilteringBoundLogger, decision: Decision, ruleset_version: str, **where: object
 ) -> None:
-    """The offline audit line of one decision (contract section 5, with its file position)."""
+    """The offline audit line of one decision (docs/operating/monitoring.md), with its file
+    position."""
     log.info(
         "claim.dead_lettered"
         if decision.is_dead_letter
@@ -184,7 +185,7 @@ def _scrub(file: str | None, format_name: Format | None, *, history: bool) -> in
                 decided_at=timestamp_text(datetime.now(UTC)),
                 history=table,
             )
-            if not decision.is_void:  # a void has no result (contract section 2)
+            if not decision.is_void:  # a void has no result (docs/sending-claims/index.md)
                 out.write(decision.document + b"\n")
             counts[decision.outcome] = counts.get(decision.outcome, 0) + 1
             _audit(log, decision, scrubber.ruleset.version, source_file=name, source_line=number)

@@ -1,5 +1,5 @@
-"""`claim-scrubber dead-letters list|replay` (contract section 11): the operator's view of the
-dead-letter topic, and exactly-once replay of what a fix has made usable."""
+"""`claim-scrubber dead-letters list|replay` (docs/operating/dead-letters.md): the operator's
+view of the dead-letter topic, and exactly-once replay of what a fix has made usable."""
 
 import argparse
 import asyncio

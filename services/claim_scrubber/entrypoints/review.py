@@ -1,4 +1,5 @@
-"""`claim-scrubber review`: the coder's page (contract section 12), served until stopped."""
+"""`claim-scrubber review`: the coder's page (docs/consuming-results/review-page.md), served
+until stopped."""
 
 import asyncio
 import ipaddress

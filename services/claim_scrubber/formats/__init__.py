@@ -1,4 +1,5 @@
-"""Intake: 837P interchanges and FHIR R4 Claims turned into ClaimEvents (contract section 7).
+"""Intake: 837P interchanges and FHIR R4 Claims turned into ClaimEvents
+(docs/sending-claims/x12-and-fhir.md).
 
 Pure like the scrubber: bytes in, ClaimEvent documents (or the reasons a claim is not one)
 out; the zone of X12 dates and the payer directory are passed in.

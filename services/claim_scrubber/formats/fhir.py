@@ -9,7 +9,7 @@ billing NPI), never a crash.
 A Claim whose `status` is `cancelled` is a void (`claim.voided`, contract v1.2); one related
 to a `prior` claim is `claim.resubmitted`.
 
-Documentation is read only from this project's profile (README "Feeding 837P or FHIR"):
+Documentation is read only from this project's profile (docs/sending-claims/x12-and-fhir.md):
 `supportingInfo` whose category is a code of DOCUMENTATION_SYSTEM, `item.bodySite` coded in
 WOUND_LOCATION_SYSTEM, and `item.udi` → Device (name, lot numbers). Any other Claim has no
 documentation, exactly like an 837P claim.
@@ -732,7 +732,8 @@ _DOCUMENTATION_FIELDS: Final = {
     "medical-necessity": (None, "medical_necessity"),
     "increased-services-justification": (None, "increased_services_justification"),
 }
-"""Our profile's category codes → ClaimEvent documentation fields (README mapping table)."""
+"""Our profile's category codes → ClaimEvent documentation fields (the mapping table of
+docs/sending-claims/x12-and-fhir.md)."""
 
 
 def _documentation_document(values: dict[str, Any]) -> dict[str, Any]:

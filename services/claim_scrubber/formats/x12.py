@@ -79,7 +79,7 @@ _EVENT_TYPES: Final = {"7": "claim.resubmitted", "8": "claim.voided"}
 """CLM05-3, the claim frequency code: 7 replaces a claim, 8 voids it; 1 (and any other) is
 an original. 837P has no claim version: an original is 1, a replacement or void the time its
 transaction was created (BHT04 + BHT05, CCYYMMDDHHMMSS), so that a later correction outranks
-what it corrects in claim history (contract section 10)."""
+what it corrects in claim history (docs/operating/history.md)."""
 _CENT: Final = Decimal("0.01")
 _NO_FRACTION: Final = Decimal(1)
 _ISA_ELEMENTS: Final = 16

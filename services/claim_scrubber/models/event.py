@@ -1,4 +1,4 @@
-"""ClaimEvent, schema_version "1": the input of the scrubber (contract section 2).
+"""ClaimEvent, schema_version "1": the input of the scrubber (docs/sending-claims/index.md).
 
 Type and shape are checked here; a violation makes the record a dead letter. Values inside
 a well-formed claim (a bad NPI, zero units, a missing document) are left to the rules.
@@ -96,7 +96,7 @@ class RenderingProvider(BaseModel):
 
 class Attachment(BaseModel):
     """Documentation sent separately (837P PWK): named in DOC findings, never taken as the
-    documentation itself (contract v1.1)."""
+    documentation itself (since contract 1.1)."""
 
     model_config = CONTRACT_MODEL
 
@@ -134,12 +134,12 @@ class ClaimLine(BaseModel):
     place_of_service: str | None = Field(
         default=None,
         description="the line's own place of service (837P SV105) when it differs from the "
-        "claim's; rules use it where given, else the claim's (contract v1.1)",
+        "claim's; rules use it where given, else the claim's (since contract 1.1)",
     )
     ndc: str | None = Field(
         default=None,
         description="the drug or product's National Drug Code as sent (837P 2410 LIN03, FHIR "
-        "NDC coding); lines that differ in NDC are different services (contract v1.2)",
+        "NDC coding); lines that differ in NDC are different services (since contract 1.2)",
     )
     attachments: list[Attachment] | None = Field(
         default=None, description="the line's own documentation sent separately (837P 2400 PWK)"
@@ -147,7 +147,7 @@ class ClaimLine(BaseModel):
     revenue_code: str | None = Field(
         default=None,
         description="institutional: the line's revenue code as sent, four digits (837I SV201, "
-        "FHIR item.revenue); value checked by a rule (contract v1.2)",
+        "FHIR item.revenue); value checked by a rule (since contract 1.2)",
     )
 
 
@@ -233,7 +233,7 @@ class Claim(BaseModel):
         default=None,
         description="institutional: the type of bill as sent, e.g. 131 (837I CLM05-1 facility "
         "code + CLM05-3 frequency; FHIR the type-of-bill supportingInfo or Claim.subType); "
-        "value checked by a rule (contract v1.2)",
+        "value checked by a rule (since contract 1.2)",
     )
     prior_authorization_number: str | None = None
     """The payer's prior authorization number (837P REF*G1), if any."""

@@ -1,4 +1,4 @@
-"""What claim history keeps of one patient (contract section 10, v1.2).
+"""What claim history keeps of one patient (docs/operating/history.md).
 
 Per patient: the Q4390 applications of the claims seen, and what is known of each claim
 (its latest version, whether it was voided), so that a replay, a duplicate delivery or an

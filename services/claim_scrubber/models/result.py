@@ -1,4 +1,5 @@
-"""What the scrubber publishes: ScrubResult (clean / needs-review) and DeadLetter (contract 3-4)."""
+"""What the scrubber publishes: ScrubResult (clean / needs-review) and DeadLetter
+(docs/consuming-results/index.md)."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -217,7 +218,7 @@ class DeadLetterKafkaSource(BaseModel):
 
 
 class RejectedClaimEntry(BaseModel):
-    """One unusable claim of an inbound record (intake, contract section 7 v1.2)."""
+    """One unusable claim of an inbound record (intake)."""
 
     model_config = _OUTPUT_MODEL
 

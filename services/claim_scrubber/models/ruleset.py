@@ -387,7 +387,7 @@ class Ruleset(BaseModel):
     )
     payer_directory: PayerDirectory = Field(
         default_factory=PayerDirectory,
-        description="intake: payer family and MAC of 837P and FHIR claims (contract section 7)",
+        description="intake: payer family and MAC of 837P and FHIR claims",
     )
 
     def override_for(self, rule_id: str, payer_kind: PayerKind) -> RuleOverride | None:

@@ -203,7 +203,7 @@ class ClaimFacts:
         self.event = event
         self.ruleset = ruleset
         self.history = history
-        """The applications of the patient's other claims (contract section 10); None when
+        """The applications of the patient's other claims (docs/operating/history.md); None when
         history is off or the claim names no member: the HIST rules do not run."""
         self.profile: PayerProfile = ruleset.payers[claim.payer.kind]
         self.today: date = event.occurred_at.date()

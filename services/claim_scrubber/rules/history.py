@@ -1,4 +1,4 @@
-"""Claim history (HIST): what was billed before for the same patient (contract section 10).
+"""Claim history (HIST): what was billed before for the same patient (docs/operating/history.md).
 
 These rules run only with history on and a member id on the claim (`facts.history` is not
 None). History only ever knows less than was billed (it restarts with a new key, forgets

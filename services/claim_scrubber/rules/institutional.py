@@ -1,7 +1,8 @@
 """A facility's bill (837I / UB-04): what differs from the professional claim for Q4390.
 
 The facts behind these rules, with their sources and where the sources leave room, are in
-docs/institutional-billing.md. Where the sources do not settle a point the rule warns.
+docs/sending-claims/institutional-billing.md. Where the sources do not settle a point the rule
+warns.
 """
 
 from collections.abc import Iterator

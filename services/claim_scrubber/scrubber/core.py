@@ -36,7 +36,7 @@ DEAD_LETTER: Final = "dead_letter"
 """The outcome header value of a dead letter (results use Outcome)."""
 
 VOIDED: Final = "voided"
-"""The outcome of a `claim.voided` event: never scrubbed, no result (contract section 2)."""
+"""The outcome of a `claim.voided` event: never scrubbed, no result."""
 
 _REPORTED_SEVERITIES: Final = frozenset({Severity.ERROR, Severity.WARNING})
 
@@ -120,7 +120,7 @@ def dead_letter_document(
     limit: int | None = None,
     extra: dict[str, object] | None = None,
 ) -> bytes:
-    """A DeadLetter of `payload` (contract section 4): whole when it fits `limit`, else cut
+    """A DeadLetter of `payload` (docs/operating/delivery.md): whole when it fits `limit`, else cut
     to fit with the whole payload's length and SHA-256; `extra` adds top-level fields."""
     error: dict[str, object] = {
         "kind": kind.value,

@@ -2,7 +2,7 @@
 
 Pure: no clock (a change is dated by the event's `occurred_at`), no Kafka. The adapter
 writes each change to the history changelog in the transaction of the records it belongs to,
-and replays the changelog into a fresh table on assignment (contract section 10).
+and replays the changelog into a fresh table on assignment (docs/operating/history.md).
 """
 
 import hashlib

@@ -100,7 +100,7 @@ def build_app(
             (
                 settings.topic_history,
                 None,
-                "a patient's Q4390 applications and claims seen (JSON, contract section 10), "
+                "a patient's Q4390 applications and claims seen (JSON), "
                 "or a tombstone; compacted (internal, PHI-derived)",
             ),
         ]

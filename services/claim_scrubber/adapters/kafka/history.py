@@ -1,4 +1,4 @@
-"""Claim history on Kafka (contract section 10): one table per owned partition of the input
+"""Claim history on Kafka (docs/operating/history.md): one table per owned partition of the input
 re-keyed by patient, restored from the compacted changelog after every fence.
 
 The commit loop decides a partition's records against its table and writes each change to

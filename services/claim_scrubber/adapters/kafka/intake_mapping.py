@@ -72,8 +72,9 @@ class IntakeMapping:
     def _dead_letter(
         self, record: InputRecord, document: bytes, claim_id: str | None
     ) -> OutboundRecord:
-        """A dead letter keyed like its record, with the headers of every output (contract
-        section 3): no event id, the (first) unusable claim's id where known."""
+        """A dead letter keyed like its record, with the headers of every output
+        (docs/consuming-results/index.md): no event id, the (first) unusable claim's id where
+        known."""
         return OutboundRecord(
             topic=self._dead_letter_topic,
             key=record.key,

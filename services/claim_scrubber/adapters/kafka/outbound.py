@@ -165,7 +165,7 @@ def _key_text(key: bytes | None) -> str | None:
 
 def dead_letter_source(record: InputRecord) -> dict[str, object]:
     """A dead letter's `source`: the record's coordinates, timestamp, key and headers, enough
-    to publish the record again byte for byte (contract section 4, "Replayable"): the key as
+    to publish the record again byte for byte (docs/operating/dead-letters.md): the key as
     UTF-8 text, or its bytes in base64 when it is not UTF-8; every header in order."""
     key = _key_text(record.key)
     return {

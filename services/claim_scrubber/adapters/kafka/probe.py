@@ -114,8 +114,7 @@ async def _probe(settings: Settings, stage: Stage, kafka: KafkaConnection) -> _B
         if error_code == TopicAuthorizationFailedError.errno:
             raise StageError(
                 f"{principal(kafka)} may not describe topic {topic} (the {stage.name} needs "
-                "Describe and DescribeConfigs on its topics; README, 'Connecting to a "
-                "managed Kafka')"
+                "Describe and DescribeConfigs on its topics; docs/operating/kafka-security.md)"
             )
         if error_code == UnknownTopicOrPartitionError.errno:
             missing.append(topic)

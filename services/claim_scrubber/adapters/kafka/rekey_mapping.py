@@ -1,4 +1,4 @@
-"""The re-keying stage's mapping (history on, contract section 10): each input record goes on
+"""The re-keying stage's mapping (history on, docs/operating/history.md): each input record goes on
 to the input re-keyed by patient, bytes and headers unchanged, keyed by its patient key, so
 all claims of one patient meet in one partition, in order.
 

@@ -1,4 +1,4 @@
-"""`claim-scrubber dead-letters list|replay` on Kafka (contract section 11).
+"""`claim-scrubber dead-letters list|replay` on Kafka (docs/operating/dead-letters.md).
 
 Listing reads the dead-letter topic and the replay ledger read_committed, in no group. Replay
 publishes each dead letter's original record and its ledger record (`<dead-letter topic>.
@@ -110,7 +110,7 @@ async def _partitions(kafka: KafkaConnection, topic: str) -> list[int]:
     if described.get("error_code") == _TOPIC_AUTHORIZATION_FAILED:
         raise ReplayError(
             f"Kafka refused this command the permission to describe topic {topic} "
-            "(TopicAuthorizationFailedError); grant what the README's Dead letters section lists"
+            "(TopicAuthorizationFailedError); grant what docs/operating/dead-letters.md lists"
         )
     if described.get("error_code") or not partitions:
         raise ReplayError(f"topic {topic} does not exist (make kafka-up creates it)")
@@ -121,7 +121,7 @@ def _kafka_problem(error: KafkaError, doing: str) -> str:
     if denied(error) is not None:
         return (
             f"Kafka refused this command the permission to {doing} ({type(error).__name__}); "
-            "grant what the README's Dead letters section lists"
+            "grant what docs/operating/dead-letters.md lists"
         )
     return f"cannot {doing}: {type(error).__name__}"
 

@@ -109,7 +109,7 @@ class ScrubMapping:
         return self._routed(record, decision)
 
     def _changelog(self, record: InputRecord, decision: Decision) -> tuple[OutboundRecord, ...]:
-        """The history change the record made, as its changelog record (contract 10)."""
+        """The history change the record made, as its changelog record."""
         change = decision.history_change
         if change is None or self._history is None:
             return ()
@@ -121,7 +121,7 @@ class ScrubMapping:
     def _routed(self, record: InputRecord, decision: Decision) -> Routed[Decision]:
         traceparent = traceparent_of(record)
         changelog = self._changelog(record, decision)
-        if decision.is_void:  # no result: the audit line is all (contract section 2)
+        if decision.is_void:  # no result: the audit line is all (docs/sending-claims/index.md)
             counts = MetricCounts((VOIDED,), (), ())
             return Routed(record, decision, changelog, counts, traceparent)
         claim_id = (decision.claim_id or "").encode()
@@ -150,7 +150,7 @@ class ScrubMapping:
     def audit(
         self, routed: Routed[Decision], committed_ms: float, trace_id: str | None = None
     ) -> AuditLine:
-        """The audit event name and its allow-listed fields (contract section 5), with the
+        """The audit event name and its allow-listed fields (docs/operating/monitoring.md), with the
         batch's trace id when tracing is on."""
         decision, record = routed.detail, routed.record
         fields: dict[str, object] = {

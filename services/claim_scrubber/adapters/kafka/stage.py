@@ -51,7 +51,7 @@ class Stage:
     def worker(cls, settings: Settings) -> "Stage":
         """Without history: the input to results. With history: the input re-keyed by
         patient (group_id goes on reading the input), and that scrubbed by a group of its
-        own, with the claim history changelog (contract section 10)."""
+        own, with the claim history changelog (docs/operating/history.md)."""
         results = (settings.topic_clean, settings.topic_review)
         if not settings.history_on:
             return cls(

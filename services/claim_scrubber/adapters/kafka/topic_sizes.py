@@ -1,5 +1,5 @@
 """The topics' `max.message.bytes`, read from the brokers at start: the worker (and intake)
-refuses to start unless every output it can produce fits its topic (contract section 4): a
+refuses to start unless every output it can produce fits its topic (docs/operating/delivery.md): a
 dead letter of the largest record its input topics accept, and the result of the largest
 claim it scrubs."""
 
@@ -134,7 +134,7 @@ _CLEANUP_POLICY: Final = "cleanup.policy"
 async def check_changelog(stage: Stage, kafka: KafkaConnection) -> None:
     """History on: refuse to start unless the changelog is compacted and has as many
     partitions as the input re-keyed by patient (a partition's history is the changelog
-    partition of the same number, contract section 10)."""
+    partition of the same number, docs/operating/history.md)."""
     changelog = stage.changelog
     if changelog is None:
         return

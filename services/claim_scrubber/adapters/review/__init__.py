@@ -1,1 +1,2 @@
-"""`claim-scrubber review`: the coder's page over the result topics (contract section 12)."""
+"""`claim-scrubber review`: the coder's page over the result topics
+(docs/consuming-results/review-page.md)."""
