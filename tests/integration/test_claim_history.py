@@ -240,6 +240,30 @@ def _delivered_twice(events: Sequence[HistoryEvent], lag: int) -> list[HistoryEv
     return delivered
 
 
+async def test_with_history_on_a_broken_claim_is_dead_lettered_as_without_it(
+    kafka_bootstrap: str, history_topics: Topics, tmp_path: Path
+) -> None:
+    """The re-keying stage answers a record that is not a claim event itself: the dead letter
+    keeps the input's key and names its claims.submitted coordinates, never a patient key."""
+    topics = history_topics
+    broken = orjson.loads(_weekly("M-1", 0).payload())
+    broken["claim"]["lines"][0]["units"] = "twenty"
+    worker = WorkerProcess(topics.env(kafka_bootstrap), "history-worker", cwd=tmp_path)
+    try:
+        await worker.wait_for_event("worker.started")
+        async with OutputWatcher(kafka_bootstrap, topics) as watcher:
+            await produce(kafka_bootstrap, topics.input, [(b"CLM-BROKEN", orjson.dumps(broken))])
+            tally = await watcher.wait_for(1)
+    finally:
+        worker.kill()
+
+    [letter] = tally.outputs
+    assert (letter.topic, letter.key) == (topics.dead_letter, b"CLM-BROKEN")
+    assert letter.body["error"]["kind"] == "schema_violation"
+    assert letter.body["source"]["topic"] == topics.input
+    assert letter.body["source"]["key"] == "CLM-BROKEN"
+
+
 async def test_history_is_exactly_once_while_workers_are_killed_and_start_on_empty_machines(
     kafka_bootstrap: str, history_topics: Topics, tmp_path: Path
 ) -> None:

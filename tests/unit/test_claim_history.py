@@ -21,7 +21,6 @@ from claim_scrubber.scrubber import VOIDED, Accepted, Scrubber, read_claim_event
 from claim_scrubber.scrubber.history import (
     HistoryTable,
     history_document,
-    patient_key_of_record,
     read_history_document,
 )
 from tests.claims import default_event, event_bytes, patched
@@ -204,17 +203,6 @@ def test_the_patient_key_is_an_hmac_of_payer_kind_and_member_id_trimmed_and_uppe
     assert key == _patient(table, "M-1")
     assert key == hmac.new(SECRET, b"medicare|M-1", hashlib.sha256).hexdigest()
     assert key != _patient(HistoryTable(b"another key"), "M-1")
-
-
-def test_the_re_keying_stage_reads_the_same_patient_key_from_the_record_unvalidated() -> None:
-    event = HistoryEvent(" m-1 ", "C-1", 1, 0, "L97.412", voided=False, late_by=0)
-    table = HistoryTable(SECRET)
-
-    assert patient_key_of_record(SECRET, event.payload()) == _patient(table, "M-1")
-    no_member = event_bytes(patched(default_event(), {"claim.patient.member_id": None}))
-    assert patient_key_of_record(SECRET, no_member) is None
-    for broken in (b"", b"not json", b"[]", b'{"claim": {"payer": {"kind": 7}}}'):
-        assert patient_key_of_record(SECRET, broken) is None
 
 
 def test_the_changelog_value_round_trips_and_an_empty_history_is_a_tombstone() -> None:

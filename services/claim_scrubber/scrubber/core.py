@@ -195,6 +195,35 @@ class Scrubber:
         blocked = any(finding.severity is Severity.ERROR for finding in findings)
         return Verdict(Outcome.NEEDS_REVIEW if blocked else Outcome.CLEAN, findings)
 
+    def admit(
+        self,
+        payload: bytes,
+        *,
+        dead_letter_source: dict[str, Any],
+        decided_at: str,
+        limits: DocumentLimits = UNBOUNDED,
+    ) -> Accepted | Decision:
+        """The record read as a valid ClaimEvent, or its dead-letter decision; never raises
+        for bad input. Claim history's re-keying stage admits each record before it keys it
+        by patient, so a dead letter keeps the input's key and coordinates."""
+        read = read_claim_event(payload, max_bytes=self.max_message_bytes)
+        if isinstance(read, Accepted):
+            return read
+        error: dict[str, object] = {
+            "kind": read.kind.value,
+            "message": read.message,
+            "details": [{"loc": loc, "msg": msg} for loc, msg in read.details],
+        }
+        return Decision(
+            DEAD_LETTER,
+            _dead_letter_document(
+                payload, error, dead_letter_source, decided_at, limits.dead_letter
+            ),
+            event_id=read.event_id,
+            claim_id=read.claim_id,
+            dead_letter_kind=read.kind,
+        )
+
     def decide(
         self,
         payload: bytes,
@@ -213,22 +242,11 @@ class Scrubber:
         `history` (the table of the record's partition) the claim is judged against what its
         patient had billed before, and the table takes the claim (or the void).
         """
-        read = read_claim_event(payload, max_bytes=self.max_message_bytes)
-        if not isinstance(read, Accepted):
-            error: dict[str, object] = {
-                "kind": read.kind.value,
-                "message": read.message,
-                "details": [{"loc": loc, "msg": msg} for loc, msg in read.details],
-            }
-            return Decision(
-                DEAD_LETTER,
-                _dead_letter_document(
-                    payload, error, dead_letter_source, decided_at, limits.dead_letter
-                ),
-                event_id=read.event_id,
-                claim_id=read.claim_id,
-                dead_letter_kind=read.kind,
-            )
+        read = self.admit(
+            payload, dead_letter_source=dead_letter_source, decided_at=decided_at, limits=limits
+        )
+        if isinstance(read, Decision):
+            return read
 
         event = read.event
         if event.event_type == "claim.voided":

@@ -24,7 +24,6 @@ __all__ = [
     "HistoryTable",
     "history_document",
     "patient_key",
-    "patient_key_of_record",
     "read_history_document",
 ]
 
@@ -43,21 +42,6 @@ def patient_key(secret: bytes, event: ClaimEvent) -> str | None:
     upper-cased); None when the claim names no member (it has no history)."""
     member = event.claim.patient.member_id if event.claim.patient else None
     return _patient_key(secret, event.claim.payer.kind.value, member)
-
-
-def patient_key_of_record(secret: bytes, value: bytes) -> str | None:
-    """The patient key of a ClaimEvent record, read without validating the event (the
-    re-keying stage; the scrubbing stage validates): the same key `patient_key` gives the
-    event once valid, None when the record names no payer kind and member as text."""
-    try:
-        document = orjson.loads(value)
-        claim = document["claim"]
-        kind, member = claim["payer"]["kind"], claim["patient"]["member_id"]
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return None
-    if not isinstance(kind, str) or not isinstance(member, str):
-        return None
-    return _patient_key(secret, kind, member)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,9 @@
 to the input re-keyed by patient, bytes and headers unchanged, keyed by its patient key, so
 all claims of one patient meet in one partition, in order.
 
-Pure: no Kafka client, no clock, no logging. The record is not validated here: one that
-names no payer kind and member keeps its own key, and the scrubbing stage judges it (a
-broken one becomes its dead letter there, as without history).
+Pure: no Kafka client, no clock, no logging. A record that is not a valid claim event is
+answered here, as its dead letter with the input's key and coordinates, exactly as without
+history; a claim that names no member keeps its own key (it has no history).
 """
 
 from claim_scrubber.adapters.kafka.outbound import (
@@ -16,8 +16,9 @@ from claim_scrubber.adapters.kafka.outbound import (
 )
 from claim_scrubber.adapters.kafka.ownership import OutboundRecord
 from claim_scrubber.adapters.kafka.scrub_mapping import ScrubMapping
+from claim_scrubber.models import ClaimEvent
 from claim_scrubber.scrubber import Decision
-from claim_scrubber.scrubber.history import patient_key_of_record
+from claim_scrubber.scrubber.history import patient_key
 
 __all__ = ["RekeyMapping"]
 
@@ -26,8 +27,9 @@ _NOTHING_COUNTED = MetricCounts(())
 
 
 class RekeyMapping:
-    """Forwards every record keyed by its patient (its own key when it names none); the
-    detail is None, or the dead letter of a record that could not be forwarded."""
+    """Forwards every claim keyed by its patient (its own key when it names none); the
+    detail is None, or the dead letter of a record that is not a claim or could not be
+    forwarded."""
 
     def __init__(self, *, secret: bytes, output_topic: str, dead_letters: ScrubMapping) -> None:
         self._secret = secret
@@ -37,9 +39,11 @@ class RekeyMapping:
     def route(
         self, record: InputRecord, decided_at: str, *, shrink: int = 0
     ) -> Routed[Decision | None]:
-        """The record, unchanged, keyed by patient."""
-        del decided_at, shrink  # the record is forwarded as it came: nothing to date or shrink
-        patient = patient_key_of_record(self._secret, record.value or b"")
+        """A claim, unchanged, keyed by patient; anything else, its dead letter."""
+        admitted = self._dead_letters.admit(record, decided_at, shrink=shrink)
+        if not isinstance(admitted, ClaimEvent):
+            return admitted
+        patient = patient_key(self._secret, admitted)
         output = OutboundRecord(
             self._output_topic,
             record.key if patient is None else patient.encode(),

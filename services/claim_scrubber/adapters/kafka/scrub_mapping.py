@@ -19,6 +19,7 @@ from claim_scrubber.adapters.kafka.outbound import (
     traceparent_of,
 )
 from claim_scrubber.adapters.kafka.ownership import OutboundRecord
+from claim_scrubber.models import ClaimEvent
 from claim_scrubber.scrubber import DEAD_LETTER, VOIDED, Decision, DocumentLimits, Scrubber
 from claim_scrubber.scrubber.history import history_document
 
@@ -86,6 +87,22 @@ class ScrubMapping:
             history=None if self._history is None else self._history[0].table(record.partition),
         )
         return self._routed(record, decision)
+
+    def admit(
+        self, record: InputRecord, decided_at: str, *, shrink: int = 0
+    ) -> ClaimEvent | Routed[Decision]:
+        """The record as a valid ClaimEvent, or routed as its dead letter (never raises for bad
+        input): what claim history's re-keying stage does before it keys a record by patient."""
+        _, dead_letter_source = self._sources(record)
+        read = self._scrubber.admit(
+            record.value or b"",
+            dead_letter_source=dead_letter_source,
+            decided_at=decided_at,
+            limits=self._limits(record, shrink),
+        )
+        if isinstance(read, Decision):
+            return self._routed(record, read)
+        return read.event
 
     def processing_error(
         self,
