@@ -18,6 +18,7 @@ from claim_scrubber.adapters.settings import Settings
 from claim_scrubber.entrypoints.cli import _parser
 from claim_scrubber.models import CONTRACT_VERSION
 from tests.claims import canary_event, default_event, event_bytes, patched, phi_strings
+from tests.kafka_harness import ROOT as ROOT_DIR
 from tests.kafka_harness import WORKER
 
 CLI = [WORKER[0]]
@@ -115,6 +116,52 @@ class TestScrub:
         )
         audit = [json.loads(line)["event"] for line in with_history.stderr.splitlines()]
         assert audit.count("claim.voided") == 1
+
+
+class TestScrubRuleset:
+    def test_scrub_judges_by_the_ruleset_it_is_given(self, tmp_path: Path) -> None:
+        shipped = (ROOT_DIR / "services/claim_scrubber/rulesets/default.toml").read_text()
+        tuned = tmp_path / "tuned.toml"
+        tuned.write_text(shipped + '\n[rules."PRICE-001"]\nseverity = "off"\n')
+        (tmp_path / "code_sets").symlink_to(ROOT_DIR / "services/claim_scrubber/rulesets/code_sets")
+        stdin = event_bytes(default_event()) + b"\n"
+
+        shipped_run = json.loads(_run("scrub", stdin=stdin).stdout)
+        tuned_run = json.loads(_run("scrub", "--ruleset", str(tuned), stdin=stdin).stdout)
+
+        assert "PRICE-001" in {f["rule_id"] for f in shipped_run["findings"]}
+        assert "PRICE-001" not in {f["rule_id"] for f in tuned_run["findings"]}
+
+
+class TestScrubAuditLines:
+    def test_a_dead_letter_is_a_warning_and_a_result_names_no_dead_letter_kind(self) -> None:
+        stdin = event_bytes(default_event()) + b"\n{broken\n"
+        lines = [json.loads(line) for line in _run("scrub", stdin=stdin).stderr.splitlines()]
+
+        scrubbed, dead = (line for line in lines if line["event"].startswith("claim."))
+        assert (scrubbed["event"], scrubbed["level"]) == ("claim.scrubbed", "info")
+        assert "dead_letter_kind" not in scrubbed
+        assert (dead["event"], dead["level"]) == ("claim.dead_lettered", "warning")
+        assert dead["dead_letter_kind"] == "invalid_json"
+
+    def test_an_unusable_file_converted_offline_is_an_intake_dead_lettered_warning(self) -> None:
+        result = _run("scrub", "--from", "fhir", stdin=b'{"resourceType": "Patient"}')
+
+        (line,) = [json.loads(line) for line in result.stderr.splitlines()]
+        assert (line["event"], line["level"]) == ("intake.dead_lettered", "warning")
+
+
+class TestDeadLetterMessages:
+    def test_a_bad_claim_id_is_explained_in_words_not_as_a_pattern(self) -> None:
+        bad = event_bytes(patched(default_event(), {"claim.claim_id": " CLM-1"}))
+
+        (line,) = _run("scrub", stdin=bad + b"\n").stdout.splitlines()
+
+        message = json.loads(line)["error"]["message"]
+        assert message == (
+            "claim.claim_id: should be 1-64 printable ASCII characters, not starting or ending "
+            "with a space"
+        )
 
 
 class TestScrubInputShapes:

@@ -59,6 +59,10 @@ class TestBadStart:
             ),
             ({"SCRUBBER_HISTORY": "yes"}, "invalid setting SCRUBBER_HISTORY"),
             (
+                {"SCRUBBER_INTAKE_TIMEZONE": "Mars/Base"},
+                "invalid setting SCRUBBER_INTAKE_TIMEZONE: not an IANA time zone name",
+            ),
+            (
                 {"SCRUBBER_TOPIC_HISTORY": "claims.clean"},
                 "SCRUBBER_TOPIC_HISTORY names the same topic as SCRUBBER_TOPIC_CLEAN",
             ),
@@ -94,6 +98,20 @@ class TestBadStart:
         (line,) = _error_lines(result)
         assert "payers.uhc.max_applications" in line
         assert "greater than 0" in line
+
+    def test_a_misspelt_table_of_the_ruleset_is_named_with_the_name_it_should_have(
+        self, tmp_path: Path
+    ) -> None:
+        shipped = (ROOT / "services/claim_scrubber/rulesets/default.toml").read_text()
+        typo = tmp_path / "ruleset.toml"
+        typo.write_text(shipped.replace("[unit_limits]", "[unit_limit]"))
+        (tmp_path / "code_sets").symlink_to(ROOT / "services/claim_scrubber/rulesets/code_sets")
+
+        result = _run_worker(tmp_path, SCRUBBER_RULESET=str(typo))
+
+        assert result.returncode == 2
+        (line,) = _error_lines(result)
+        assert line.endswith("unit_limit: not a ruleset entry (did you mean unit_limits?)"), line
 
     def test_no_broker_stops_the_worker_after_retrying_with_backoff(self, tmp_path: Path) -> None:
         result = _run_worker(

@@ -1,5 +1,6 @@
 """Reading a ruleset file (TOML or JSON) into a validated Ruleset."""
 
+import difflib
 import json
 import tomllib
 from importlib import resources
@@ -45,14 +46,33 @@ def load_ruleset(path: Path | None = None) -> Ruleset:
             document, context={READ_CODE_SET: lambda source: read_source(source, folder)}
         )
     except ValidationError as error:
-        problems = error.errors(include_url=False, include_input=False)
-        first = problems[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        message = first["msg"].removeprefix("Value error, ")
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise RulesetError(f"ruleset {name}: {where}: {message}{more}") from None
+        raise RulesetError(f"ruleset {name}: {_first_problem(error)}") from None
     _check_overrides(ruleset, name)
     return ruleset
+
+
+def _first_problem(error: ValidationError) -> str:
+    """The problem to name first: an entry the ruleset has no place for (a misspelt one also
+    leaves its right name missing: that name is suggested), else the first in file order."""
+    problems = error.errors(include_url=False, include_input=False)
+    unknown = [p for p in problems if p["type"] == "extra_forbidden"]
+    first = unknown[0] if unknown else problems[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if unknown:
+        missing = [
+            str(p["loc"][-1])
+            for p in problems
+            if p["type"] == "missing" and p["loc"][:-1] == first["loc"][:-1]
+        ]
+        close = difflib.get_close_matches(str(first["loc"][-1]), missing, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        message = f"not a ruleset entry{hint}"
+        others = len(problems) - 1 - len(close)
+    else:
+        message = first["msg"].removeprefix("Value error, ")
+        others = len(problems) - 1
+    more = f" (and {others} more)" if others > 0 else ""
+    return f"{where}: {message}{more}"
 
 
 def _check_overrides(ruleset: Ruleset, name: str) -> None:

@@ -401,4 +401,5 @@ def _one_line(error: ValidationError) -> SettingsError:
         message = str(problem["msg"]).removeprefix("Value error, ")
         return SettingsError(f"invalid settings: {message}")
     name = f"{ENV_PREFIX}{str(problem['loc'][0]).upper()}"
-    return SettingsError(f"invalid setting {name}: {problem['msg']}")
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    return SettingsError(f"invalid setting {name}: {message}")

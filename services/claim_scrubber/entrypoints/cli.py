@@ -147,27 +147,28 @@ def _audit(
     log: FilteringBoundLogger, decision: Decision, ruleset_version: str, **where: object
 ) -> None:
     """The offline audit line of one decision (docs/operating/monitoring.md), with its file
-    position."""
-    log.info(
-        "claim.dead_lettered"
-        if decision.is_dead_letter
-        else "claim.voided"
-        if decision.is_void
-        else "claim.scrubbed",
-        event_id=decision.event_id,
-        claim_id=decision.claim_id,
-        claim_version=decision.claim_version,
-        outcome=decision.outcome,
-        rule_ids=list(decision.rule_ids),
-        ruleset_version=ruleset_version,
+    position: a dead letter at warning, as the worker logs it."""
+    fields: dict[str, object] = {
+        "event_id": decision.event_id,
+        "claim_id": decision.claim_id,
+        "claim_version": decision.claim_version,
+        "outcome": decision.outcome,
+        "rule_ids": list(decision.rule_ids),
+        "ruleset_version": ruleset_version,
         **where,
-        dead_letter_kind=decision.dead_letter_kind,
-    )
+    }
+    if decision.is_dead_letter:
+        log.warning("claim.dead_lettered", **fields, dead_letter_kind=decision.dead_letter_kind)
+    else:
+        log.info("claim.voided" if decision.is_void else "claim.scrubbed", **fields)
 
 
-def _scrub(file: str | None, format_name: Format | None, *, history: bool) -> int:
+def _scrub(
+    file: str | None, format_name: Format | None, ruleset_file: Path | None, *, history: bool
+) -> int:
     settings = _offline()
-    scrubber = Scrubber(_ruleset(settings.ruleset), max_message_bytes=settings.max_message_bytes)
+    ruleset = _ruleset(ruleset_file if ruleset_file is not None else settings.ruleset)
+    scrubber = Scrubber(ruleset, max_message_bytes=settings.max_message_bytes)
     # this run's history only: a key of its own, kept nowhere
     table = HistoryTable(secrets.token_bytes(32)) if history else None
     if format_name is not None:
@@ -231,7 +232,13 @@ def _convert(
     if letter is not None:
         out.write(letter + b"\n")
     out.flush()
-    log.info("intake.converted", format=format_name, source_file=name, **audit_fields(conversion))
+    fields = {"format": format_name, "source_file": name, **audit_fields(conversion)}
+    if not conversion.converted:  # as intake on Kafka: nothing in the file was usable
+        log.warning("intake.dead_lettered", **fields)
+    elif conversion.rejected:
+        log.warning("intake.converted", **fields)
+    else:
+        log.info("intake.converted", **fields)
     return EXIT_OK
 
 
@@ -433,7 +440,8 @@ def _parser() -> argparse.ArgumentParser:
         "unusable event; `source` is the file and the line the event starts on. Exit 0 once "
         "every event is decided; 2 when the input is not ClaimEvent JSON at all.",
         reads="FILE or stdin: ClaimEvent JSON Lines, a JSON array of events or one JSON "
-        "document; with --from, one X12 837P/837I interchange or one FHIR Claim or Bundle",
+        "document; with --from, one X12 837P/837I interchange or one FHIR Claim or Bundle; the "
+        "ruleset (--ruleset, else SCRUBBER_RULESET, else the shipped one)",
         writes="stdout: ScrubResult and DeadLetter JSON lines; stderr: an audit line per decision",
         settings=_OFFLINE_SETTINGS,
     )
@@ -449,6 +457,11 @@ def _parser() -> argparse.ArgumentParser:
         "--history",
         action="store_true",
         help="keep claim history across the claims of this run (HIST rules; voids remove)",
+    )
+    scrub.add_argument(
+        "--ruleset",
+        type=Path,
+        help="judge by this ruleset (default: SCRUBBER_RULESET, else shipped)",
     )
     convert = add_command(
         commands,
@@ -552,7 +565,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "worker": lambda _: _consume("worker"),
     "intake": lambda _: _consume("intake"),
-    "scrub": lambda arguments: _scrub(arguments.file, arguments.format, history=arguments.history),
+    "scrub": lambda arguments: _scrub(
+        arguments.file, arguments.format, arguments.ruleset, history=arguments.history
+    ),
     "convert": lambda arguments: _convert(arguments.file, arguments.format, _offline()),
     "rules": lambda arguments: _rules(as_json=arguments.json, ruleset_file=arguments.ruleset),
     "impact": lambda arguments: _impact(

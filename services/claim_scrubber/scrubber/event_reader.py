@@ -11,6 +11,7 @@ from typing import Any, Final
 
 import orjson
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from claim_scrubber.models import ClaimEvent, DeadLetterKind
 
@@ -79,10 +80,22 @@ def _rejected(
     return Rejected(kind, message, details, event_id=event_id, claim_id=claim_id)
 
 
+_PATTERN_MESSAGES: Final = {
+    "claim_id": "should be 1-64 printable ASCII characters, not starting or ending with a space",
+}
+"""What a field's pattern means, in words: a coder reads the message, not the regex."""
+
+
+def _message(problem: ErrorDetails) -> str:
+    if problem["type"] == "string_pattern_mismatch" and problem["loc"]:
+        return _PATTERN_MESSAGES.get(str(problem["loc"][-1]), problem["msg"])
+    return problem["msg"]
+
+
 def _violation(error: ValidationError, document: dict[str, Any]) -> Rejected:
     problems = error.errors(include_url=False, include_context=False, include_input=False)
     details = tuple(
-        (".".join(str(part) for part in problem["loc"]), problem["msg"])
+        (".".join(str(part) for part in problem["loc"]), _message(problem))
         for problem in problems[:_MAX_REPORTED_VIOLATIONS]
     )
     first_loc, first_msg = details[0]
