@@ -27,6 +27,15 @@ def _error_lines(result: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.strip()]
 
 
+def _shipped_ruleset_with(folder: Path, old: str, new: str) -> Path:
+    """A copy of the shipped ruleset with one change, its code sets beside it."""
+    rulesets = ROOT / "services/claim_scrubber/rulesets"
+    copy = folder / "ruleset.toml"
+    copy.write_text((rulesets / "default.toml").read_text().replace(old, new))
+    (folder / "code_sets").symlink_to(rulesets / "code_sets")
+    return copy
+
+
 class TestBadStart:
     @pytest.mark.parametrize(
         ("env", "expected"),
@@ -88,9 +97,7 @@ class TestBadStart:
     def test_a_broken_ruleset_stops_the_worker_with_the_bad_entry_named(
         self, tmp_path: Path
     ) -> None:
-        shipped = (ROOT / "services/claim_scrubber/rulesets/default.toml").read_text()
-        broken = tmp_path / "ruleset.toml"
-        broken.write_text(shipped.replace("max_applications = 12", "max_applications = -1"))
+        broken = _shipped_ruleset_with(tmp_path, "max_applications = 12", "max_applications = -1")
 
         result = _run_worker(tmp_path, SCRUBBER_RULESET=str(broken))
 
@@ -102,10 +109,7 @@ class TestBadStart:
     def test_a_misspelt_table_of_the_ruleset_is_named_with_the_name_it_should_have(
         self, tmp_path: Path
     ) -> None:
-        shipped = (ROOT / "services/claim_scrubber/rulesets/default.toml").read_text()
-        typo = tmp_path / "ruleset.toml"
-        typo.write_text(shipped.replace("[unit_limits]", "[unit_limit]"))
-        (tmp_path / "code_sets").symlink_to(ROOT / "services/claim_scrubber/rulesets/code_sets")
+        typo = _shipped_ruleset_with(tmp_path, "[unit_limits]", "[unit_limit]")
 
         result = _run_worker(tmp_path, SCRUBBER_RULESET=str(typo))
 

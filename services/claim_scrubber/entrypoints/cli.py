@@ -148,19 +148,11 @@ def _audit(
 ) -> None:
     """The offline audit line of one decision (docs/operating/monitoring.md), with its file
     position: a dead letter at warning, as the worker logs it."""
-    fields: dict[str, object] = {
-        "event_id": decision.event_id,
-        "claim_id": decision.claim_id,
-        "claim_version": decision.claim_version,
-        "outcome": decision.outcome,
-        "rule_ids": list(decision.rule_ids),
-        "ruleset_version": ruleset_version,
-        **where,
-    }
+    fields = decision.audit_fields(ruleset_version) | where
     if decision.is_dead_letter:
-        log.warning("claim.dead_lettered", **fields, dead_letter_kind=decision.dead_letter_kind)
+        log.warning(decision.audit_event, **fields, dead_letter_kind=decision.dead_letter_kind)
     else:
-        log.info("claim.voided" if decision.is_void else "claim.scrubbed", **fields)
+        log.info(decision.audit_event, **fields)
 
 
 def _scrub(

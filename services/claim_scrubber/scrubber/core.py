@@ -167,6 +167,24 @@ class Decision:
     def is_void(self) -> bool:
         return self.outcome == VOIDED
 
+    @property
+    def audit_event(self) -> str:
+        """The name of its audit line (docs/operating/monitoring.md)."""
+        if self.is_dead_letter:
+            return "claim.dead_lettered"
+        return "claim.voided" if self.is_void else "claim.scrubbed"
+
+    def audit_fields(self, ruleset_version: str) -> dict[str, object]:
+        """What its audit line says of the claim: ids, outcome and rule ids, never PHI."""
+        return {
+            "event_id": self.event_id,
+            "claim_id": self.claim_id,
+            "claim_version": self.claim_version,
+            "outcome": self.outcome,
+            "rule_ids": list(self.rule_ids),
+            "ruleset_version": ruleset_version,
+        }
+
 
 class Scrubber:
     """Applies one validated ruleset's rules to claim events."""

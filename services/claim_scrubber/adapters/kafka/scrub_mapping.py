@@ -167,16 +167,10 @@ class ScrubMapping:
     def audit(
         self, routed: Routed[Decision], committed_ms: float, trace_id: str | None = None
     ) -> AuditLine:
-        """The audit event name and its allow-listed fields (docs/operating/monitoring.md), with the
-        batch's trace id when tracing is on."""
+        """The audit event name and its allow-listed fields (docs/operating/monitoring.md), with
+        the batch's trace id when tracing is on."""
         decision, record = routed.detail, routed.record
-        fields: dict[str, object] = {
-            "event_id": decision.event_id,
-            "claim_id": decision.claim_id,
-            "claim_version": decision.claim_version,
-            "outcome": decision.outcome,
-            "rule_ids": list(decision.rule_ids),
-            "ruleset_version": self._scrubber.ruleset.version,
+        fields = decision.audit_fields(self._scrubber.ruleset.version) | {
             "source_topic": record.topic,
             "source_partition": record.partition,
             "source_offset": record.offset,
@@ -186,9 +180,7 @@ class ScrubMapping:
         }
         if trace_id is not None:
             fields["trace_id"] = trace_id
-        if decision.is_void:
-            return AuditLine("claim.voided", fields)
         if decision.dead_letter_kind is None:
-            return AuditLine("claim.scrubbed", fields)
+            return AuditLine(decision.audit_event, fields)
         fields["dead_letter_kind"] = decision.dead_letter_kind.value
-        return AuditLine("claim.dead_lettered", fields, warning=True)
+        return AuditLine(decision.audit_event, fields, warning=True)
