@@ -133,6 +133,36 @@ class TestScrubRuleset:
         assert "PRICE-001" not in {f["rule_id"] for f in tuned_run["findings"]}
 
 
+class TestSendAndTailWithoutABroker:
+    @pytest.mark.parametrize(
+        ("command", "problem"),
+        [
+            (("send", "examples/claims.jsonl"), "could not send to claims.submitted"),
+            (("tail", "--max", "1"), "cannot read the result topics"),
+        ],
+        ids=["send", "tail"],
+    )
+    def test_an_unreachable_broker_is_one_error_line_and_exit_1(
+        self, command: tuple[str, ...], problem: str
+    ) -> None:
+        result = subprocess.run(
+            [*CLI, *command],
+            cwd=ROOT_DIR,
+            env={k: v for k, v in os.environ.items() if not k.startswith("SCRUBBER_")}
+            | {"SCRUBBER_KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+        assert result.returncode == 1
+        errors = [line for line in result.stderr.splitlines() if line.startswith("claim-scrubber:")]
+        assert errors == [errors[0]]
+        assert problem in errors[0]
+        assert "Unclosed" not in result.stderr
+
+
 class TestScrubAuditLines:
     def test_a_dead_letter_is_a_warning_and_a_result_names_no_dead_letter_kind(self) -> None:
         stdin = event_bytes(default_event()) + b"\n{broken\n"

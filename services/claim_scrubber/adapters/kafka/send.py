@@ -31,8 +31,8 @@ async def send_records(kafka: KafkaConnection, records: Sequence[Outgoing]) -> N
         acks="all",
         max_request_size=max((len(r.value) for r in records), default=0) + _ENVELOPE_BYTES,
     )
-    await producer.start()
     try:
+        await producer.start()
         delivered = [
             await producer.send(
                 record.topic, record.value, key=record.key, headers=list(record.headers)
