@@ -94,3 +94,33 @@ class TestLibraryFloods:
         for _ in range(50):
             log.info("claim.scrubbed")
         assert len(_lines(stream)) == 50
+
+
+class TestOneShotCommands:
+    """`send`, `tail` and `dead-letters` report their own outcome: a retry the Kafka client
+    made and won is not news to the person at the terminal (it was a JSON line in the middle
+    of `send`'s summary right after `make run` started the broker)."""
+
+    @pytest.fixture
+    def command_stream(self) -> io.TextIOWrapper:
+        wrapper = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
+        configure_logging(log_format="json", level="info", stream=wrapper, one_shot=True)
+        return wrapper
+
+    def test_a_retried_produce_is_not_printed(self, command_stream: io.TextIOWrapper) -> None:
+        logging.getLogger("aiokafka.producer.sender").warning(
+            "Got error produce response on topic-partition %s, retrying.", "claims.submitted-5"
+        )
+        assert _lines(command_stream) == []
+
+    def test_a_client_error_still_is(self, command_stream: io.TextIOWrapper) -> None:
+        logging.getLogger("aiokafka.client").error("Unable to update metadata from %s", [1])
+        (line,) = _lines(command_stream)
+        assert line["logger"] == "aiokafka.client"
+
+    def test_at_debug_the_retries_are_shown(self) -> None:
+        wrapper = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", write_through=True)
+        configure_logging(log_format="json", level="debug", stream=wrapper, one_shot=True)
+        logging.getLogger("aiokafka.producer.sender").warning("Got error produce response")
+        (line,) = _lines(wrapper)
+        assert line["level"] == "warning"

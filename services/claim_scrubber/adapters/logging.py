@@ -113,8 +113,13 @@ def configure_logging(
     log_format: Literal["json", "console"] = "json",
     level: Literal["debug", "info", "warning", "error"] = "info",
     stream: TextIO | None = None,
+    one_shot: bool = False,
 ) -> None:
-    """Send structlog events and stdlib records (aiokafka, FastStream) to one stream."""
+    """Send structlog events and stdlib records (aiokafka, FastStream) to one stream.
+
+    `one_shot` is for a command that reports its own outcome (`send`, `tail`, `dead-letters`):
+    the libraries' warnings (a retry the client made and won) are left out below debug.
+    """
     target = stream if stream is not None else sys.stdout
     numeric_level = _LEVELS[level]
     shared: list[Any] = [
@@ -161,7 +166,10 @@ def configure_logging(
     root.setLevel(numeric_level)
     # Library debug records can quote whole records (aiokafka's "Sending (key=... value=...)"):
     # libraries log at INFO at the most, even when the worker itself logs at debug.
-    library_level = logging.INFO if numeric_level == logging.DEBUG else logging.WARNING
+    if numeric_level == logging.DEBUG:
+        library_level = logging.INFO
+    else:
+        library_level = logging.ERROR if one_shot else logging.WARNING
     for name in _QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(library_level)
     handler.addFilter(_no_library_debug)

@@ -38,10 +38,16 @@ def add_command(
 
 def kafka_settings(log_stream: TextIO | None = None) -> Settings:
     """The worker's settings, for a command that talks to Kafka; it logs to `log_stream`
-    (default stdout, as the worker)."""
+    (default stdout, as the worker), without the Kafka client's warnings about retries it
+    won: the command says itself whether it worked."""
     try:
         settings = load_settings()
     except SettingsError as error:
         raise CommandError(str(error)) from None
-    configure_logging(log_format=settings.log_format, level=settings.log_level, stream=log_stream)
+    configure_logging(
+        log_format=settings.log_format,
+        level=settings.log_level,
+        stream=log_stream,
+        one_shot=True,
+    )
     return settings
