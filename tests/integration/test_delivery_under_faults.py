@@ -382,7 +382,7 @@ def restartable_broker(kafka_bootstrap: str) -> Iterator[None]:
             pytest.fail(message)
         pytest.skip(message)
     yield
-    subprocess.run(["bash", "deploy/kafka/kafka.sh", "up"], cwd=ROOT, check=True, timeout=180)
+    _kafka("up")
 
 
 @pytest.mark.exclusive
@@ -461,7 +461,22 @@ async def _probe_health(port: int, probes: list[tuple[str, int, int]]) -> None:
 
 
 def _kafka(action: str) -> None:
-    subprocess.run(["bash", "deploy/kafka/kafka.sh", action], cwd=ROOT, check=True, timeout=180)
+    """`kafka.sh up` or `down`; a failure carries what the script said, and the broker's log."""
+    done = subprocess.run(
+        ["bash", "deploy/kafka/kafka.sh", action],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    if done.returncode != 0:
+        server_log = ROOT / ".kafka" / "logs" / "server.log"
+        tail = server_log.read_text().splitlines()[-30:] if server_log.exists() else []
+        raise AssertionError(
+            f"kafka.sh {action} exited {done.returncode}:\n{done.stdout}{done.stderr}"
+            + "\n".join(["server.log ends:", *tail])
+        )
 
 
 @rule(
