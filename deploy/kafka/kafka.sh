@@ -220,9 +220,11 @@ topic_cmd() { java_run org.apache.kafka.tools.TopicCommand --bootstrap-server "$
 # The listener answers TCP before a client tool (a JVM start of its own) is worth launching.
 port_open() { (exec 3<>"/dev/tcp/${bootstrap%:*}/${bootstrap##*:}") 2>/dev/null; }
 
+# Sets existing_topics: the broker's answer to the listing that proved it ready.
+existing_topics=""
 wait_ready() {
   local deadline=$((SECONDS + 90))
-  until port_open && topic_cmd --list >/dev/null 2>&1; do
+  until port_open && existing_topics=$(topic_cmd --list 2>/dev/null); do
     if ! running_pid >/dev/null; then
       say "broker exited during start-up; last lines of $logs/server.log:"
       tail -n 20 "$logs/server.log" >&2 || true
@@ -248,8 +250,7 @@ inbound_topics=(
 )
 
 create_topics() {
-  local existing pids=() t config
-  existing=$(topic_cmd --list)
+  local existing=$existing_topics pids=() t config
   for t in "${topics[@]}" "${inbound_topics[@]}"; do
     config=()
     if [ "$t" != "${topics[0]}" ] && ! printf '%s\n' "${inbound_topics[@]}" | grep -qxF "$t"; then

@@ -8,6 +8,7 @@ table is printed at the end of the run and written to build/delivery-report.md.
 """
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -405,50 +406,59 @@ async def test_workers_ride_out_a_broker_restart_and_log_the_outage_with_backoff
     sending = asyncio.create_task(
         produce_steadily(kafka_bootstrap, topics.input, _claims(8000), duration_s=40, stop=done)
     )
-    for worker in workers:
-        await worker.wait_for_event("claim.scrubbed")
+    try:
+        for worker in workers:
+            await worker.wait_for_event("claim.scrubbed")
 
-    await asyncio.to_thread(_kafka, "down")
-    down_at = time.monotonic()
-    while 503 not in [ready for _, _, ready in probes] or not any(
-        worker.events("broker.unreachable") for worker in workers
-    ):
-        assert time.monotonic() - down_at < 60, "the outage was neither logged nor seen"
-        await asyncio.sleep(0.2)
-    await asyncio.to_thread(_kafka, "up")
-    probes.append(("broker up", 0, 0))
-    up_at = time.monotonic()
-    while measure.watcher.first_arrival_after(up_at) is None:
-        assert time.monotonic() - up_at < 120, "nothing was committed after the broker came back"
-        await asyncio.sleep(0.2)
-    done.set()
-    await sending
-    inputs = sum((await input_end_offsets(kafka_bootstrap, topics)).values())
+        await asyncio.to_thread(_kafka, "down")
+        down_at = time.monotonic()
+        while 503 not in [ready for _, _, ready in probes] or not any(
+            worker.events("broker.unreachable") for worker in workers
+        ):
+            assert time.monotonic() - down_at < 60, "the outage was neither logged nor seen"
+            await asyncio.sleep(0.2)
+        await asyncio.to_thread(_kafka, "up")
+        probes.append(("broker up", 0, 0))
+        up_at = time.monotonic()
+        while measure.watcher.first_arrival_after(up_at) is None:
+            assert time.monotonic() - up_at < 120, (
+                "nothing was committed after the broker came back"
+            )
+            await asyncio.sleep(0.2)
+        done.set()
+        await sending
+        inputs = sum((await input_end_offsets(kafka_bootstrap, topics)).values())
 
-    measured = await measure(
-        "broker restart (down until the workers see it)",
-        expected=inputs,
-        started=started,
-        fault_at=up_at,
-        timeout_s=180,
-    )
+        measured = await measure(
+            "broker restart (down until the workers see it)",
+            expected=inputs,
+            started=started,
+            fault_at=up_at,
+            timeout_s=180,
+        )
 
-    assert (measured.duplicates, measured.lost) == (0, 0)
-    assert all(worker.process.poll() is None for worker in workers), "no worker crashed"
-    # Each retrying source (a worker's probe, each partition's producer) backs off
-    # exponentially from 0.2 s (Backoff): n retries take at least 0.1 x (2^(n-1) - 1) s.
-    retries = Counter(
-        (worker.name, line.get("partition"))
-        for worker in workers
-        for line in worker.events("broker.unreachable")
-    )
-    most = math.log2((up_at - down_at + 10) / 0.1 + 1) + 1
-    assert max(retries.values()) <= most, f"retries back off instead of looping hot: {retries}"
-    probing.cancel()
-    up = probes.index(("broker up", 0, 0))
-    assert all(live == 200 for _, live, _ in probes[:up] + probes[up + 1 :]), "/livez stays 200"
-    assert 503 in [ready for _, _, ready in probes[:up]], "/readyz is 503 while it is down"
-    await wait_ready(port, timeout_s=30)  # /readyz is 200 again in the group
+        assert (measured.duplicates, measured.lost) == (0, 0)
+        assert all(worker.process.poll() is None for worker in workers), "no worker crashed"
+        # Each retrying source (a worker's probe, each partition's producer) backs off
+        # exponentially from 0.2 s (Backoff): n retries take at least 0.1 x (2^(n-1) - 1) s.
+        retries = Counter(
+            (worker.name, line.get("partition"))
+            for worker in workers
+            for line in worker.events("broker.unreachable")
+        )
+        most = math.log2((up_at - down_at + 10) / 0.1 + 1) + 1
+        assert max(retries.values()) <= most, f"retries back off instead of looping hot: {retries}"
+        probing.cancel()
+        up = probes.index(("broker up", 0, 0))
+        assert all(live == 200 for _, live, _ in probes[:up] + probes[up + 1 :]), "/livez stays 200"
+        assert 503 in [ready for _, _, ready in probes[:up]], "/readyz is 503 while it is down"
+        await wait_ready(port, timeout_s=30)  # /readyz is 200 again in the group
+    finally:
+        # A failure above fails this test alone: nothing of it is left running for the next.
+        done.set()
+        probing.cancel()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(sending, probing, return_exceptions=True), 30)
 
 
 async def _probe_health(port: int, probes: list[tuple[str, int, int]]) -> None:
