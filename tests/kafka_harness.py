@@ -4,6 +4,7 @@ import asyncio
 import base64
 import contextlib
 import ctypes
+import http.client
 import os
 import re
 import signal
@@ -12,8 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -736,14 +735,17 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def http_get(port: int, path: str) -> tuple[int, str]:
-    """Status and body of GET http://127.0.0.1:PORT/PATH (raises URLError when nothing
-    listens)."""
+def http_get(port: int, path: str, token: str | None = None) -> tuple[int, str]:
+    """Status and body of GET http://127.0.0.1:PORT/PATH, with the bearer `token` if given
+    (raises OSError when nothing listens)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        connection.request("GET", path, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()
 
 
 async def wait_ready(port: int, timeout_s: float = 60.0) -> None:
@@ -940,6 +942,18 @@ def history_acls(
     return [
         (kind, name, pattern, f"User:{user}", "*", op, _ALLOW)
         for kind, name, pattern, op in bindings
+    ]
+
+
+def review_acls(
+    user: str, results: Iterable[str]
+) -> list[tuple[int, str, int, str, str, int, int]]:
+    """The review page's ACL bindings of docs/operating/kafka-security.md: Read and Describe on
+    the result topics it shows, and nothing else (it reads in no group)."""
+    return [
+        (_TOPIC, topic, _LITERAL, f"User:{user}", "*", op, _ALLOW)
+        for topic in results
+        for op in (_READ, _DESCRIBE)
     ]
 
 

@@ -28,8 +28,11 @@ from tests.kafka_harness import (
     committed_offsets,
     create_acls,
     delete_acls,
+    free_port,
     history_acls,
+    http_get,
     produce,
+    review_acls,
     worker_acls,
 )
 from tests.token_endpoint import TokenEndpoint, token_endpoint
@@ -39,6 +42,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 STATE = ROOT / ".kafka"
 TLS = STATE / "tls"
 CANARY = "canary-secret-5d1e0b"
+REVIEW_TOKEN = "review-token-secured-3c9a"  # noqa: S105 - a test token
 
 
 def _local_secure_broker() -> bool:
@@ -88,8 +92,10 @@ def _claims(tag: str, count: int) -> list[tuple[bytes | None, bytes]]:
     ]
 
 
-def _start(workers: list[WorkerProcess], env: dict[str, str], name: str) -> WorkerProcess:
-    worker = WorkerProcess(env, name)
+def _start(
+    workers: list[WorkerProcess], env: dict[str, str], name: str, command: str = "worker"
+) -> WorkerProcess:
+    worker = WorkerProcess(env, name, command)
     workers.append(worker)
     return worker
 
@@ -383,6 +389,78 @@ class TestDeadLetterCommands:
         line = _one_error_line(result)
         assert "Kafka refused this command the permission to" in line, line
         assert "Traceback" not in result.stderr
+
+
+def _review_env(topics: Topics, tmp_path: Path, port: int) -> dict[str, str]:
+    token = tmp_path / "review.token"
+    token.write_text(REVIEW_TOKEN)
+    return _scram_env(topics) | {
+        "SCRUBBER_REVIEW_TOKEN_FILE": str(token),
+        "SCRUBBER_REVIEW_PORT": str(port),
+    }
+
+
+class TestReviewPage:
+    """The review page as a principal of its own that may only read the two result topics."""
+
+    async def test_it_shows_the_claims_to_review_with_read_and_describe_on_the_results_only(
+        self, kafka_bootstrap: str, topics: Topics, workers: list[WorkerProcess], tmp_path: Path
+    ) -> None:
+        await create_acls("127.0.0.1:9092", review_acls("scrubber", [topics.review, topics.clean]))
+        _start(workers, topics.env(kafka_bootstrap), "worker-plaintext")
+        port = free_port()
+        review = _start(workers, _review_env(topics, tmp_path, port), "review-scram", "review")
+        claim = patched(
+            default_event(),
+            {"event_id": "rv-1", "claim.claim_id": "RV-1", "claim.lines[1].modifiers": ["ZZ"]},
+        )
+        await produce(kafka_bootstrap, topics.input, [(b"RV-1", event_bytes(claim))])
+
+        deadline = time.monotonic() + 60
+        while "MOD-002" not in (page := await _page_or_empty(port, "/claims/RV-1")):
+            assert time.monotonic() < deadline, review.all_output()[-3000:]
+            await asyncio.sleep(0.5)
+        assert "RV-1" in page
+        assert not review.events("review.feed_failed")
+
+    async def test_without_describe_on_a_result_topic_it_says_which_instead_of_showing_nothing(
+        self, topics: Topics, workers: list[WorkerProcess], tmp_path: Path
+    ) -> None:
+        await create_acls("127.0.0.1:9092", review_acls("scrubber", [topics.clean]))
+        review = _start(
+            workers, _review_env(topics, tmp_path, free_port()), "review-no-acl", "review"
+        )
+
+        failed = await review.wait_for_event("review.feed_failed", timeout_s=60)
+
+        assert failed["not_authorized"] == [topics.review], failed
+        assert "grant" in str(failed["problem"]), failed
+
+
+async def _page_or_empty(port: int, path: str) -> str:
+    """The page's body; empty while it does not listen yet or has no such item yet."""
+    try:
+        status, body = await asyncio.to_thread(http_get, port, path, REVIEW_TOKEN)
+    except OSError:
+        return ""
+    return body if status == 200 else ""
+
+
+class TestTail:
+    async def test_without_describe_on_the_result_topics_tail_says_not_authorized(
+        self, topics: Topics
+    ) -> None:
+        await create_acls("127.0.0.1:9092", review_acls("scrubber", [topics.clean]))
+        command = [WORKER[0], "tail", "--max", "1"]
+
+        result = await asyncio.to_thread(_run_worker, _scram_env(topics), 60, command)
+
+        assert result.returncode == 1
+        line = _one_error_line(result)
+        assert "not authorized" in line, line
+        assert topics.review in line, line
+        assert topics.dead_letter in line, line
+        assert topics.clean not in line, line
 
 
 class TestLosingAPermission:

@@ -199,22 +199,22 @@ def run_tail(arguments: argparse.Namespace) -> int:
 
 
 async def _tail(kafka: "KafkaConnection", topics: list[str], arguments: argparse.Namespace) -> None:
-    from claim_scrubber.adapters.kafka.follow import follow_topics, missing_topics  # noqa: PLC0415
+    from claim_scrubber.adapters.kafka.follow import UnreadableTopicsError, follow_topics  # noqa: PLC0415
 
-    missing = await missing_topics(kafka, topics)
-    if missing:
-        raise CommandError(f"no topic {', '.join(missing)} on the broker (is the worker set up?)")
     shown = 0
     out = sys.stdout
-    async for records, _ in follow_topics(kafka, topics, since_s=arguments.since):
-        for record in records:
-            if arguments.json:
-                out.write((record.value or b"").decode("utf-8") + "\n")
-            else:
-                where = f"{record.topic} {record.partition}:{record.offset}"
-                out.write("\n".join(describe(where, record.value)) + "\n")
-            shown += 1
-            if arguments.max is not None and shown >= arguments.max:
-                out.flush()
-                return
-        out.flush()
+    try:
+        async for records, _ in follow_topics(kafka, topics, since_s=arguments.since):
+            for record in records:
+                if arguments.json:
+                    out.write((record.value or b"").decode("utf-8") + "\n")
+                else:
+                    where = f"{record.topic} {record.partition}:{record.offset}"
+                    out.write("\n".join(describe(where, record.value)) + "\n")
+                shown += 1
+                if arguments.max is not None and shown >= arguments.max:
+                    out.flush()
+                    return
+            out.flush()
+    except UnreadableTopicsError as error:
+        raise CommandError(str(error)) from None

@@ -3,43 +3,73 @@ group, from a point in time and then as records arrive (`claim-scrubber tail`, t
 page)."""
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from claim_scrubber.adapters.kafka.security import KafkaConnection
 from claim_scrubber.adapters.kafka.topic_sizes import admin_client
 
-__all__ = ["Followed", "follow_topics", "missing_topics"]
+__all__ = ["Followed", "UnreadableTopicsError", "follow_topics"]
 
 Followed = tuple[list["ConsumerRecord[bytes, bytes]"], bool]
 """One poll's records, and whether every partition has reached the end it had at the start."""
 
 
-async def _described(kafka: KafkaConnection, topics: list[str]) -> list[dict[str, object]]:
+_TOPIC_AUTHORIZATION_FAILED = 29
+"""Kafka's error code for a topic this principal may not describe (an ACL is missing)."""
+
+
+class UnreadableTopicsError(Exception):
+    """Topics that cannot be followed: unknown to the brokers, or this principal may not
+    describe them. The message names them (topic names carry no PHI)."""
+
+    def __init__(self, *, missing: list[str], not_authorized: list[str]) -> None:
+        self.missing = missing
+        self.not_authorized = not_authorized
+        problems = []
+        if not_authorized:
+            problems.append(
+                f"not authorized to read {', '.join(not_authorized)}: grant this principal "
+                "Describe and Read on them"
+            )
+        if missing:
+            problems.append(f"no topic {', '.join(missing)} on the broker (is the worker set up?)")
+        super().__init__("; ".join(problems))
+
+
+async def _partitions(kafka: KafkaConnection, topics: list[str]) -> list[TopicPartition]:
+    """Every partition of `topics`; UnreadableTopicsError when one cannot be described."""
     admin = admin_client(kafka)
     try:
         await admin.start()
-        described: list[dict[str, object]] = await admin.describe_topics(topics)
+        described: list[dict[str, Any]] = await admin.describe_topics(topics)
     finally:
         await admin.close()
-    return described
-
-
-async def missing_topics(kafka: KafkaConnection, topics: list[str]) -> list[str]:
-    """The topics the brokers do not know."""
-    return [str(t["topic"]) for t in await _described(kafka, topics) if t.get("error_code")]
+    refused = [d for d in described if d.get("error_code")]
+    if refused:
+        raise UnreadableTopicsError(
+            missing=[
+                str(d["topic"]) for d in refused if d["error_code"] != _TOPIC_AUTHORIZATION_FAILED
+            ],
+            not_authorized=[
+                str(d["topic"]) for d in refused if d["error_code"] == _TOPIC_AUTHORIZATION_FAILED
+            ],
+        )
+    return [
+        TopicPartition(str(d["topic"]), int(partition["partition"]))
+        for d in described
+        for partition in d["partitions"]
+    ]
 
 
 async def follow_topics(
     kafka: KafkaConnection, topics: list[str], *, since_s: float
 ) -> AsyncIterator[Followed]:
     """Every committed record of `topics` written at or after `since_s` (epoch seconds), then
-    each new one, poll by poll; a topic the brokers do not know contributes nothing."""
-    partitions = [
-        TopicPartition(str(topic["topic"]), int(partition["partition"]))
-        for topic in await _described(kafka, topics)
-        for partition in topic.get("partitions", [])  # type: ignore[attr-defined]
-    ]
+    each new one, poll by poll; UnreadableTopicsError, before anything is read, when one of them
+    does not exist or may not be read."""
+    partitions = await _partitions(kafka, topics)
     consumer = AIOKafkaConsumer(
         **kafka.client_args(),
         group_id=None,

@@ -9,7 +9,7 @@ from typing import Final
 from aiokafka.errors import KafkaError
 from structlog.typing import FilteringBoundLogger
 
-from claim_scrubber.adapters.kafka.follow import follow_topics
+from claim_scrubber.adapters.kafka.follow import UnreadableTopicsError, follow_topics
 from claim_scrubber.adapters.kafka.security import KafkaConnection
 from claim_scrubber.adapters.review.app import ReviewState
 
@@ -27,14 +27,24 @@ async def follow_results(
     log: FilteringBoundLogger,
     ready: asyncio.Event,
 ) -> None:
-    """Fill `state` from the window's start, then follow; `ready` once caught up. An outage
-    is retried (the page keeps what it has)."""
+    """Fill `state` from the window's start, then follow; `ready` once caught up. An outage,
+    a topic not there yet or a missing ACL is logged and retried (the page keeps what it
+    has)."""
     while True:
         try:
             await _follow(kafka, topics, state, window_days=window_days, ready=ready)
+        except UnreadableTopicsError as error:
+            log.warning(
+                "review.feed_failed",
+                error_type=type(error).__name__,
+                not_authorized=error.not_authorized,
+                missing=error.missing,
+                problem=str(error),
+                retry_in_s=_RETRY_S,
+            )
         except (KafkaError, OSError) as error:
             log.warning("review.feed_failed", error_type=type(error).__name__, retry_in_s=_RETRY_S)
-            await asyncio.sleep(_RETRY_S)
+        await asyncio.sleep(_RETRY_S)
 
 
 async def _follow(
