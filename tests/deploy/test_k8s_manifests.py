@@ -54,7 +54,7 @@ def manifests(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
     return _render(request.param)
 
 
-WORKER, INTAKE = "claim-scrubber", "claim-scrubber-intake"
+WORKER, INTAKE, REVIEW = "claim-scrubber", "claim-scrubber-intake", "claim-scrubber-review"
 
 
 def _app(manifest: dict[str, Any]) -> str | None:
@@ -72,8 +72,9 @@ def _one(manifests: list[dict[str, Any]], kind: str, app: str = WORKER) -> dict[
 
 
 def _apps(manifests: list[dict[str, Any]]) -> list[str]:
-    """The stages a rendering deploys: the worker, and intake beside it in the overlays."""
-    return [app for app in (WORKER, INTAKE) if any(_app(m) == app for m in manifests)]
+    """The stages a rendering deploys: the worker, and intake and the review page beside it in
+    the overlays."""
+    return [app for app in (WORKER, INTAKE, REVIEW) if any(_app(m) == app for m in manifests)]
 
 
 def _containers(deployment: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -308,28 +309,45 @@ _PER_STAGE = {"SCRUBBER_KAFKA_SASL_USERNAME", "SCRUBBER_KAFKA_OAUTH_CLIENT_ID"}
 """Kafka settings each stage has its own value of (its principal)."""
 
 
+def _principal(manifests: list[dict[str, Any]], app: str) -> str:
+    """Who a stage signs in to Kafka as: its user or client id, the Secret holding its client
+    certificate, or (MSK IAM) its service account's role."""
+    config = _one(manifests, "ConfigMap", app)["data"]
+    pod = _one(manifests, "Deployment", app)["spec"]["template"]["spec"]
+    for key in sorted(_PER_STAGE & config.keys()):
+        return str(config[key])
+    if "SCRUBBER_KAFKA_SSL_CERT_FILE" in config:
+        return str(
+            _mounted_volume(pod, config["SCRUBBER_KAFKA_SSL_CERT_FILE"])["secret"]["secretName"]
+        )
+    return str(pod["serviceAccountName"])
+
+
 @pytest.mark.parametrize("overlay", [t for t in TARGETS if t.startswith("overlays/")])
-def test_every_overlay_runs_intake_beside_the_worker_on_the_same_cluster(overlay: str) -> None:
+def test_every_overlay_runs_intake_and_the_review_page_beside_the_worker_on_the_same_cluster(
+    overlay: str,
+) -> None:
     manifests = _render(overlay)
 
-    assert _apps(manifests) == [WORKER, INTAKE]
-    worker, intake = (_one(manifests, "ConfigMap", app)["data"] for app in (WORKER, INTAKE))
+    assert _apps(manifests) == [WORKER, INTAKE, REVIEW]
+    worker, *others = (_one(manifests, "ConfigMap", app)["data"] for app in _apps(manifests))
     kafka = {key for key in worker if key.startswith("SCRUBBER_KAFKA_")}
-    assert kafka == {key for key in intake if key.startswith("SCRUBBER_KAFKA_")}
-    for key in kafka - _PER_STAGE:
-        assert worker[key] == intake[key], key
-    for key in kafka & _PER_STAGE:
-        assert worker[key] != intake[key], f"{key}: each stage is its own principal"
+    for other in others:
+        assert kafka == {key for key in other if key.startswith("SCRUBBER_KAFKA_")}
+        for key in kafka - _PER_STAGE:
+            assert worker[key] == other[key], key
+    principals = {_principal(manifests, app) for app in _apps(manifests)}
+    assert len(principals) == 3, f"each stage is its own principal: {principals}"
     monitor = _one(manifests, "ServiceMonitor", INTAKE)
     service = _one(manifests, "Service", INTAKE)
     assert (
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
-    intake_pod = _one(manifests, "Deployment", INTAKE)["spec"]["template"]["spec"]
-    assert (
-        intake_pod["containers"][0]["image"]
-        == (_one(manifests, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"])
-    )
+    images = {
+        _one(manifests, "Deployment", app)["spec"]["template"]["spec"]["containers"][0]["image"]
+        for app in _apps(manifests)
+    }
+    assert len(images) == 1, images
 
 
 def test_an_operator_ruleset_is_mounted_from_its_configmap_in_both_stages(
