@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from pathlib import Path
 
 from claim_scrubber.models import ClaimEvent
 from tests.kafka_harness import ROOT, WORKER
@@ -58,3 +59,32 @@ def test_the_examples_are_all_our_own() -> None:
     shared = ROOT.parent / "shared" / "samples"
     theirs = {p.read_bytes() for p in shared.rglob("*") if p.is_file()}
     assert not [p.name for p in EXAMPLES.iterdir() if p.read_bytes() in theirs]
+
+
+def test_sent_one_after_another_with_history_on_no_example_is_flagged_against_another(
+    tmp_path: Path,
+) -> None:
+    """`make run` keeps claim history: the docs send the examples in turn, and each must show
+    what the docs say, not a duplicate of another example's patient, wound and date."""
+    converted = [
+        subprocess.run(
+            [WORKER[0], "convert", "--from", kind, str(EXAMPLES / name)],
+            capture_output=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        for kind, name in (("x12", "claim.837p"), ("fhir", "claim-bundle.fhir.json"))
+    ]
+    together = tmp_path / "together.jsonl"
+    together.write_bytes((EXAMPLES / "claims.jsonl").read_bytes() + b"".join(converted))
+
+    outputs = _scrub("--history", str(together))
+
+    assert len(outputs) == 5
+    flagged = {
+        str(o.get("claim_id")): f["rule_id"]
+        for o in outputs
+        for f in o.get("findings", [])  # type: ignore[attr-defined]
+        if str(f["rule_id"]).startswith("HIST-")
+    }
+    assert flagged == {}
