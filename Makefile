@@ -21,8 +21,8 @@ $(INSTALLED): pyproject.toml
 	bash deploy/fetch-htmx.sh
 	touch $@
 
-run: install ## the worker and intake, on a local broker unless SCRUBBER_KAFKA_BOOTSTRAP_SERVERS is set
-	@bash deploy/run-local.sh
+run: install ## the worker, intake and the review page on a local broker (SECURE=1: each as its own user over SASL_SSL)
+	@bash deploy/run-local.sh $(if $(SECURE),--secure)
 
 test: install ## lint, type-check and run every test (unit and real Kafka); stops what it started
 	bash deploy/run-tests.sh

@@ -1,15 +1,38 @@
 #!/usr/bin/env bash
-# `make run`: the worker in the foreground and intake beside it (837P/FHIR from the inbound
-# topics to claims.submitted), on the local broker unless SCRUBBER_KAFKA_BOOTSTRAP_SERVERS is
-# set, with claim history on. Ctrl-C (or SIGTERM) stops both gracefully; when either exits, the other is stopped.
+# `make run`: the worker in the foreground, intake beside it (837P/FHIR from the inbound topics
+# to claims.submitted) and the review page, on the local broker unless
+# SCRUBBER_KAFKA_BOOTSTRAP_SERVERS is set, with claim history on. Ctrl-C (or SIGTERM) stops all
+# three gracefully; when one exits, the others are stopped.
+#   --secure (make run SECURE=1): on the local broker's SASL_SSL listener, each stage as its own
+#   least-privileged user (scrubber, intake, review; kafka.sh grants their ACLs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=.venv/bin
+
+secure=0
+if [ "${1:-}" = --secure ]; then
+  secure=1
+  if [ -n "${SCRUBBER_KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
+    echo "make run SECURE=1 runs on the local broker: unset SCRUBBER_KAFKA_BOOTSTRAP_SERVERS" >&2
+    exit 2
+  fi
+fi
 
 if [ -z "${SCRUBBER_KAFKA_BOOTSTRAP_SERVERS:-}" ]; then
   bash deploy/kafka/kafka.sh up
   export SCRUBBER_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092
 fi
+
+# stage ENV_FILE COMMAND...: a stage's command, with --secure signed in as its own user.
+stage() {
+  local env_file=$1
+  shift
+  if [ "$secure" = 1 ]; then
+    # shellcheck source=/dev/null
+    source "$env_file"
+  fi
+  exec "$@"
+}
 
 # Claim history on (contract section 10), keyed by a secret generated once for this machine.
 export SCRUBBER_HISTORY="${SCRUBBER_HISTORY:-on}"
@@ -33,11 +56,11 @@ if ! [ -s "$SCRUBBER_REVIEW_TOKEN_FILE" ]; then
 fi
 review_port="${SCRUBBER_REVIEW_PORT:-8081}"
 
-SCRUBBER_HTTP_PORT="$intake_port" "$bin/claim-scrubber" intake &
+(SCRUBBER_HTTP_PORT="$intake_port" stage .kafka/secure-intake.env "$bin/claim-scrubber" intake) &
 intake=$!
-"$bin/claim-scrubber" worker &
+(stage .kafka/secure.env "$bin/claim-scrubber" worker) &
 worker=$!
-SCRUBBER_HTTP_PORT=0 "$bin/claim-scrubber" review &
+(SCRUBBER_HTTP_PORT=0 stage .kafka/secure-review.env "$bin/claim-scrubber" review) &
 review=$!
 echo "review page: http://127.0.0.1:$review_port/login?token=$(cat "$SCRUBBER_REVIEW_TOKEN_FILE")" >&2
 

@@ -3,8 +3,10 @@
 # worker's secured listeners: 9094 SASL_SSL (SCRAM), 9095 mutual TLS, 9096 OAUTHBEARER.
 #   kafka.sh up     start it (fetching the jars on first use), wait until a client can list
 #                   topics, create the claim topics (intake's inbound ones, history's
-#                   internal ones), the users and the least-privilege ACLs of user `scrubber`, and write .kafka/secure.env (the settings a worker
-#                   needs to connect on 9094 as `scrubber`); a running broker is left as it is
+#                   internal ones), the users `scrubber` (the worker), `intake` and `review`
+#                   (the review page) with their least-privilege ACLs, and write
+#                   .kafka/secure{,-intake,-review}.env (the settings each needs to connect
+#                   on 9094 as its user); a running broker is left as it is
 #   kafka.sh down   SIGTERM the broker and wait for it to exit; the data is kept
 #   kafka.sh clean  down, then delete the data
 #   kafka.sh grant / revoke   add a worker's ACLs / remove ACLs (tests)
@@ -108,9 +110,12 @@ password_of() {
   cat "$file"
 }
 
+# The SCRAM users: the super user, then one per stage (the worker, intake, the review page).
+users=(admin scrubber intake review)
+
 scram_users() {
   local user password
-  for user in admin scrubber; do
+  for user in "${users[@]}"; do
     password=$(password_of "$user")
     printf -- "--add-scram\nSCRAM-SHA-256=[name=%s,password=%s]\n--add-scram\nSCRAM-SHA-512=[name=%s,password=%s]\n" \
       "$user" "$password" "$user" "$password"
@@ -126,34 +131,74 @@ format_storage() {
   mapfile -t scram < <(scram_users)
   java_run kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$props" \
     "${scram[@]}" >/dev/null
-  touch "$data/.scram-users"
+  touch "$data/.scram-users" "$data/.scram-stage-users"
 }
 
 acl() { java_run org.apache.kafka.tools.AclCommand --bootstrap-server "$bootstrap" --add "$@" >/dev/null; }
 
-# What `scrubber` may do, and nothing else: read the input topic and its group, write the three
-# outputs, use the transactional ids with the group's prefix, read the four topics' configs.
-secure_users() {
-  local marker="$data/.secure-v2" user password mechanism pids=()
-  if [ -f "$marker" ]; then return 0; fi
-  if ! [ -f "$data/.scram-users" ]; then  # a cluster formatted before the users existed
-    for user in admin scrubber; do
-      password=$(password_of "$user")
-      for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do  # one credential per request
-        java_run kafka.admin.ConfigCommand --bootstrap-server "$bootstrap" --alter \
-          --entity-type users --entity-name "$user" \
-          --add-config "$mechanism=[password=$password]" >/dev/null &
-        pids+=($!)
-      done
+# add_scram_users USER...: credentials for users of a cluster formatted before they existed.
+add_scram_users() {
+  local user password mechanism pids=()
+  for user in "$@"; do
+    password=$(password_of "$user")
+    for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do  # one credential per request
+      java_run kafka.admin.ConfigCommand --bootstrap-server "$bootstrap" --alter \
+        --entity-type users --entity-name "$user" \
+        --add-config "$mechanism=[password=$password]" >/dev/null &
+      pids+=($!)
     done
-    for p in "${pids[@]}"; do wait "$p"; done
-    pids=()
+  done
+  for p in "${pids[@]}"; do wait "$p"; done
+}
+
+# What each stage's user may do, and nothing else (docs/operating/kafka-security.md): `scrubber`
+# reads the input topic and its group, writes the three outputs, uses the transactional ids
+# with the group's prefix, reads the four topics' configs; `intake` and `review` likewise.
+secure_users() {
+  if ! [ -f "$data/.scram-users" ]; then  # a cluster formatted before the users existed
+    add_scram_users admin scrubber
     touch "$data/.scram-users"
   fi
-  say "granting user scrubber its ACLs"
-  grant scrubber "$group" "${topics[@]}"
-  grant_history scrubber "$group"
-  touch "$marker"
+  if ! [ -f "$data/.scram-stage-users" ]; then  # ... before intake and review had their own
+    add_scram_users intake review
+    touch "$data/.scram-stage-users"
+  fi
+  if ! [ -f "$data/.secure-v2" ]; then
+    say "granting user scrubber its ACLs"
+    grant scrubber "$group" "${topics[@]}"
+    grant_history scrubber "$group"
+    touch "$data/.secure-v2"
+  fi
+  if ! [ -f "$data/.secure-stages-v1" ]; then
+    say "granting users intake and review their ACLs"
+    grant_intake intake "$group.intake"
+    grant_review review
+    touch "$data/.secure-stages-v1"
+  fi
+}
+
+# grant_intake USER GROUP: read the inbound topics and the group, write claims.submitted and
+# the dead letters, with the group's transactional ids; the configs of all four.
+grant_intake() {
+  local user=$1 group=$2 pids=()
+  acl --allow-principal "User:$user" --operation Read --operation Describe \
+    --operation DescribeConfigs --topic "${inbound_topics[0]}" --topic "${inbound_topics[1]}" &
+  pids+=($!)
+  acl --allow-principal "User:$user" --operation Write --operation Describe \
+    --operation DescribeConfigs --topic "${topics[0]}" --topic "${topics[3]}" &
+  pids+=($!)
+  acl --allow-principal "User:$user" --operation Read --group "$group" &
+  pids+=($!)
+  acl --allow-principal "User:$user" --operation Write --operation Describe \
+    --transactional-id "$group-" --resource-pattern-type prefixed &
+  pids+=($!)
+  for p in "${pids[@]}"; do wait "$p"; done
+}
+
+# grant_review USER: read the two result topics the review page shows, in no group.
+grant_review() {
+  acl --allow-principal "User:$1" --operation Read --operation Describe \
+    --topic "${topics[2]}" --topic "${topics[1]}"
 }
 
 # grant_history USER GROUP: what history on adds (the changelog is PHI-derived: grant it only
@@ -201,18 +246,26 @@ grant() {
   for p in "${pids[@]}"; do wait "$p"; done
 }
 
-write_secure_env() {
-  password_of scrubber >/dev/null
-  cat >"$state/secure.env" <<ENV
-# A worker on the local broker's SASL_SSL listener as the least-privileged user scrubber:
-#   source .kafka/secure.env && make run
+# secure_env USER WHAT: the settings of one stage on the SASL_SSL listener as its own user.
+secure_env() {
+  local user=$1 what=$2
+  password_of "$user" >/dev/null
+  cat <<ENV
+# $what on the local broker's SASL_SSL listener as the least-privileged user $user
+# (make run SECURE=1 starts all three stages so).
 export SCRUBBER_KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9094
 export SCRUBBER_KAFKA_SECURITY_PROTOCOL=SASL_SSL
 export SCRUBBER_KAFKA_SASL_MECHANISM=SCRAM-SHA-512
-export SCRUBBER_KAFKA_SASL_USERNAME=scrubber
-export SCRUBBER_KAFKA_SASL_PASSWORD_FILE=$secrets/scrubber.password
+export SCRUBBER_KAFKA_SASL_USERNAME=$user
+export SCRUBBER_KAFKA_SASL_PASSWORD_FILE=$secrets/$user.password
 export SCRUBBER_KAFKA_SSL_CA_FILE=$tls/ca.pem
 ENV
+}
+
+write_secure_env() {
+  secure_env scrubber "The worker" >"$state/secure.env"
+  secure_env intake "Intake" >"$state/secure-intake.env"
+  secure_env review "The review page" >"$state/secure-review.env"
 }
 
 topic_cmd() { java_run org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" "$@"; }
@@ -307,7 +360,7 @@ up() {
   secure_users
   write_secure_env
   say "ready on $bootstrap (secured: 9094 SASL_SSL, 9095 mutual TLS, 9096 OAUTHBEARER;" \
-    "settings in .kafka/secure.env); topics: ${topics[*]} ${inbound_topics[*]} $by_patient" \
+    "settings in .kafka/secure*.env); topics: ${topics[*]} ${inbound_topics[*]} $by_patient" \
     "$history $replayed ($partitions partitions)"
 }
 
@@ -334,7 +387,7 @@ down() {
 
 clean() {
   down
-  rm -rf "$data" "$logs" "$props" "$state/secure.env"
+  rm -rf "$data" "$logs" "$props" "$state"/secure*.env
   say "data deleted"
 }
 
