@@ -4,6 +4,8 @@ never skip."""
 
 import json
 import os
+import socket
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,6 +50,26 @@ def kafka_bootstrap() -> Iterator[str]:
         "no Kafka broker: run `make test` (starts the local broker), set "
         "SCRUBBER_KAFKA_BOOTSTRAP_SERVERS, or start Docker; real-Kafka tests never skip"
     )
+
+
+@pytest.fixture(autouse=True)
+def _broker_accepts_connections(request: pytest.FixtureRequest) -> None:
+    """A real-Kafka test starts on a broker that accepts connections: one that an earlier test
+    stopped and started again gets a minute to come back; past that, the test fails saying so
+    (rather than with the first client's "Unable to bootstrap")."""
+    if request.node.get_closest_marker("kafka") is None:
+        return
+    bootstrap: str = request.getfixturevalue("kafka_bootstrap")
+    host, _, port = bootstrap.split(",", maxsplit=1)[0].strip().rpartition(":")
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=5):
+                return
+        except OSError as error:
+            if time.monotonic() > deadline:
+                pytest.fail(f"the broker at {bootstrap} has refused connections for 60 s: {error}")
+            time.sleep(0.5)
 
 
 @pytest.fixture

@@ -136,6 +136,21 @@ format_storage() {
 
 acl() { java_run org.apache.kafka.tools.AclCommand --bootstrap-server "$bootstrap" --add "$@" >/dev/null; }
 
+# allow USER ACL-ARGS...: one ACL for USER, added in the background (each is a JVM start);
+# allowed waits for them all and fails if one did.
+acl_pids=()
+allow() {
+  local user=$1
+  shift
+  acl --allow-principal "User:$user" "$@" &
+  acl_pids+=($!)
+}
+allowed() {
+  local p
+  for p in "${acl_pids[@]}"; do wait "$p"; done
+  acl_pids=()
+}
+
 # add_scram_users USER...: credentials for users of a cluster formatted before they existed.
 add_scram_users() {
   local user password mechanism pids=()
@@ -180,48 +195,41 @@ secure_users() {
 # grant_intake USER GROUP: read the inbound topics and the group, write claims.submitted and
 # the dead letters, with the group's transactional ids; the configs of all four.
 grant_intake() {
-  local user=$1 group=$2 pids=()
-  acl --allow-principal "User:$user" --operation Read --operation Describe \
-    --operation DescribeConfigs --topic "${inbound_topics[0]}" --topic "${inbound_topics[1]}" &
-  pids+=($!)
-  acl --allow-principal "User:$user" --operation Write --operation Describe \
-    --operation DescribeConfigs --topic "${topics[0]}" --topic "${topics[3]}" &
-  pids+=($!)
-  acl --allow-principal "User:$user" --operation Read --group "$group" &
-  pids+=($!)
-  acl --allow-principal "User:$user" --operation Write --operation Describe \
-    --transactional-id "$group-" --resource-pattern-type prefixed &
-  pids+=($!)
-  for p in "${pids[@]}"; do wait "$p"; done
+  local user=$1 group=$2
+  allow "$user" --operation Read --operation Describe --operation DescribeConfigs \
+    --topic "${inbound_topics[0]}" --topic "${inbound_topics[1]}"
+  allow "$user" --operation Write --operation Describe --operation DescribeConfigs \
+    --topic "${topics[0]}" --topic "${topics[3]}"
+  allow "$user" --operation Read --group "$group"
+  allow "$user" --operation Write --operation Describe \
+    --transactional-id "$group-" --resource-pattern-type prefixed
+  allowed
 }
 
 # grant_review USER: read the two result topics the review page shows, in no group.
 grant_review() {
-  acl --allow-principal "User:$1" --operation Read --operation Describe \
-    --topic "${topics[2]}" --topic "${topics[1]}"
+  allow "$1" --operation Read --operation Describe --topic "${topics[2]}" --topic "${topics[1]}"
+  allowed
 }
 
 # grant_history USER GROUP: what history on adds (the changelog is PHI-derived: grant it only
 # to the worker): write and read the re-keyed input and the changelog, the scrubbing group,
 # and its transactional ids.
 grant_history() {
-  local user=$1 group=$2 pids=()
-  acl --allow-principal "User:$user" --operation Describe --operation Read --operation Write \
-    --operation DescribeConfigs --topic "$by_patient" --topic "$history" &
-  pids+=($!)
-  acl --allow-principal "User:$user" --operation Read --group "$group.by-patient" &
-  pids+=($!)
-  acl --allow-principal "User:$user" --operation Write --operation Describe \
-    --transactional-id "$group.by-patient-$by_patient-" --resource-pattern-type prefixed &
-  pids+=($!)
-  for p in "${pids[@]}"; do wait "$p"; done
+  local user=$1 group=$2
+  allow "$user" --operation Describe --operation Read --operation Write \
+    --operation DescribeConfigs --topic "$by_patient" --topic "$history"
+  allow "$user" --operation Read --group "$group.by-patient"
+  allow "$user" --operation Write --operation Describe \
+    --transactional-id "$group.by-patient-$by_patient-" --resource-pattern-type prefixed
+  allowed
 }
 
 # grant USER GROUP INPUT CLEAN REVIEW DEAD [WITHOUT]: the ACLs a worker needs, all of them or
 # all but one (WITHOUT: read-input, describe-configs, write-outputs, read-group,
 # transactional-id; the tests use it to show each missing permission's error).
 grant() {
-  local user=$1 group=$2 input=$3 clean=$4 review=$5 dead=$6 without=${7:-} pids=()
+  local user=$1 group=$2 input=$3 clean=$4 review=$5 dead=$6 without=${7:-}
   local input_ops=(--operation Describe) output_ops=(--operation Describe)
   [ "$without" != read-input ] && input_ops+=(--operation Read)
   [ "$without" != write-outputs ] && output_ops+=(--operation Write)
@@ -229,21 +237,16 @@ grant() {
     input_ops+=(--operation DescribeConfigs)
     output_ops+=(--operation DescribeConfigs)
   fi
-  acl --allow-principal "User:$user" "${input_ops[@]}" --topic "$input" &
-  pids+=($!)
-  acl --allow-principal "User:$user" "${output_ops[@]}" \
-    --topic "$clean" --topic "$review" --topic "$dead" &
-  pids+=($!)
+  allow "$user" "${input_ops[@]}" --topic "$input"
+  allow "$user" "${output_ops[@]}" --topic "$clean" --topic "$review" --topic "$dead"
   if [ "$without" != read-group ]; then
-    acl --allow-principal "User:$user" --operation Read --group "$group" &
-    pids+=($!)
+    allow "$user" --operation Read --group "$group"
   fi
   if [ "$without" != transactional-id ]; then
-    acl --allow-principal "User:$user" --operation Write --operation Describe \
-      --transactional-id "$group-$input-" --resource-pattern-type prefixed &
-    pids+=($!)
+    allow "$user" --operation Write --operation Describe \
+      --transactional-id "$group-$input-" --resource-pattern-type prefixed
   fi
-  for p in "${pids[@]}"; do wait "$p"; done
+  allowed
 }
 
 # secure_env USER WHAT: the settings of one stage on the SASL_SSL listener as its own user.
