@@ -38,6 +38,25 @@ def _readme_commands() -> list[list[str]]:
     return [shlex.split(line) for line in lines if line]
 
 
+def _readme_output() -> str:
+    """The output the README's try-it shows (its `text` block)."""
+    section = (ROOT / "README.md").read_text("utf-8").split("## Try it in one minute", 1)[1]
+    block = re.search(r"```text\n(.*?)```", section, re.DOTALL)
+    assert block is not None, "the README's try-it shows no output"
+    return block.group(1)
+
+
+def _results(text: str) -> set[str]:
+    """`tail`'s results, each with its finding lines, the offset left out."""
+    results: list[list[str]] = []
+    for line in text.splitlines():
+        if not line.startswith(" "):
+            results.append([])
+        if results:
+            results[-1].append(re.sub(r"(\(\S+ \d+):\d+\)$", r"\1)", line))
+    return {"\n".join(lines) for lines in results}
+
+
 class _Lines:
     """A process's stdout, collected by a thread."""
 
@@ -113,6 +132,8 @@ def test_a_newcomer_sees_scrubbed_claims_by_following_the_readme(tmp_path: Path)
             time.sleep(0.5)
         assert all(w in shown.text() for w in wanted), shown.text()
         assert "    error   UNITS-002 line 2   claim.lines[1].units" in shown.text()
+        # what the README shows is what a newcomer sees, but for the offsets of earlier runs
+        assert _results(_readme_output()) <= _results(shown.text()), shown.text()
 
         # and they are this run's results, not an earlier run's still within tail's window
         fresh = subprocess.run(
