@@ -278,17 +278,24 @@ port_open() { (exec 3<>"/dev/tcp/${bootstrap%:*}/${bootstrap##*:}") 2>/dev/null;
 
 # Sets existing_topics: the broker's answer to the listing that proved it ready.
 existing_topics=""
+# A broker stopped uncleanly recovers every partition's log first: on a loaded machine with
+# many topics that takes minutes, not seconds, so the wait is long and says it is waiting.
 wait_ready() {
-  local deadline=$((SECONDS + 90))
+  local started=$SECONDS limit=240 said=$SECONDS
   until port_open && existing_topics=$(topic_cmd --list 2>/dev/null); do
     if ! running_pid >/dev/null; then
       say "broker exited during start-up; last lines of $logs/server.log:"
       tail -n 20 "$logs/server.log" >&2 || true
       return 1
     fi
-    if [ $SECONDS -ge $deadline ]; then
-      say "broker did not accept clients within 90 s; see $logs/server.log"
+    if [ $((SECONDS - started)) -ge $limit ]; then
+      say "broker did not accept clients within $limit s; last lines of $logs/server.log:"
+      tail -n 20 "$logs/server.log" >&2 || true
       return 1
+    fi
+    if [ $((SECONDS - said)) -ge 30 ]; then
+      say "still waiting for the broker to accept clients ($((SECONDS - started)) s)"
+      said=$SECONDS
     fi
     sleep 1
   done

@@ -477,7 +477,7 @@ def _kafka(action: str) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=300,
         check=False,
     )
     if done.returncode != 0:
